@@ -1,0 +1,5 @@
+"""``python -m sqlrunner``."""
+
+from .cli import main
+
+main()

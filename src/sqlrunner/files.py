@@ -1,0 +1,136 @@
+"""Read an sql/ folder into Migration values, refusing a broken set before anything runs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidMigrationSet
+
+KINDS = ("forward", "rollback", "seed", "verify")
+NO_TRANSACTION_MARK = "-- sqlrunner: no-transaction"
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+IGNORED_NAMES = frozenset({".gitkeep", ".keep"})
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file, parsed once: what it is, where it is, and what it says."""
+
+    kind: str
+    version: int
+    name: str
+    path: Path
+    checksum: str
+    text: str = field(repr=False)
+    no_transaction: bool
+
+    @property
+    def label(self) -> str:
+        """The ``NNNN_name`` stem DBAs recognise in listings."""
+        return self.path.stem
+
+    @property
+    def display_path(self) -> str:
+        """``forward/0002_x.sql``: short, and the same on every machine."""
+        return f"{self.kind}/{self.path.name}"
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    """All files of an sql/ folder, each kind sorted by version."""
+
+    root: Path
+    forward: tuple[Migration, ...]
+    rollback: tuple[Migration, ...]
+    seed: tuple[Migration, ...]
+    verify: tuple[Migration, ...]
+
+    def rollback_for(self, version: int) -> Migration | None:
+        return next((m for m in self.rollback if m.version == version), None)
+
+    def forward_by_version(self, version: int) -> Migration | None:
+        return next((m for m in self.forward if m.version == version), None)
+
+
+def checksum_of(raw: bytes) -> str:
+    """SHA-256 with CRLF/CR normalised to LF, so a Windows checkout is not drift."""
+    normalised = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return hashlib.sha256(normalised).hexdigest()
+
+
+def load_migration_set(root: Path) -> MigrationSet:
+    """Discover and validate every file under ``root``; raise InvalidMigrationSet on any flaw."""
+    if not root.is_dir():
+        raise InvalidMigrationSet(f"sql directory not found: {root}")
+    by_kind = {kind: _load_kind(root, kind) for kind in KINDS}
+    unknown = sorted(
+        p.name for p in root.iterdir() if p.name not in KINDS and p.name not in IGNORED_NAMES
+        and not p.name.startswith(".") and p.suffix == ".sql"
+    )
+    if unknown:
+        raise InvalidMigrationSet(
+            f"{root}: SQL file outside forward/rollback/seed/verify: {', '.join(unknown)}"
+        )
+    forward_labels = {(m.version, m.name) for m in by_kind["forward"]}
+    for rollback in by_kind["rollback"]:
+        if (rollback.version, rollback.name) not in forward_labels:
+            raise InvalidMigrationSet(
+                f"{rollback.display_path}: rollback without a forward file "
+                f"forward/{rollback.path.name}"
+            )
+    return MigrationSet(root=root, **by_kind)
+
+
+def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
+    folder = root / kind
+    if not folder.exists():
+        return ()
+    if not folder.is_dir():
+        raise InvalidMigrationSet(f"{folder}: expected a directory")
+    migrations = [
+        _load_file(kind, path)
+        for path in sorted(folder.iterdir())
+        if path.name not in IGNORED_NAMES
+    ]
+    migrations.sort(key=lambda m: m.version)
+    seen: dict[int, Migration] = {}
+    for migration in migrations:
+        twin = seen.setdefault(migration.version, migration)
+        if twin is not migration:
+            raise InvalidMigrationSet(
+                f"{kind}/: duplicate version {migration.version:04d}: "
+                f"{twin.path.name} and {migration.path.name}"
+            )
+    return tuple(migrations)
+
+
+def _load_file(kind: str, path: Path) -> Migration:
+    match = FILE_NAME.match(path.name)
+    if match is None or not path.is_file():
+        raise InvalidMigrationSet(
+            f"{kind}/{path.name}: unknown file; expected NNNN_snake_case_name.sql"
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidMigrationSet(f"{kind}/{path.name}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMigrationSet(
+            f"{kind}/{path.name}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})"
+        ) from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    first_line = text.split("\n", 1)[0].strip()
+    return Migration(
+        kind=kind,
+        version=int(match["version"]),
+        name=match["name"],
+        path=path,
+        checksum=checksum_of(raw),
+        text=text,
+        no_transaction=first_line == NO_TRANSACTION_MARK,
+    )

@@ -1,0 +1,195 @@
+"""All SQL about sqlrunner's own tables: the ledger, its history, and no-transaction progress.
+
+Statements that write are returned as composed SQL with literal values so the
+runner can send them in the same round trip as the migration's COMMIT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .plan import LedgerRow
+
+
+@dataclass(frozen=True)
+class LedgerTables:
+    """Where the ledger lives; every name is quoted as an identifier."""
+
+    schema: str = "public"
+    table: str = "sqlrunner_ledger"
+
+    @property
+    def ledger(self) -> sql.Composed:
+        return sql.Identifier(self.schema, self.table)
+
+    @property
+    def history(self) -> sql.Composed:
+        return sql.Identifier(self.schema, f"{self.table}_history")
+
+    @property
+    def progress(self) -> sql.Composed:
+        return sql.Identifier(self.schema, f"{self.table}_progress")
+
+    @property
+    def lock_key(self) -> int:
+        """A stable signed 64-bit advisory-lock key, one per ledger."""
+        import hashlib
+
+        digest = hashlib.sha256(f"sqlrunner:{self.schema}.{self.table}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+
+CREATE = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {ledger} (
+    kind              text        NOT NULL CHECK (kind IN ('forward', 'seed')),
+    version           integer     NOT NULL,
+    name              text        NOT NULL,
+    checksum          text        NOT NULL,
+    applied_at        timestamptz NOT NULL DEFAULT now(),
+    applied_by        text        NOT NULL DEFAULT current_user,
+    duration_ms       integer     NOT NULL,
+    sqlrunner_version text        NOT NULL,
+    PRIMARY KEY (kind, version)
+);
+CREATE TABLE IF NOT EXISTS {history} (
+    id                bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id            uuid        NOT NULL,
+    at                timestamptz NOT NULL DEFAULT clock_timestamp(),
+    by                text        NOT NULL DEFAULT current_user,
+    client            text        NOT NULL,
+    action            text        NOT NULL,
+    kind              text,
+    version           integer,
+    name              text,
+    checksum          text,
+    outcome           text        NOT NULL,
+    duration_ms       integer,
+    detail            text,
+    sqlrunner_version text        NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {progress} (
+    version         integer     NOT NULL,
+    checksum        text        NOT NULL,
+    statement_index integer     NOT NULL,
+    done_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (version, statement_index)
+);
+"""
+
+
+def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
+    """Create sqlrunner's tables if they are missing (call with the runner lock held)."""
+    conn.execute(
+        sql.SQL(CREATE).format(
+            schema=sql.Identifier(tables.schema),
+            ledger=tables.ledger,
+            history=tables.history,
+            progress=tables.progress,
+        )
+    )
+
+
+def read_rows(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> list[LedgerRow]:
+    """The whole ledger in one round trip; an absent ledger reads as empty."""
+    query = sql.SQL(
+        "SELECT kind, version, name, checksum, applied_at, applied_by FROM {}"
+    ).format(tables.ledger)
+    try:
+        rows = conn.execute(query).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+    return [LedgerRow(*row) for row in rows]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every history row of one run shares."""
+
+    run_id: str
+    client: str
+    version: str
+
+
+def record_applied(
+    tables: LedgerTables, kind: str, version: int, name: str, checksum: str, duration_ms: int,
+    ctx: RunContext,
+) -> sql.Composed:
+    """Upsert the ledger row (seeds are re-applied when their checksum changes)."""
+    return sql.SQL(
+        "INSERT INTO {} (kind, version, name, checksum, duration_ms, sqlrunner_version) "
+        "VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (kind, version) DO UPDATE SET "
+        "name = excluded.name, checksum = excluded.checksum, applied_at = now(), "
+        "applied_by = current_user, duration_ms = excluded.duration_ms, "
+        "sqlrunner_version = excluded.sqlrunner_version"
+    ).format(
+        tables.ledger, *map(sql.Literal, (kind, version, name, checksum, duration_ms, ctx.version))
+    )
+
+
+def record_removed(tables: LedgerTables, kind: str, version: int) -> sql.Composed:
+    return sql.SQL("DELETE FROM {} WHERE kind = {} AND version = {}").format(
+        tables.ledger, sql.Literal(kind), sql.Literal(version)
+    )
+
+
+def forget_seeds(tables: LedgerTables) -> sql.Composed:
+    """After a rollback, seeds must run again: their tables may have been dropped."""
+    return sql.SQL("DELETE FROM {} WHERE kind = 'seed'").format(tables.ledger)
+
+
+def record_history(
+    tables: LedgerTables, ctx: RunContext, action: str, outcome: str, *,
+    kind: str | None = None, version: int | None = None, name: str | None = None,
+    checksum: str | None = None, duration_ms: int | None = None, detail: str | None = None,
+) -> sql.Composed:
+    values = (ctx.run_id, ctx.client, action, kind, version, name, checksum, outcome,
+              duration_ms, detail, ctx.version)
+    return sql.SQL(
+        "INSERT INTO {} (run_id, client, action, kind, version, name, checksum, outcome, "
+        "duration_ms, detail, sqlrunner_version) VALUES ({})"
+    ).format(tables.history, sql.SQL(", ").join(map(sql.Literal, values)))
+
+
+def done_statements(
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables, version: int, checksum: str
+) -> set[int]:
+    """Statements of a no-transaction file that already succeeded for this exact file."""
+    rows = conn.execute(
+        sql.SQL("SELECT statement_index FROM {} WHERE version = %s AND checksum = %s").format(
+            tables.progress
+        ),
+        (version, checksum),
+    ).fetchall()
+    return {int(r[0]) for r in rows}  # type: ignore[call-overload]
+
+
+def record_statement_done(tables: LedgerTables, version: int, checksum: str, index: int) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {} (version, checksum, statement_index) VALUES ({}, {}, {}) "
+        "ON CONFLICT (version, statement_index) DO UPDATE SET checksum = excluded.checksum, "
+        "done_at = clock_timestamp()"
+    ).format(tables.progress, sql.Literal(version), sql.Literal(checksum), sql.Literal(index))
+
+
+def clear_progress(tables: LedgerTables, version: int) -> sql.Composed:
+    return sql.SQL("DELETE FROM {} WHERE version = {}").format(tables.progress, sql.Literal(version))
+
+
+def read_history(
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables, limit: int
+) -> list[tuple[object, ...]]:
+    """Newest history rows first, for ``sqlrunner history``."""
+    try:
+        return conn.execute(
+            sql.SQL(
+                "SELECT at, by, client, action, kind, version, name, outcome, duration_ms, detail "
+                "FROM {} ORDER BY id DESC LIMIT %s"
+            ).format(tables.history),
+            (limit,),
+        ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []

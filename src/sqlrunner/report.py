@@ -1,0 +1,198 @@
+"""Report values returned by the library, and their text and JSON renderings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .plan import FileState
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file the run executed (or, in a dry run, would execute)."""
+
+    kind: str
+    version: int
+    name: str
+    action: str  # applied | seeded | rolled back | would apply | would seed | would roll back
+    duration_ms: int = 0
+    attempts: int = 1
+    statements: int = 0
+    no_transaction: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}/{self.version:04d}_{self.name}.sql"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of a verify file: ``(check, ok, detail)``."""
+
+    file: str
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    target: str
+    checks: tuple[CheckResult, ...]
+    duration_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    target: str
+    applied: tuple[FileResult, ...]
+    seeded: tuple[FileResult, ...]
+    verification: VerifyReport | None
+    duration_ms: int
+    dry_run: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.seeded) and not self.dry_run
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    target: str
+    rolled_back: tuple[FileResult, ...]
+    duration_ms: int
+    dry_run: bool = False
+    data_at_risk: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    target: str
+    files: tuple[FileState, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def _with(self, *states: str) -> tuple[FileState, ...]:
+        return tuple(f for f in self.files if f.state in states)
+
+    @property
+    def pending(self) -> tuple[FileState, ...]:
+        return self._with("pending", "changed")
+
+    @property
+    def drifted(self) -> tuple[FileState, ...]:
+        return tuple(f for f in self._with("drifted", "missing") if f.kind == "forward")
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.pending and not self.drifted
+
+
+Report = ApplyReport | RollbackReport | StatusReport | VerifyReport
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The ``--json`` document: the dataclass fields plus the derived verdicts."""
+    data = asdict(report)
+    data["report"] = type(report).__name__.removesuffix("Report").lower()
+    if isinstance(report, VerifyReport):
+        data["ok"] = report.ok
+    if isinstance(report, StatusReport):
+        data["up_to_date"] = report.up_to_date
+        data["pending"] = [f.label for f in report.pending]
+        data["drifted"] = [f.label for f in report.drifted]
+    if isinstance(report, ApplyReport) and report.verification is not None:
+        data["verification"]["ok"] = report.verification.ok
+    return data
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(to_dict(report), default=_json_default, indent=2)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def render_text(report: Report) -> str:
+    """What a person reads on the terminal after the run."""
+    if isinstance(report, StatusReport):
+        return _status_text(report)
+    if isinstance(report, VerifyReport):
+        return _verify_text(report)
+    if isinstance(report, RollbackReport):
+        return _rollback_text(report)
+    return _apply_text(report)
+
+
+def _when(state: FileState) -> str:
+    if state.applied_at is None:
+        return ""
+    return f"  {state.applied_at:%Y-%m-%d %H:%M:%S%z} by {state.applied_by}"
+
+
+def _status_text(report: StatusReport) -> str:
+    lines = [f"{f.state:<8} {f.label}{_when(f)}" for f in report.files]
+    if not report.files:
+        lines.append("no migration files")
+    summary = "up to date" if report.up_to_date else (
+        f"{len(report.pending)} pending, {len(report.drifted)} drifted or missing"
+    )
+    return "\n".join([*lines, *report.notes, summary])
+
+
+def _verify_text(report: VerifyReport) -> str:
+    lines = [
+        f"{'ok  ' if c.ok else 'FAIL'} {c.check}: {c.detail}" for c in report.checks
+    ]
+    failed = len(report.failed)
+    lines.append(
+        f"verify: {len(report.checks)} checks, "
+        + ("all ok" if not failed else f"{failed} failed")
+    )
+    return "\n".join(lines)
+
+
+def _file_line(result: FileResult) -> str:
+    retries = f", {result.attempts} attempts" if result.attempts > 1 else ""
+    return f"{result.action} {result.label} ({result.duration_ms} ms{retries})"
+
+
+def _apply_text(report: ApplyReport) -> str:
+    lines = [_file_line(r) for r in (*report.applied, *report.seeded)]
+    lines.extend(report.notes)
+    if report.dry_run:
+        lines.append("dry run: nothing was changed" if lines else "dry run: nothing to do")
+    elif not (report.applied or report.seeded):
+        lines.append("nothing to apply: up to date")
+    else:
+        lines.append(
+            f"applied {len(report.applied)} migration(s), {len(report.seeded)} seed(s) "
+            f"in {report.duration_ms} ms"
+        )
+    if report.verification is not None:
+        lines.append(_verify_text(report.verification))
+    return "\n".join(lines)
+
+
+def _rollback_text(report: RollbackReport) -> str:
+    lines = [_file_line(r) for r in report.rolled_back]
+    lines.extend(f"data at risk: {d}" for d in report.data_at_risk)
+    if report.dry_run:
+        lines.append("dry run: nothing was changed")
+    else:
+        lines.append(f"rolled back {len(report.rolled_back)} migration(s) in {report.duration_ms} ms")
+    return "\n".join(lines)

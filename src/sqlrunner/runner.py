@@ -1,0 +1,289 @@
+"""Do: execute files on the run's connection, each all-or-nothing with its ledger row.
+
+Every statement is sent on its own (as psql does), so a failure is pinned to
+its statement, its line and its column. Transactional files run inside one
+``BEGIN … COMMIT`` whose last round trip also writes the ledger and history
+rows. Each commits with ``synchronous_commit = off``; the run's final history
+row commits with it on, and since WAL is flushed in order that one fsync makes
+every earlier migration durable before the run reports success.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from . import ledger
+from .errors import LockTimeout, MigrationFailed, SqlErrorDetail, UsageError
+from .events import Event, Listener
+from .files import Migration
+from .ledger import LedgerTables, RunContext
+from .locking import RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
+from .report import FileResult
+from .sqltext import Script, Statement, concurrent_index, line_and_column, runs_without_lock_timeout
+
+Finish = Callable[[int], Sequence[sql.Composable]]
+
+INVALID_INDEX_QUERY = """
+SELECT i.indisvalid,
+       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid),
+       n.nspname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = %s AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%s))
+"""
+
+
+def shown_path(migration: Migration) -> str:
+    """The file's path as the user typed it: relative to the working directory when inside it."""
+    relative = os.path.relpath(migration.path)
+    return migration.display_path if relative.startswith("..") else relative
+
+
+@dataclass
+class Executor:
+    """Runs scripts on ``conn`` while ``lock`` is held; knows nothing about plans."""
+
+    conn: psycopg.Connection[tuple[Any, ...]]
+    lock: RunnerLock
+    tables: LedgerTables
+    policy: RetryPolicy
+    ctx: RunContext
+    emit: Listener
+    seen_blockers: dict[int, list[str]] = field(default_factory=dict)
+
+    def forward(self, script: Script) -> FileResult:
+        m = script.migration
+
+        def finish(duration_ms: int) -> list[sql.Composable]:
+            return [
+                ledger.record_applied(self.tables, "forward", m.version, m.name, m.checksum,
+                                      duration_ms, self.ctx),
+                ledger.clear_progress(self.tables, m.version),
+                self._history("apply", m, "ok", duration_ms),
+            ]
+
+        return self._run(script, finish, "applied", "apply")
+
+    def seed(self, script: Script) -> FileResult:
+        m = script.migration
+
+        def finish(duration_ms: int) -> list[sql.Composable]:
+            return [
+                ledger.record_applied(self.tables, "seed", m.version, m.name, m.checksum,
+                                      duration_ms, self.ctx),
+                self._history("seed", m, "ok", duration_ms),
+            ]
+
+        return self._run(script, finish, "seeded", "seed")
+
+    def rollback(self, script: Script, last: bool) -> FileResult:
+        m = script.migration
+
+        def finish(duration_ms: int) -> list[sql.Composable]:
+            steps: list[sql.Composable] = [
+                ledger.record_removed(self.tables, "forward", m.version),
+                self._history("rollback", m, "ok", duration_ms),
+            ]
+            return [*steps, ledger.forget_seeds(self.tables)] if last else steps
+
+        return self._run(script, finish, "rolled back", "rollback")
+
+    def finish_run(self, action: str, outcome: str, duration_ms: int, detail: str | None) -> None:
+        """The run's summary row, committed synchronously: the one fsync of the run."""
+        self.conn.execute(
+            ledger.record_history(self.tables, self.ctx, action, outcome, kind="run",
+                                  duration_ms=duration_ms, detail=detail)
+        )
+
+    def _history(self, action: str, m: Migration, outcome: str, duration_ms: int,
+                 detail: str | None = None) -> sql.Composed:
+        return ledger.record_history(
+            self.tables, self.ctx, action, outcome, kind=m.kind, version=m.version, name=m.name,
+            checksum=m.checksum, duration_ms=duration_ms, detail=detail,
+        )
+
+    def _run(self, script: Script, finish: Finish, done: str, action: str) -> FileResult:
+        m = script.migration
+        self.emit(Event("file_started", f"{action} {m.display_path}", migration=m))
+        started = time.monotonic()
+        try:
+            if m.no_transaction:
+                attempts = self._autocommit(script, finish, started)
+            else:
+                attempts = self._transaction(script, finish, started)
+        except MigrationFailed as failure:
+            self._record_failure(action, m, started, str(failure))
+            raise
+        except LockTimeout as failure:
+            self._record_failure(action, m, started, str(failure))
+            raise
+        result = FileResult(m.kind, m.version, m.name, done, _ms_since(started), attempts,
+                            len(script.statements), m.no_transaction)
+        self.emit(Event("file_finished", f"{done} {m.display_path} ({result.duration_ms} ms)",
+                        migration=m, result=result))
+        return result
+
+    def _record_failure(self, action: str, m: Migration, started: float, detail: str) -> None:
+        try:
+            self.conn.execute(self._history(action, m, "failed", _ms_since(started), detail))
+        except psycopg.Error:
+            pass  # the failure itself is what the user must see
+
+    def _transaction(self, script: Script, finish: Finish, started: float) -> int:
+        begin = sql.SQL(
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off"
+        ).format(sql.Literal(self.policy.lock_timeout_setting))
+        delays = self.policy.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            statement: Statement | None = None
+            try:
+                self.conn.execute(begin)
+                for statement in script.statements:
+                    self._execute(script.migration, statement, watch=attempt > 1)
+                statement = None
+                closing = [*finish(_ms_since(started)), sql.SQL("COMMIT")]
+                self.conn.execute(sql.SQL("; ").join(closing))
+                return attempt
+            except psycopg.Error as exc:
+                self._rollback_quietly()
+                if exc.sqlstate in RETRYABLE_SQLSTATES:
+                    self._wait_before_retry(script.migration, statement, exc, attempt, delays)
+                    continue
+                raise self._failed(script.migration, statement, exc,
+                                   "the file was rolled back; fix it and run apply again") from None
+
+    def _autocommit(self, script: Script, finish: Finish, started: float) -> int:
+        m = script.migration
+        done = ledger.done_statements(self.conn, self.tables, m.version, m.checksum)
+        attempts = 1
+        for statement in script.statements:
+            if statement.index in done:
+                self.emit(Event("statement_skipped",
+                                f"{m.display_path}:{statement.line}: done in an earlier run, skipped",
+                                migration=m, statement=statement))
+                continue
+            if concurrent_index(statement):
+                self._drop_invalid_leftover(m, statement)
+            attempts = max(attempts, self._autocommit_statement(m, statement))
+            self.conn.execute(ledger.record_statement_done(self.tables, m.version, m.checksum,
+                                                           statement.index))
+        self.conn.execute("RESET lock_timeout")
+        closing = [sql.SQL("BEGIN"), *finish(_ms_since(started)), sql.SQL("COMMIT")]
+        self.conn.execute(sql.SQL("; ").join(closing))
+        return attempts
+
+    def _autocommit_statement(self, m: Migration, statement: Statement) -> int:
+        unbounded = runs_without_lock_timeout(statement)
+        timeout = "0" if unbounded else self.policy.lock_timeout_setting
+        delays = self.policy.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
+                self._execute(m, statement, watch=attempt > 1 and not unbounded)
+                return attempt
+            except psycopg.Error as exc:
+                if exc.sqlstate in RETRYABLE_SQLSTATES and not unbounded:
+                    self._wait_before_retry(m, statement, exc, attempt, delays)
+                    continue
+                raise self._failed(
+                    m, statement, exc,
+                    f"statements before line {statement.line} are done and recorded; fix the "
+                    "file if needed and run apply again: it resumes safely",
+                ) from None
+
+    def _execute(self, m: Migration, statement: Statement, watch: bool) -> None:
+        """Send one statement; on retries, note who blocks it while it waits."""
+        self.emit(Event("statement_started", f"{m.display_path}:{statement.line}: "
+                        f"{statement.first_line}", migration=m, statement=statement,
+                        backend_pid=self.conn.info.backend_pid))
+        if not watch:
+            self.conn.execute(statement.text)
+            return
+        pid = self.conn.info.backend_pid
+        timer = threading.Timer(self.policy.lock_timeout_ms / 2000,
+                                lambda: self.seen_blockers.update({m.version: self.lock.blockers_of(pid)}))
+        timer.start()
+        try:
+            self.conn.execute(statement.text)
+        finally:
+            timer.cancel()
+            timer.join()
+
+    def _wait_before_retry(self, m: Migration, statement: Statement | None, exc: psycopg.Error,
+                           attempt: int, delays: Any) -> None:
+        where = f"{m.display_path}:{statement.line}" if statement else m.display_path
+        blockers = self.seen_blockers.get(m.version, [])
+        blocked_by = f"; blocked by {' / '.join(blockers)}" if blockers else ""
+        delay = next(delays, None)
+        if delay is None:
+            raise LockTimeout(
+                f"{where}: gave up after {attempt} attempts ({exc.diag.message_primary}, "
+                f"lock_timeout {self.policy.lock_timeout_setting}){blocked_by or '; the blocker is gone'}"
+                " | nothing was changed by this file; end or wait out the blocker, then run apply "
+                "again (or raise --lock-retries)",
+                blockers,
+            ) from None
+        self.emit(Event("retry", f"{where}: {exc.diag.message_primary} (attempt {attempt}); "
+                        f"retrying in {delay:.1f}s{blocked_by}", migration=m))
+        time.sleep(delay)
+
+    def _drop_invalid_leftover(self, m: Migration, statement: Statement) -> None:
+        """An INVALID index left by a failed concurrent build would satisfy IF NOT EXISTS."""
+        target = concurrent_index(statement)
+        assert target is not None
+        schema, table, index = target
+        qualified = ".".join(sql.Identifier(p).as_string(self.conn) for p in (schema, table) if p)
+        row = self.conn.execute(INVALID_INDEX_QUERY, (index, qualified)).fetchone()
+        if row is None or row[0]:
+            return
+        if row[1]:
+            raise UsageError(
+                f"{shown_path(m)}:{statement.line}: index {index} is being built by another "
+                "session right now (see pg_stat_progress_create_index); wait for it, then re-run"
+            )
+        self.emit(Event("note", f"{m.display_path}:{statement.line}: dropping INVALID index "
+                        f"{row[2]}.{index} left by a failed concurrent build", migration=m))
+        self.conn.execute("SET lock_timeout = 0")
+        self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(row[2], index)))
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            pass
+
+    def _failed(self, m: Migration, statement: Statement | None, exc: psycopg.Error,
+                next_step: str) -> MigrationFailed:
+        diag = exc.diag
+        if statement is None:  # failed while writing the ledger rows
+            line, column, first = 1, 1, "(sqlrunner ledger write)"
+        else:
+            offset = statement.offset
+            if diag.statement_position:
+                offset += int(diag.statement_position) - 1
+            line, column = line_and_column(m.text, offset)
+            first = statement.first_line
+        detail = SqlErrorDetail(
+            path=shown_path(m), line=line, column=column, sqlstate=diag.sqlstate or "?????",
+            message=diag.message_primary or str(exc).strip(), detail=diag.message_detail,
+            hint=diag.message_hint, statement=first,
+        )
+        return MigrationFailed(detail, next_step)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

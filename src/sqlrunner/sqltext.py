@@ -1,0 +1,192 @@
+"""SQL text, understood by PostgreSQL's own parser (pglast wraps libpg_query).
+
+Splitting on semicolons with a regex breaks on dollar quotes, comments, E''
+strings and function bodies; the real parser does not. pglast is imported
+lazily: the no-op path (nothing pending) never parses anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidMigrationSet
+from .files import Migration
+
+ALLOWED_BEFORE_BEGIN = frozenset({"lock_timeout", "statement_timeout"})
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level statement: its text, where it starts, and what the parser saw."""
+
+    index: int
+    text: str
+    offset: int
+    line: int
+    column: int
+    node: Any = None
+
+    @property
+    def first_line(self) -> str:
+        return self.text.strip().split("\n", 1)[0][:120]
+
+
+@dataclass(frozen=True)
+class Script:
+    """The statements the runner sends for one file, in order."""
+
+    migration: Migration
+    statements: tuple[Statement, ...]
+
+
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def split_statements(migration: Migration) -> tuple[Statement, ...]:
+    """Every top-level statement with its position; a syntax error is InvalidMigrationSet."""
+    from pglast import parser
+
+    text = migration.text
+    try:
+        nodes = parser.parse_sql(text)
+        slices = parser.split(text, only_slices=True)
+    except parser.ParseError as exc:
+        message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        line, column = line_and_column(text, offset)
+        raise InvalidMigrationSet(
+            f"{migration.display_path}:{line}:{column}: syntax error: {message}"
+        ) from None
+    statements = []
+    for index, (part, raw) in enumerate(zip(slices, nodes)):
+        line, column = line_and_column(text, part.start)
+        statements.append(
+            Statement(index, text[part], part.start, line, column, raw.stmt)
+        )
+    return tuple(statements)
+
+
+def script_for(migration: Migration) -> Script:
+    """The statements to run for a file, with the outer BEGIN/COMMIT removed.
+
+    Transactional files must be one ``BEGIN; … COMMIT;`` pair (preceded at most by
+    SET lock_timeout / statement_timeout, which protect hand runs and which the
+    runner replaces with its own). Any other transaction control would commit part
+    of a migration without its ledger row, so it is refused before anything runs.
+    """
+    statements = split_statements(migration)
+    if migration.no_transaction or migration.kind == "verify":
+        for statement in statements:
+            if _transaction_kind(statement) is not None:
+                _refuse(migration, statement, "transaction control is not allowed in this file")
+        return Script(migration, statements)
+    begin_at = next(
+        (i for i, s in enumerate(statements) if _transaction_kind(s) is not None), None
+    )
+    if begin_at is None or _transaction_kind(statements[begin_at]) not in ("BEGIN", "START"):
+        raise InvalidMigrationSet(
+            f"{migration.display_path}: must be wrapped in BEGIN; ... COMMIT; "
+            f"(or start with '-- sqlrunner: no-transaction')"
+        )
+    for statement in statements[:begin_at]:
+        if _set_name(statement) not in ALLOWED_BEFORE_BEGIN:
+            _refuse(migration, statement, "only SET lock_timeout / statement_timeout may precede BEGIN")
+    _refuse_options(migration, statements[begin_at])
+    last = statements[-1]
+    if _transaction_kind(last) != "COMMIT" or last.index == begin_at:
+        raise InvalidMigrationSet(
+            f"{migration.display_path}: the last statement must be the COMMIT of its BEGIN"
+        )
+    body = statements[begin_at + 1 : -1]
+    for statement in body:
+        if _transaction_kind(statement) is not None:
+            _refuse(migration, statement, "transaction control inside BEGIN ... COMMIT")
+    return Script(migration, body)
+
+
+def _refuse(migration: Migration, statement: Statement, why: str) -> None:
+    raise InvalidMigrationSet(
+        f"{migration.display_path}:{statement.line}:{statement.column}: {why}: "
+        f"{statement.first_line}"
+    )
+
+
+def _refuse_options(migration: Migration, statement: Statement) -> None:
+    if getattr(statement.node, "options", None):
+        _refuse(migration, statement, "BEGIN options are not supported (the runner sets them)")
+
+
+def _transaction_kind(statement: Statement) -> str | None:
+    node = statement.node
+    if type(node).__name__ != "TransactionStmt":
+        return None
+    kind = node.kind.name.removeprefix("TRANS_STMT_")
+    if kind == "COMMIT" and getattr(node, "chain", False):
+        return "COMMIT AND CHAIN"
+    return str(kind)
+
+
+def _set_name(statement: Statement) -> str | None:
+    node = statement.node
+    if type(node).__name__ != "VariableSetStmt" or getattr(node, "is_local", False):
+        return None
+    return str(node.name) if node.name else None
+
+
+def concurrent_index(statement: Statement) -> tuple[str | None, str, str] | None:
+    """(table schema, table, index name) of a ``CREATE INDEX CONCURRENTLY``, else None."""
+    node = statement.node
+    if type(node).__name__ != "IndexStmt" or not node.concurrent or not node.idxname:
+        return None
+    return (node.relation.schemaname or None, str(node.relation.relname), str(node.idxname))
+
+
+def runs_without_lock_timeout(statement: Statement) -> bool:
+    """True for statements that never block writers and may wait as long as they need.
+
+    CREATE/DROP INDEX CONCURRENTLY and ALTER TABLE ... VALIDATE CONSTRAINT take
+    SHARE UPDATE EXCLUSIVE, which does not conflict with the ROW EXCLUSIVE lock
+    that INSERT/UPDATE/DELETE take; a lock_timeout would only make them fail.
+    """
+    node = statement.node
+    kind = type(node).__name__
+    if kind in ("IndexStmt", "DropStmt"):
+        return bool(getattr(node, "concurrent", False))
+    if kind == "AlterTableStmt":
+        commands = node.cmds or ()
+        return bool(commands) and all(
+            c.subtype.name == "AT_ValidateConstraint" for c in commands
+        )
+    return False
+
+
+def dropped_objects(statement: Statement) -> tuple[list[tuple[str | None, str]], list[tuple[str | None, str, str]]]:
+    """Tables and (table, column) pairs a rollback statement drops, for the data-loss check."""
+    node = statement.node
+    kind = type(node).__name__
+    tables: list[tuple[str | None, str]] = []
+    columns: list[tuple[str | None, str, str]] = []
+    if kind == "DropStmt" and node.removeType.name == "OBJECT_TABLE":
+        for names in node.objects or ():
+            parts = [n.sval for n in names]
+            tables.append((parts[-2] if len(parts) > 1 else None, parts[-1]))
+    elif kind == "AlterTableStmt":
+        relation = node.relation
+        for command in node.cmds or ():
+            if command.subtype.name == "AT_DropColumn":
+                columns.append((relation.schemaname or None, relation.relname, command.name))
+    return tables, columns
+
+
+def inserted_tables(statement: Statement) -> list[tuple[str | None, str]]:
+    """Tables a seed statement inserts into: their rows count as seed data."""
+    node = statement.node
+    if type(node).__name__ != "InsertStmt":
+        return []
+    relation = node.relation
+    return [(relation.schemaname or None, relation.relname)]

@@ -1,0 +1,66 @@
+"""Which database to talk to, how to show it without its password, and how to reach it."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import ConnectionFailed
+
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<password>[^@/?#]*)@", re.I)
+
+
+def mask_password(dsn: str) -> str:
+    """The DSN as users may see it: any password replaced by ``***``."""
+    if "://" in dsn:
+        masked = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@" if m["password"] else m[0], dsn)
+        return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.I)
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparsable DSN>"
+    if params.get("password"):
+        params["password"] = "***"
+    return make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def connect(dsn: str, *, wait: float = 0, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+    """Open the run's connection, retrying for up to ``wait`` seconds (containers start first).
+
+    ``prepare_threshold=None``: never prepare statements, so PgBouncer in
+    transaction-pooling mode cannot hand us a server connection that lacks them.
+    """
+    deadline = time.monotonic() + max(0.0, wait)
+    delay = 0.25
+    while True:
+        try:
+            return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None)
+        except psycopg.OperationalError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or _is_final(exc):
+                reason = _one_line(str(exc)) or type(exc).__name__
+                waited = f" after waiting {wait:g}s" if wait > 0 else ""
+                raise ConnectionFailed(
+                    f"cannot connect to {mask_password(dsn)}{waited}: {reason}"
+                ) from None
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+        except psycopg.ProgrammingError as exc:
+            raise ConnectionFailed(f"invalid DSN {mask_password(dsn)}: {_one_line(str(exc))}") from None
+
+
+def _is_final(exc: psycopg.OperationalError) -> bool:
+    """Wrong password or unknown database will not fix themselves by waiting."""
+    text = str(exc)
+    return "password authentication failed" in text or (
+        "database" in text and "does not exist" in text
+    )
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return "; ".join(lines)[:400]
