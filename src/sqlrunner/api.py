@@ -70,6 +70,13 @@ def _session(target: Target, wait: float) -> Iterator[tuple[psycopg.Connection[A
         conn.close()
 
 
+def _require_supported_server(conn: psycopg.Connection[Any]) -> None:
+    """PostgreSQL 14.4+: 14.0-14.3 could corrupt indexes built concurrently (no round trip)."""
+    version = conn.info.server_version
+    if version < 140004:
+        raise UsageError(f"PostgreSQL 14.4 or newer is required; this server is {version}")
+
+
 def _context() -> RunContext:
     return RunContext(str(uuid.uuid4()), f"{socket.gethostname()} pid {os.getpid()}", __version__)
 
@@ -118,6 +125,7 @@ def apply(
     policy = RetryPolicy(duration_ms(lock_timeout), lock_retries)
     emit = fan_out(on_event)
     with _session(target, wait) as (conn, conninfo, shown):
+        _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables)
         _refuse_drift(files, rows)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
@@ -136,6 +144,8 @@ def apply(
             rows = ledger.read_rows(conn, tables)  # another runner may have applied meanwhile
             _refuse_drift(files, rows)
             plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
+            if plan.empty:  # the runner we waited for did it all
+                return ApplyReport(shown, (), (), None, _ms(started), False, notes)
             executor = Executor(conn, lock, tables, policy, ctx, emit)
             applied: list[FileResult] = []
             seeded: list[FileResult] = []
@@ -226,6 +236,7 @@ def rollback(
     policy = RetryPolicy(duration_ms(lock_timeout), lock_retries)
     emit = fan_out(on_event)
     with _session(target, wait) as (conn, conninfo, shown):
+        _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables)
         _refuse_drift(files, rows)
         plan = plan_rollback(files, rows, steps=None if to is not None else steps, to_version=to)

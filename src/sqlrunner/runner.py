@@ -29,6 +29,11 @@ from .locking import RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
 from .report import FileResult
 from .sqltext import Script, Statement, concurrent_index, line_and_column, runs_without_lock_timeout
 
+# A killed runner's backend notices the closed socket within this interval and
+# rolls back, releasing its table locks, instead of finishing a long statement
+# first (PostgreSQL 14+; the default, 0, never checks while a query runs).
+CLIENT_CHECK = "1s"
+
 Finish = Callable[[int], Sequence[sql.Composable]]
 
 INVALID_INDEX_QUERY = """
@@ -140,8 +145,9 @@ class Executor:
 
     def _transaction(self, script: Script, finish: Finish, started: float) -> int:
         begin = sql.SQL(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off"
-        ).format(sql.Literal(self.policy.lock_timeout_setting))
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off; "
+            "SET LOCAL client_connection_check_interval = {}"
+        ).format(sql.Literal(self.policy.lock_timeout_setting), sql.Literal(CLIENT_CHECK))
         delays = self.policy.delays()
         attempt = 0
         while True:
@@ -178,7 +184,7 @@ class Executor:
             attempts = max(attempts, self._autocommit_statement(m, statement))
             self.conn.execute(ledger.record_statement_done(self.tables, m.version, m.checksum,
                                                            statement.index))
-        self.conn.execute("RESET lock_timeout")
+        self.conn.execute("RESET lock_timeout; RESET client_connection_check_interval")
         closing = [sql.SQL("BEGIN"), *finish(_ms_since(started)), sql.SQL("COMMIT")]
         self.conn.execute(sql.SQL("; ").join(closing))
         return attempts
@@ -191,7 +197,9 @@ class Executor:
         while True:
             attempt += 1
             try:
-                self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
+                self.conn.execute(sql.SQL(
+                    "SET lock_timeout = {}; SET client_connection_check_interval = {}"
+                ).format(sql.Literal(timeout), sql.Literal(CLIENT_CHECK)))
                 self._execute(m, statement, watch=attempt > 1 and not unbounded)
                 return attempt
             except psycopg.Error as exc:

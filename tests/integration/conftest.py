@@ -1,0 +1,43 @@
+"""Helpers for integration tests: small migration sets written into tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SqlSet = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def sql_set(tmp_path: Path) -> SqlSet:
+    """Write ``{"forward/0001_x.sql": text, ...}`` under a fresh sql/ dir and return it."""
+
+    def write(files: dict[str, str]) -> Path:
+        root = tmp_path / "sql"
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        root.mkdir(exist_ok=True)
+        return root
+
+    return write
+
+
+def cli(*args: str, dsn: str | None = None, timeout: float = 60,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sqlrunner`` as a user would, without a terminal on stdin."""
+    argv = [sys.executable, "-m", "sqlrunner", *(("--dsn", dsn) if dsn else ()), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def spawn(*args: str, dsn: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, *args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
