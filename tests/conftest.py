@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def _embedded(tmp_root: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_server() -> Iterator[Server]:
     """The session's server: SQLRUNNER_TEST_DSN's, else a fresh embedded PostgreSQL 18."""
     existing = os.environ.get("SQLRUNNER_TEST_DSN")
     if existing:
@@ -78,8 +79,13 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         params.pop("dbname", None)
         yield Server(params, None)
         return
-    root = Path(os.environ.get("SQLRUNNER_TEST_TMP") or tmp_path_factory.mktemp("pg"))
-    yield from _embedded(root)
+    # Not under pytest's tmp_path: pytest resets its base directory to mode 0700 at
+    # every start, which would lock the server's own user out of its data directory.
+    root = Path(tempfile.mkdtemp(prefix="sqlrunner-test-pg-"))
+    try:
+        yield from _embedded(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

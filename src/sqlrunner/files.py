@@ -109,11 +109,11 @@ def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
 
 def _load_file(kind: str, path: Path) -> Migration:
     match = FILE_NAME.match(path.name)
-    if match is None or not path.is_file():
+    if match is None:
         raise InvalidMigrationSet(
             f"{kind}/{path.name}: unknown file; expected NNNN_snake_case_name.sql"
         )
-    try:
+    try:  # a directory or a broken symlink named like a migration is unreadable, not unknown
         raw = path.read_bytes()
     except OSError as exc:
         raise InvalidMigrationSet(f"{kind}/{path.name}: cannot read: {exc.strerror}") from None

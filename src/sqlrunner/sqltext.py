@@ -89,19 +89,21 @@ def script_for(migration: Migration) -> Script:
         (i for i, s in enumerate(statements) if _transaction_kind(s) is not None), None
     )
     if begin_at is None or _transaction_kind(statements[begin_at]) not in ("BEGIN", "START"):
-        raise InvalidMigrationSet(
-            f"{migration.display_path}: must be wrapped in BEGIN; ... COMMIT; "
-            f"(or start with '-- sqlrunner: no-transaction')"
-        )
+        why = "must be wrapped in BEGIN; ... COMMIT; (or start with '-- sqlrunner: no-transaction')"
+        # Point at the first statement that needed a BEGIN in front of it.
+        where = next((s for s in statements if _set_name(s) not in ALLOWED_BEFORE_BEGIN), None)
+        if where is None and statements:
+            where = statements[-1]
+        if where is None:
+            raise InvalidMigrationSet(f"{migration.display_path}: {why}")
+        _refuse(migration, where, why)
     for statement in statements[:begin_at]:
         if _set_name(statement) not in ALLOWED_BEFORE_BEGIN:
             _refuse(migration, statement, "only SET lock_timeout / statement_timeout may precede BEGIN")
     _refuse_options(migration, statements[begin_at])
     last = statements[-1]
     if _transaction_kind(last) != "COMMIT" or last.index == begin_at:
-        raise InvalidMigrationSet(
-            f"{migration.display_path}: the last statement must be the COMMIT of its BEGIN"
-        )
+        _refuse(migration, last, "the last statement must be the COMMIT of its BEGIN")
     body = statements[begin_at + 1 : -1]
     for statement in body:
         if _transaction_kind(statement) is not None:
