@@ -22,7 +22,15 @@ from .errors import (
     VerificationFailed,
 )
 from .maintenance import history, repair
-from .report import ApplyReport, CheckResult, FileResult, Report, RollbackReport, StatusReport, VerifyReport
+from .report import (
+    ApplyReport,
+    CheckResult,
+    FileResult,
+    Report,
+    RollbackReport,
+    StatusReport,
+    VerifyReport,
+)
 
 __all__ = [
     "ApplyReport",

@@ -132,14 +132,22 @@ def apply(
         notes = ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
         if dry_run or plan.empty:
             _scripts([*plan.forward, *plan.seeds])
-            would = tuple(_would(m, "would apply" if m.kind == "forward" else "would seed")
-                          for m in (*plan.forward, *plan.seeds))
-            return ApplyReport(shown, would if dry_run else (), (), None, _ms(started), dry_run, notes)
+            would = tuple(
+                _would(m, "would apply" if m.kind == "forward" else "would seed")
+                for m in (*plan.forward, *plan.seeds)
+            )
+            return ApplyReport(
+                shown, would if dry_run else (), (), None, _ms(started), dry_run, notes
+            )
         _scripts([*plan.forward, *plan.seeds, *plan.verify])
         ctx = _context()
-        with RunnerLock(conninfo, tables.lock_key, runner_wait,
-                        application_name=f"sqlrunner lock ({ctx.client})",
-                        on_wait=lambda msg: emit(Event("waiting", msg))) as lock:
+        with RunnerLock(
+            conninfo,
+            tables.lock_key,
+            runner_wait,
+            application_name=f"sqlrunner lock ({ctx.client})",
+            on_wait=lambda msg: emit(Event("waiting", msg)),
+        ) as lock:
             ledger.create_tables(conn, tables)
             rows = ledger.read_rows(conn, tables)  # another runner may have applied meanwhile
             _refuse_drift(files, rows)
@@ -159,10 +167,12 @@ def apply(
             if plan.verify and (applied or seeded):
                 verification = run_checks(conn, _scripts(plan.verify), shown)
             outcome = "ok" if verification is None or verification.ok else "verify failed"
-            executor.finish_run("apply", outcome, _ms(started),
-                                f"{len(applied)} applied, {len(seeded)} seeded")
-    report = ApplyReport(shown, tuple(applied), tuple(seeded), verification, _ms(started),
-                         False, notes)
+            executor.finish_run(
+                "apply", outcome, _ms(started), f"{len(applied)} applied, {len(seeded)} seeded"
+            )
+    report = ApplyReport(
+        shown, tuple(applied), tuple(seeded), verification, _ms(started), False, notes
+    )
     if verification is not None and not verification.ok:
         raise VerificationFailed(_verify_failure(verification), report)
     return report
@@ -182,8 +192,12 @@ def _ms(started: float) -> int:
 
 
 def status(
-    target: Target, sql_dir: str | os.PathLike[str] | None = None, *, wait: float = 0,
-    ledger_schema: str = "public", ledger_table: str = "sqlrunner_ledger",
+    target: Target,
+    sql_dir: str | os.PathLike[str] | None = None,
+    *,
+    wait: float = 0,
+    ledger_schema: str = "public",
+    ledger_table: str = "sqlrunner_ledger",
 ) -> StatusReport:
     """Every file: applied, pending, drifted (changed since applied) or missing."""
     files = load_migration_set(resolve_sql_dir(sql_dir))
@@ -193,8 +207,12 @@ def status(
 
 
 def verify(
-    target: Target, sql_dir: str | os.PathLike[str] | None = None, *, wait: float = 0,
-    ledger_schema: str = "public", ledger_table: str = "sqlrunner_ledger",
+    target: Target,
+    sql_dir: str | os.PathLike[str] | None = None,
+    *,
+    wait: float = 0,
+    ledger_schema: str = "public",
+    ledger_table: str = "sqlrunner_ledger",
 ) -> VerifyReport:
     """Run the verify files of every applied version; raise VerificationFailed on a false check."""
     files = load_migration_set(resolve_sql_dir(sql_dir))
@@ -247,18 +265,25 @@ def rollback(
             return RollbackReport(shown, would, _ms(started), True, tuple(losses))
         if losses and not allow_data_loss and not (confirm is not None and confirm(losses)):
             raise DataLossRefused(
-                "rollback would drop data: " + "; ".join(losses)
+                "rollback would drop data: "
+                + "; ".join(losses)
                 + " | nothing was changed; export what you need, then confirm (--yes)",
                 losses,
             )
         ctx = _context()
-        with RunnerLock(conninfo, tables.lock_key, runner_wait,
-                        application_name=f"sqlrunner lock ({ctx.client})",
-                        on_wait=lambda msg: emit(Event("waiting", msg))) as lock:
+        with RunnerLock(
+            conninfo,
+            tables.lock_key,
+            runner_wait,
+            application_name=f"sqlrunner lock ({ctx.client})",
+            on_wait=lambda msg: emit(Event("waiting", msg)),
+        ) as lock:
             ledger.create_tables(conn, tables)
             if ledger.read_rows(conn, tables) != rows:
-                raise UsageError("the ledger changed while waiting for another sqlrunner; "
-                                 "nothing was rolled back: check 'status' and run rollback again")
+                raise UsageError(
+                    "the ledger changed while waiting for another sqlrunner; "
+                    "nothing was rolled back: check 'status' and run rollback again"
+                )
             executor = Executor(conn, lock, tables, policy, ctx, emit)
             done: list[FileResult] = []
             try:
@@ -271,12 +296,20 @@ def rollback(
     return RollbackReport(shown, tuple(done), _ms(started), False, tuple(losses))
 
 
-def seed(target: Target, sql_dir: str | os.PathLike[str] | None = None, **options: Any) -> ApplyReport:
+def seed(
+    target: Target, sql_dir: str | os.PathLike[str] | None = None, **options: Any
+) -> ApplyReport:
     """Apply new or changed seed files; refuses while forward files are pending."""
-    current = status(target, sql_dir, wait=options.get("wait", 0),
-                     **{k: v for k, v in options.items() if k.startswith("ledger_")})
+    current = status(
+        target,
+        sql_dir,
+        wait=options.get("wait", 0),
+        **{k: v for k, v in options.items() if k.startswith("ledger_")},
+    )
     pending = [f.label for f in current.pending if f.kind == "forward"]
     if pending:
-        raise UsageError(f"{len(pending)} forward file(s) pending ({pending[0]} first): "
-                         "seeds target the newest schema; run apply first")
+        raise UsageError(
+            f"{len(pending)} forward file(s) pending ({pending[0]} first): "
+            "seeds target the newest schema; run apply first"
+        )
     return apply(target, sql_dir, seed=True, **options)

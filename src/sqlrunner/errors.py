@@ -76,9 +76,7 @@ class SqlErrorDetail:
     statement: str
 
     def describe(self) -> str:
-        parts = [
-            f"{self.path}:{self.line}:{self.column}: SQLSTATE {self.sqlstate}: {self.message}"
-        ]
+        parts = [f"{self.path}:{self.line}:{self.column}: SQLSTATE {self.sqlstate}: {self.message}"]
         if self.detail:
             parts.append(f"DETAIL: {self.detail}")
         if self.hint:

@@ -17,7 +17,8 @@ log = logging.getLogger("sqlrunner")
 class Event:
     """Something a person watching the run would want to know, as it happens."""
 
-    kind: str  # file_started | statement_started | statement_skipped | file_finished | retry | waiting | note
+    # file_started | statement_started | statement_skipped | file_finished | retry | waiting | note
+    kind: str
     message: str
     migration: Migration | None = None
     statement: Statement | None = None

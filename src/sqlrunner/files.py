@@ -67,8 +67,12 @@ def load_migration_set(root: Path) -> MigrationSet:
         raise InvalidMigrationSet(f"sql directory not found: {root}")
     by_kind = {kind: _load_kind(root, kind) for kind in KINDS}
     unknown = sorted(
-        p.name for p in root.iterdir() if p.name not in KINDS and p.name not in IGNORED_NAMES
-        and not p.name.startswith(".") and p.suffix == ".sql"
+        p.name
+        for p in root.iterdir()
+        if p.name not in KINDS
+        and p.name not in IGNORED_NAMES
+        and not p.name.startswith(".")
+        and p.suffix == ".sql"
     )
     if unknown:
         raise InvalidMigrationSet(

@@ -22,15 +22,15 @@ class LedgerTables:
     table: str = "sqlrunner_ledger"
 
     @property
-    def ledger(self) -> sql.Composed:
+    def ledger(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.table)
 
     @property
-    def history(self) -> sql.Composed:
+    def history(self) -> sql.Identifier:
         return sql.Identifier(self.schema, f"{self.table}_history")
 
     @property
-    def progress(self) -> sql.Composed:
+    def progress(self) -> sql.Identifier:
         return sql.Identifier(self.schema, f"{self.table}_progress")
 
     @property
@@ -93,11 +93,13 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     )
 
 
-def read_rows(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> list[LedgerRow]:
+def read_rows(
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables
+) -> list[LedgerRow]:
     """The whole ledger in one round trip; an absent ledger reads as empty."""
-    query = sql.SQL(
-        "SELECT kind, version, name, checksum, applied_at, applied_by FROM {}"
-    ).format(tables.ledger)
+    query = sql.SQL("SELECT kind, version, name, checksum, applied_at, applied_by FROM {}").format(
+        tables.ledger
+    )
     try:
         rows = conn.execute(query).fetchall()
     except psycopg.errors.UndefinedTable:
@@ -115,7 +117,12 @@ class RunContext:
 
 
 def record_applied(
-    tables: LedgerTables, kind: str, version: int, name: str, checksum: str, duration_ms: int,
+    tables: LedgerTables,
+    kind: str,
+    version: int,
+    name: str,
+    checksum: str,
+    duration_ms: int,
     ctx: RunContext,
 ) -> sql.Composed:
     """Upsert the ledger row (seeds are re-applied when their checksum changes)."""
@@ -142,12 +149,31 @@ def forget_seeds(tables: LedgerTables) -> sql.Composed:
 
 
 def record_history(
-    tables: LedgerTables, ctx: RunContext, action: str, outcome: str, *,
-    kind: str | None = None, version: int | None = None, name: str | None = None,
-    checksum: str | None = None, duration_ms: int | None = None, detail: str | None = None,
+    tables: LedgerTables,
+    ctx: RunContext,
+    action: str,
+    outcome: str,
+    *,
+    kind: str | None = None,
+    version: int | None = None,
+    name: str | None = None,
+    checksum: str | None = None,
+    duration_ms: int | None = None,
+    detail: str | None = None,
 ) -> sql.Composed:
-    values = (ctx.run_id, ctx.client, action, kind, version, name, checksum, outcome,
-              duration_ms, detail, ctx.version)
+    values = (
+        ctx.run_id,
+        ctx.client,
+        action,
+        kind,
+        version,
+        name,
+        checksum,
+        outcome,
+        duration_ms,
+        detail,
+        ctx.version,
+    )
     return sql.SQL(
         "INSERT INTO {} (run_id, client, action, kind, version, name, checksum, outcome, "
         "duration_ms, detail, sqlrunner_version) VALUES ({})"
@@ -167,7 +193,9 @@ def done_statements(
     return {int(r[0]) for r in rows}  # type: ignore[call-overload]
 
 
-def record_statement_done(tables: LedgerTables, version: int, checksum: str, index: int) -> sql.Composed:
+def record_statement_done(
+    tables: LedgerTables, version: int, checksum: str, index: int
+) -> sql.Composed:
     return sql.SQL(
         "INSERT INTO {} (version, checksum, statement_index) VALUES ({}, {}, {}) "
         "ON CONFLICT (version, statement_index) DO UPDATE SET checksum = excluded.checksum, "
@@ -176,7 +204,9 @@ def record_statement_done(tables: LedgerTables, version: int, checksum: str, ind
 
 
 def clear_progress(tables: LedgerTables, version: int) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} WHERE version = {}").format(tables.progress, sql.Literal(version))
+    return sql.SQL("DELETE FROM {} WHERE version = {}").format(
+        tables.progress, sql.Literal(version)
+    )
 
 
 def read_history(

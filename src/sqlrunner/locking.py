@@ -93,7 +93,8 @@ FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids(%s))
 def describe_blockers(rows: list[tuple[Any, ...]]) -> list[str]:
     """One readable line per blocking backend: pid, application_name, state, idle time, query."""
     return [
-        f"pid {pid} ({app or 'no application_name'}, {state or 'unknown state'} for {secs}s): {query}"
+        f"pid {pid} ({app or 'no application_name'}, {state or 'unknown state'} "
+        f"for {secs}s): {query}"
         for pid, app, state, secs, query in rows
     ]
 
@@ -166,5 +167,10 @@ class RunnerLock:
         if not rows:
             return "the holder just finished"
         pid, app, client, started, xact_start, state = rows[0]
-        since = (xact_start or started).isoformat(timespec="seconds") if (xact_start or started) else "?"
-        return f"pid {pid} ({app or 'no application_name'}) from {client}, holding since {since}, {state}"
+        since = (
+            (xact_start or started).isoformat(timespec="seconds")
+            if (xact_start or started)
+            else "?"
+        )
+        name = app or "no application_name"
+        return f"pid {pid} ({name}) from {client}, holding since {since}, {state}"

@@ -31,8 +31,11 @@ def repair(
     - ``mark_applied``: a DBA ran a forward file by hand with psql: record it as applied.
     - ``forget``: an applied file was removed on purpose: drop its ledger row.
     """
-    chosen = [(a, v) for a, v in (("accept", accept), ("mark-applied", mark_applied),
-                                  ("forget", forget)) if v is not None]
+    chosen = [
+        (a, v)
+        for a, v in (("accept", accept), ("mark-applied", mark_applied), ("forget", forget))
+        if v is not None
+    ]
     if len(chosen) != 1:
         raise UsageError("repair needs exactly one of --accept, --mark-applied, --forget")
     action, version = chosen[0]
@@ -55,23 +58,50 @@ def repair(
                 raise UsageError(f"{migration.display_path} is not applied; nothing to accept")
             if action == "mark-applied" and version in rows:
                 raise UsageError(f"{migration.display_path} is already applied")
-            statements = [ledger.record_applied(tables, "forward", version, migration.name,
-                                                migration.checksum, 0, ctx)]
+            statements = [
+                ledger.record_applied(
+                    tables, "forward", version, migration.name, migration.checksum, 0, ctx
+                )
+            ]
             name, checksum = migration.name, migration.checksum
-        statements.append(ledger.record_history(
-            tables, ctx, action, "ok", kind="forward", version=version, name=name,
-            checksum=checksum, detail="ledger repaired by hand"))
+        statements.append(
+            ledger.record_history(
+                tables,
+                ctx,
+                action,
+                "ok",
+                kind="forward",
+                version=version,
+                name=name,
+                checksum=checksum,
+                detail="ledger repaired by hand",
+            )
+        )
         conn.execute(sql.SQL("; ").join([sql.SQL("BEGIN"), *statements, sql.SQL("COMMIT")]))
     return f"{action} {version:04d}_{name}: recorded in the ledger and its history"
 
 
 def history(
-    target: Target, *, limit: int = 50, wait: float = 0,
-    ledger_schema: str = "public", ledger_table: str = "sqlrunner_ledger",
+    target: Target,
+    *,
+    limit: int = 50,
+    wait: float = 0,
+    ledger_schema: str = "public",
+    ledger_table: str = "sqlrunner_ledger",
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` history rows: who did what, when, how long, with what outcome."""
-    keys = ("at", "by", "client", "action", "kind", "version", "name", "outcome",
-            "duration_ms", "detail")
+    keys = (
+        "at",
+        "by",
+        "client",
+        "action",
+        "kind",
+        "version",
+        "name",
+        "outcome",
+        "duration_ms",
+        "detail",
+    )
     with _session(target, wait) as (conn, _conninfo, _shown):
         rows = ledger.read_history(conn, LedgerTables(ledger_schema, ledger_table), limit)
-    return [dict(zip(keys, row)) for row in rows]
+    return [dict(zip(keys, row, strict=True)) for row in rows]

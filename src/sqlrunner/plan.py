@@ -77,7 +77,9 @@ def file_states(files: MigrationSet, rows: list[LedgerRow]) -> tuple[FileState, 
         for row in rows:
             if row.kind == kind and row.version not in present:
                 states.append(
-                    FileState(kind, row.version, row.name, "missing", row.applied_at, row.applied_by)
+                    FileState(
+                        kind, row.version, row.name, "missing", row.applied_at, row.applied_by
+                    )
                 )
     states.sort(key=lambda s: (s.kind != "forward", s.version))
     return tuple(states)
@@ -128,7 +130,11 @@ class RollbackStep:
 
 
 def plan_rollback(
-    files: MigrationSet, rows: list[LedgerRow], *, steps: int | None = 1, to_version: int | None = None
+    files: MigrationSet,
+    rows: list[LedgerRow],
+    *,
+    steps: int | None = 1,
+    to_version: int | None = None,
 ) -> tuple[RollbackStep, ...]:
     """Applied forward versions newest first, stopping in front of an irreversible one."""
     applied = sorted((r for r in rows if r.kind == "forward"), key=lambda r: -r.version)

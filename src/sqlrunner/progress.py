@@ -27,8 +27,14 @@ FROM pg_stat_progress_create_index WHERE pid = %s
 class ProgressPrinter:
     """A listener for the runner's events; ``close()`` ends the live line."""
 
-    def __init__(self, stream: TextIO = sys.stderr, *, quiet: bool = False, dsn: str | None = None,
-                 live: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO = sys.stderr,
+        *,
+        quiet: bool = False,
+        dsn: str | None = None,
+        live: bool | None = None,
+    ) -> None:
         self.stream = stream
         self.quiet = quiet
         self.dsn = dsn
@@ -86,8 +92,9 @@ class ProgressPrinter:
             return ""
         try:
             if self._watch is None:
-                self._watch = psycopg.connect(self.dsn, autocommit=True,
-                                              application_name="sqlrunner progress")
+                self._watch = psycopg.connect(
+                    self.dsn, autocommit=True, application_name="sqlrunner progress"
+                )
             row = self._watch.execute(INDEX_PROGRESS, (event.backend_pid,)).fetchone()
         except psycopg.Error:
             return ""

@@ -148,20 +148,19 @@ def _status_text(report: StatusReport) -> str:
     lines = [f"{f.state:<8} {f.label}{_when(f)}" for f in report.files]
     if not report.files:
         lines.append("no migration files")
-    summary = "up to date" if report.up_to_date else (
-        f"{len(report.pending)} pending, {len(report.drifted)} drifted or missing"
+    summary = (
+        "up to date"
+        if report.up_to_date
+        else (f"{len(report.pending)} pending, {len(report.drifted)} drifted or missing")
     )
     return "\n".join([*lines, *report.notes, summary])
 
 
 def _verify_text(report: VerifyReport) -> str:
-    lines = [
-        f"{'ok  ' if c.ok else 'FAIL'} {c.check}: {c.detail}" for c in report.checks
-    ]
+    lines = [f"{'ok  ' if c.ok else 'FAIL'} {c.check}: {c.detail}" for c in report.checks]
     failed = len(report.failed)
     lines.append(
-        f"verify: {len(report.checks)} checks, "
-        + ("all ok" if not failed else f"{failed} failed")
+        f"verify: {len(report.checks)} checks, " + ("all ok" if not failed else f"{failed} failed")
     )
     return "\n".join(lines)
 
@@ -194,5 +193,7 @@ def _rollback_text(report: RollbackReport) -> str:
     if report.dry_run:
         lines.append("dry run: nothing was changed")
     else:
-        lines.append(f"rolled back {len(report.rolled_back)} migration(s) in {report.duration_ms} ms")
+        lines.append(
+            f"rolled back {len(report.rolled_back)} migration(s) in {report.duration_ms} ms"
+        )
     return "\n".join(lines)

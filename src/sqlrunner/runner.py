@@ -10,6 +10,7 @@ every earlier migration durable before the run reports success.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -43,7 +44,8 @@ SELECT i.indisvalid,
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = %s AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%s))
+WHERE c.relname = %s
+  AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%s))
 """
 
 
@@ -70,8 +72,9 @@ class Executor:
 
         def finish(duration_ms: int) -> list[sql.Composable]:
             return [
-                ledger.record_applied(self.tables, "forward", m.version, m.name, m.checksum,
-                                      duration_ms, self.ctx),
+                ledger.record_applied(
+                    self.tables, "forward", m.version, m.name, m.checksum, duration_ms, self.ctx
+                ),
                 ledger.clear_progress(self.tables, m.version),
                 self._history("apply", m, "ok", duration_ms),
             ]
@@ -83,8 +86,9 @@ class Executor:
 
         def finish(duration_ms: int) -> list[sql.Composable]:
             return [
-                ledger.record_applied(self.tables, "seed", m.version, m.name, m.checksum,
-                                      duration_ms, self.ctx),
+                ledger.record_applied(
+                    self.tables, "seed", m.version, m.name, m.checksum, duration_ms, self.ctx
+                ),
                 self._history("seed", m, "ok", duration_ms),
             ]
 
@@ -105,15 +109,31 @@ class Executor:
     def finish_run(self, action: str, outcome: str, duration_ms: int, detail: str | None) -> None:
         """The run's summary row, committed synchronously: the one fsync of the run."""
         self.conn.execute(
-            ledger.record_history(self.tables, self.ctx, action, outcome, kind="run",
-                                  duration_ms=duration_ms, detail=detail)
+            ledger.record_history(
+                self.tables,
+                self.ctx,
+                action,
+                outcome,
+                kind="run",
+                duration_ms=duration_ms,
+                detail=detail,
+            )
         )
 
-    def _history(self, action: str, m: Migration, outcome: str, duration_ms: int,
-                 detail: str | None = None) -> sql.Composed:
+    def _history(
+        self, action: str, m: Migration, outcome: str, duration_ms: int, detail: str | None = None
+    ) -> sql.Composed:
         return ledger.record_history(
-            self.tables, self.ctx, action, outcome, kind=m.kind, version=m.version, name=m.name,
-            checksum=m.checksum, duration_ms=duration_ms, detail=detail,
+            self.tables,
+            self.ctx,
+            action,
+            outcome,
+            kind=m.kind,
+            version=m.version,
+            name=m.name,
+            checksum=m.checksum,
+            duration_ms=duration_ms,
+            detail=detail,
         )
 
     def _run(self, script: Script, finish: Finish, done: str, action: str) -> FileResult:
@@ -131,17 +151,29 @@ class Executor:
         except LockTimeout as failure:
             self._record_failure(action, m, started, str(failure))
             raise
-        result = FileResult(m.kind, m.version, m.name, done, _ms_since(started), attempts,
-                            len(script.statements), m.no_transaction)
-        self.emit(Event("file_finished", f"{done} {m.display_path} ({result.duration_ms} ms)",
-                        migration=m, result=result))
+        result = FileResult(
+            m.kind,
+            m.version,
+            m.name,
+            done,
+            _ms_since(started),
+            attempts,
+            len(script.statements),
+            m.no_transaction,
+        )
+        self.emit(
+            Event(
+                "file_finished",
+                f"{done} {m.display_path} ({result.duration_ms} ms)",
+                migration=m,
+                result=result,
+            )
+        )
         return result
 
     def _record_failure(self, action: str, m: Migration, started: float, detail: str) -> None:
-        try:
+        with contextlib.suppress(psycopg.Error):  # the failure itself is what the user must see
             self.conn.execute(self._history(action, m, "failed", _ms_since(started), detail))
-        except psycopg.Error:
-            pass  # the failure itself is what the user must see
 
     def _transaction(self, script: Script, finish: Finish, started: float) -> int:
         begin = sql.SQL(
@@ -166,8 +198,12 @@ class Executor:
                 if exc.sqlstate in RETRYABLE_SQLSTATES:
                     self._wait_before_retry(script.migration, statement, exc, attempt, delays)
                     continue
-                raise self._failed(script.migration, statement, exc,
-                                   "the file was rolled back; fix it and run apply again") from None
+                raise self._failed(
+                    script.migration,
+                    statement,
+                    exc,
+                    "the file was rolled back; fix it and run apply again",
+                ) from None
 
     def _autocommit(self, script: Script, finish: Finish, started: float) -> int:
         m = script.migration
@@ -175,15 +211,21 @@ class Executor:
         attempts = 1
         for statement in script.statements:
             if statement.index in done:
-                self.emit(Event("statement_skipped",
-                                f"{m.display_path}:{statement.line}: done in an earlier run, skipped",
-                                migration=m, statement=statement))
+                self.emit(
+                    Event(
+                        "statement_skipped",
+                        f"{m.display_path}:{statement.line}: done in an earlier run, skipped",
+                        migration=m,
+                        statement=statement,
+                    )
+                )
                 continue
             if concurrent_index(statement):
                 self._drop_invalid_leftover(m, statement)
             attempts = max(attempts, self._autocommit_statement(m, statement))
-            self.conn.execute(ledger.record_statement_done(self.tables, m.version, m.checksum,
-                                                           statement.index))
+            self.conn.execute(
+                ledger.record_statement_done(self.tables, m.version, m.checksum, statement.index)
+            )
         self.conn.execute("RESET lock_timeout; RESET client_connection_check_interval")
         closing = [sql.SQL("BEGIN"), *finish(_ms_since(started)), sql.SQL("COMMIT")]
         self.conn.execute(sql.SQL("; ").join(closing))
@@ -197,9 +239,11 @@ class Executor:
         while True:
             attempt += 1
             try:
-                self.conn.execute(sql.SQL(
-                    "SET lock_timeout = {}; SET client_connection_check_interval = {}"
-                ).format(sql.Literal(timeout), sql.Literal(CLIENT_CHECK)))
+                self.conn.execute(
+                    sql.SQL(
+                        "SET lock_timeout = {}; SET client_connection_check_interval = {}"
+                    ).format(sql.Literal(timeout), sql.Literal(CLIENT_CHECK))
+                )
                 self._execute(m, statement, watch=attempt > 1 and not unbounded)
                 return attempt
             except psycopg.Error as exc:
@@ -207,22 +251,32 @@ class Executor:
                     self._wait_before_retry(m, statement, exc, attempt, delays)
                     continue
                 raise self._failed(
-                    m, statement, exc,
+                    m,
+                    statement,
+                    exc,
                     f"statements before line {statement.line} are done and recorded; fix the "
                     "file if needed and run apply again: it resumes safely",
                 ) from None
 
     def _execute(self, m: Migration, statement: Statement, watch: bool) -> None:
         """Send one statement; on retries, note who blocks it while it waits."""
-        self.emit(Event("statement_started", f"{m.display_path}:{statement.line}: "
-                        f"{statement.first_line}", migration=m, statement=statement,
-                        backend_pid=self.conn.info.backend_pid))
+        self.emit(
+            Event(
+                "statement_started",
+                f"{m.display_path}:{statement.line}: {statement.first_line}",
+                migration=m,
+                statement=statement,
+                backend_pid=self.conn.info.backend_pid,
+            )
+        )
         if not watch:
             self.conn.execute(statement.text)
             return
         pid = self.conn.info.backend_pid
-        timer = threading.Timer(self.policy.lock_timeout_ms / 2000,
-                                lambda: self.seen_blockers.update({m.version: self.lock.blockers_of(pid)}))
+        timer = threading.Timer(
+            self.policy.lock_timeout_ms / 2000,
+            lambda: self.seen_blockers.update({m.version: self.lock.blockers_of(pid)}),
+        )
         timer.start()
         try:
             self.conn.execute(statement.text)
@@ -230,8 +284,14 @@ class Executor:
             timer.cancel()
             timer.join()
 
-    def _wait_before_retry(self, m: Migration, statement: Statement | None, exc: psycopg.Error,
-                           attempt: int, delays: Any) -> None:
+    def _wait_before_retry(
+        self,
+        m: Migration,
+        statement: Statement | None,
+        exc: psycopg.Error,
+        attempt: int,
+        delays: Any,
+    ) -> None:
         where = f"{m.display_path}:{statement.line}" if statement else m.display_path
         blockers = self.seen_blockers.get(m.version, [])
         blocked_by = f"; blocked by {' / '.join(blockers)}" if blockers else ""
@@ -239,13 +299,20 @@ class Executor:
         if delay is None:
             raise LockTimeout(
                 f"{where}: gave up after {attempt} attempts ({exc.diag.message_primary}, "
-                f"lock_timeout {self.policy.lock_timeout_setting}){blocked_by or '; the blocker is gone'}"
+                f"lock_timeout {self.policy.lock_timeout_setting})"
+                f"{blocked_by or '; the blocker is gone'}"
                 " | nothing was changed by this file; end or wait out the blocker, then run apply "
                 "again (or raise --lock-retries)",
                 blockers,
             ) from None
-        self.emit(Event("retry", f"{where}: {exc.diag.message_primary} (attempt {attempt}); "
-                        f"retrying in {delay:.1f}s{blocked_by}", migration=m))
+        self.emit(
+            Event(
+                "retry",
+                f"{where}: {exc.diag.message_primary} (attempt {attempt}); "
+                f"retrying in {delay:.1f}s{blocked_by}",
+                migration=m,
+            )
+        )
         time.sleep(delay)
 
     def _drop_invalid_leftover(self, m: Migration, statement: Statement) -> None:
@@ -262,20 +329,26 @@ class Executor:
                 f"{shown_path(m)}:{statement.line}: index {index} is being built by another "
                 "session right now (see pg_stat_progress_create_index); wait for it, then re-run"
             )
-        self.emit(Event("note", f"{m.display_path}:{statement.line}: dropping INVALID index "
-                        f"{row[2]}.{index} left by a failed concurrent build", migration=m))
+        self.emit(
+            Event(
+                "note",
+                f"{m.display_path}:{statement.line}: dropping INVALID index "
+                f"{row[2]}.{index} left by a failed concurrent build",
+                migration=m,
+            )
+        )
         self.conn.execute("SET lock_timeout = 0")
-        self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.Identifier(row[2], index)))
+        self.conn.execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(row[2], index))
+        )
 
     def _rollback_quietly(self) -> None:
-        try:
+        with contextlib.suppress(psycopg.Error):
             self.conn.execute("ROLLBACK")
-        except psycopg.Error:
-            pass
 
-    def _failed(self, m: Migration, statement: Statement | None, exc: psycopg.Error,
-                next_step: str) -> MigrationFailed:
+    def _failed(
+        self, m: Migration, statement: Statement | None, exc: psycopg.Error, next_step: str
+    ) -> MigrationFailed:
         diag = exc.diag
         if statement is None:  # failed while writing the ledger rows
             line, column, first = 1, 1, "(sqlrunner ledger write)"
@@ -286,9 +359,14 @@ class Executor:
             line, column = line_and_column(m.text, offset)
             first = statement.first_line
         detail = SqlErrorDetail(
-            path=shown_path(m), line=line, column=column, sqlstate=diag.sqlstate or "?????",
-            message=diag.message_primary or str(exc).strip(), detail=diag.message_detail,
-            hint=diag.message_hint, statement=first,
+            path=shown_path(m),
+            line=line,
+            column=column,
+            sqlstate=diag.sqlstate or "?????",
+            message=diag.message_primary or str(exc).strip(),
+            detail=diag.message_detail,
+            hint=diag.message_hint,
+            statement=first,
         )
         return MigrationFailed(detail, next_step)
 

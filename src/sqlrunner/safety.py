@@ -51,8 +51,9 @@ def data_at_risk(
     return losses
 
 
-def _count(conn: psycopg.Connection[tuple[Any, ...]], schema: str | None, table: str,
-           column: str | None) -> int | None:
+def _count(
+    conn: psycopg.Connection[tuple[Any, ...]], schema: str | None, table: str, column: str | None
+) -> int | None:
     """Rows (or non-null values of ``column``); None when the table or column does not exist."""
     name = ".".join(sql.Identifier(p).as_string(conn) for p in (schema, table) if p)
     row = conn.execute(
@@ -68,7 +69,8 @@ def _count(conn: psycopg.Connection[tuple[Any, ...]], schema: str | None, table:
         sql.SQL("SELECT count(*) FROM {}").format(relation)
         if column is None
         else sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL").format(
-            relation, sql.Identifier(column))
+            relation, sql.Identifier(column)
+        )
     )
     result = conn.execute(query).fetchone()
     return int(result[0]) if result else 0

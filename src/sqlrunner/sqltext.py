@@ -63,11 +63,9 @@ def split_statements(migration: Migration) -> tuple[Statement, ...]:
             f"{migration.display_path}:{line}:{column}: syntax error: {message}"
         ) from None
     statements = []
-    for index, (part, raw) in enumerate(zip(slices, nodes)):
+    for index, (part, raw) in enumerate(zip(slices, nodes, strict=True)):
         line, column = line_and_column(text, part.start)
-        statements.append(
-            Statement(index, text[part], part.start, line, column, raw.stmt)
-        )
+        statements.append(Statement(index, text[part], part.start, line, column, raw.stmt))
     return tuple(statements)
 
 
@@ -85,21 +83,18 @@ def script_for(migration: Migration) -> Script:
             if _transaction_kind(statement) is not None:
                 _refuse(migration, statement, "transaction control is not allowed in this file")
         return Script(migration, statements)
-    begin_at = next(
-        (i for i, s in enumerate(statements) if _transaction_kind(s) is not None), None
-    )
-    if begin_at is None or _transaction_kind(statements[begin_at]) not in ("BEGIN", "START"):
-        why = "must be wrapped in BEGIN; ... COMMIT; (or start with '-- sqlrunner: no-transaction')"
-        # Point at the first statement that needed a BEGIN in front of it.
-        where = next((s for s in statements if _set_name(s) not in ALLOWED_BEFORE_BEGIN), None)
-        if where is None and statements:
-            where = statements[-1]
-        if where is None:
-            raise InvalidMigrationSet(f"{migration.display_path}: {why}")
-        _refuse(migration, where, why)
+    kinds = [_transaction_kind(s) for s in statements]
+    begin_at = next((i for i, kind in enumerate(kinds) if kind is not None), -1)
+    if begin_at < 0 or kinds[begin_at] not in ("BEGIN", "START"):
+        raise InvalidMigrationSet(
+            f"{migration.display_path}: must be wrapped in BEGIN; ... COMMIT; "
+            f"(or start with '-- sqlrunner: no-transaction')"
+        )
     for statement in statements[:begin_at]:
         if _set_name(statement) not in ALLOWED_BEFORE_BEGIN:
-            _refuse(migration, statement, "only SET lock_timeout / statement_timeout may precede BEGIN")
+            _refuse(
+                migration, statement, "only SET lock_timeout / statement_timeout may precede BEGIN"
+            )
     _refuse_options(migration, statements[begin_at])
     last = statements[-1]
     if _transaction_kind(last) != "COMMIT" or last.index == begin_at:
@@ -161,13 +156,13 @@ def runs_without_lock_timeout(statement: Statement) -> bool:
         return bool(getattr(node, "concurrent", False))
     if kind == "AlterTableStmt":
         commands = node.cmds or ()
-        return bool(commands) and all(
-            c.subtype.name == "AT_ValidateConstraint" for c in commands
-        )
+        return bool(commands) and all(c.subtype.name == "AT_ValidateConstraint" for c in commands)
     return False
 
 
-def dropped_objects(statement: Statement) -> tuple[list[tuple[str | None, str]], list[tuple[str | None, str, str]]]:
+def dropped_objects(
+    statement: Statement,
+) -> tuple[list[tuple[str | None, str]], list[tuple[str | None, str, str]]]:
     """Tables and (table, column) pairs a rollback statement drops, for the data-loss check."""
     node = statement.node
     kind = type(node).__name__

@@ -11,7 +11,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConnectionFailed
 
-_URL_PASSWORD = re.compile(r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<password>[^@/?#]*)@", re.I)
+# libpq ends a URL's password at the first '@' only: '?', '#' and '/' may be part of it.
+_URL_PASSWORD = re.compile(
+    r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<password>[^@]*)@", re.I
+)
 
 
 def mask_password(dsn: str) -> str:
@@ -28,7 +31,9 @@ def mask_password(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
-def connect(dsn: str, *, wait: float = 0, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+def connect(
+    dsn: str, *, wait: float = 0, autocommit: bool = True
+) -> psycopg.Connection[tuple[Any, ...]]:
     """Open the run's connection, retrying for up to ``wait`` seconds (containers start first).
 
     ``prepare_threshold=None``: never prepare statements, so PgBouncer in
@@ -50,7 +55,9 @@ def connect(dsn: str, *, wait: float = 0, autocommit: bool = True) -> psycopg.Co
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
         except psycopg.ProgrammingError as exc:
-            raise ConnectionFailed(f"invalid DSN {mask_password(dsn)}: {_one_line(str(exc))}") from None
+            raise ConnectionFailed(
+                f"invalid DSN {mask_password(dsn)}: {_one_line(str(exc))}"
+            ) from None
 
 
 def _is_final(exc: psycopg.OperationalError) -> bool:

@@ -40,10 +40,14 @@ def _run_file(conn: psycopg.Connection[tuple[Any, ...]], script: Script) -> list
             except psycopg.Error as exc:
                 offset = statement.offset + max(0, int(exc.diag.statement_position or 1) - 1)
                 line, _ = line_and_column(m.text, offset)
-                results.append(CheckResult(
-                    m.display_path, f"{m.label} line {line}", False,
-                    f"error {exc.diag.sqlstate}: {exc.diag.message_primary}",
-                ))
+                results.append(
+                    CheckResult(
+                        m.display_path,
+                        f"{m.label} line {line}",
+                        False,
+                        f"error {exc.diag.sqlstate}: {exc.diag.message_primary}",
+                    )
+                )
                 break  # the transaction is aborted; later statements cannot run
             results.extend(_rows_of(m, statement.line, cursor))
     finally:
@@ -55,8 +59,14 @@ def _rows_of(m: Migration, line: int, cursor: psycopg.Cursor[tuple[Any, ...]]) -
     if cursor.description is None:
         return []
     if len(cursor.description) != 3:
-        return [CheckResult(m.display_path, f"{m.label} line {line}", False,
-                            "a verify query must return (check text, ok boolean, detail text)")]
+        return [
+            CheckResult(
+                m.display_path,
+                f"{m.label} line {line}",
+                False,
+                "a verify query must return (check text, ok boolean, detail text)",
+            )
+        ]
     return [
         CheckResult(m.display_path, str(check), ok is True, "" if detail is None else str(detail))
         for check, ok, detail in cursor.fetchall()
