@@ -7,30 +7,26 @@ raise SqlRunnerError subclasses, and return report values.
 from __future__ import annotations
 
 import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+if TYPE_CHECKING:
+    from .events import Listener
+    from .sqltext import Script
+
 from . import ledger
-from ._version import __version__
-from .errors import ChecksumMismatch, DataLossRefused, UsageError, VerificationFailed
-from .events import Event, Listener, fan_out
-from .files import Migration, MigrationSet, load_migration_set
-from .ledger import LedgerTables, RunContext
-from .locking import RetryPolicy, RunnerLock, duration_ms
-from .plan import LedgerRow, drift, file_states, plan_apply, plan_rollback
+from .errors import DataLossRefused, UsageError, VerificationFailed
+from .files import Migration, load_migration_set
+from .ledger import LedgerTables
+from .locking import RetryPolicy, duration_ms
+from .plan import file_states, plan_apply, plan_rollback, refuse_drift
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport
-from .runner import Executor
-from .safety import data_at_risk
-from .sqltext import Script, script_for
 from .target import connect, mask_password
-from .verify import run_checks
 
 Target = str | psycopg.Connection[Any]
 DEFAULT_LOCK_RETRIES = RetryPolicy().retries
@@ -77,24 +73,10 @@ def _require_supported_server(conn: psycopg.Connection[Any]) -> None:
         raise UsageError(f"PostgreSQL 14.4 or newer is required; this server is {version}")
 
 
-def _context() -> RunContext:
-    return RunContext(str(uuid.uuid4()), f"{socket.gethostname()} pid {os.getpid()}", __version__)
-
-
-def _refuse_drift(files: MigrationSet, rows: list[LedgerRow]) -> None:
-    drifted = drift(file_states(files, rows))
-    if drifted:
-        listing = ", ".join(f"{s.label} ({s.state})" for s in drifted)
-        raise ChecksumMismatch(
-            f"applied files changed since they ran: {listing} | nothing was run; restore the "
-            "file(s), or after review run 'sqlrunner repair --accept VERSION' "
-            "('--forget VERSION' for a removed file)",
-            [s.label for s in drifted],
-        )
-
-
-def _scripts(migrations: Sequence[Migration]) -> list[Script]:
+def parse_all(migrations: Sequence[Migration]) -> list[Script]:
     """Parse every file that will run, so a broken one stops the run before anything runs."""
+    from .sqltext import script_for  # pglast loads only when something will run
+
     return [script_for(m) for m in migrations]
 
 
@@ -123,15 +105,14 @@ def apply(
     files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(duration_ms(lock_timeout), lock_retries)
-    emit = fan_out(on_event)
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables)
-        _refuse_drift(files, rows)
+        refuse_drift(files, rows)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
         notes = ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
         if dry_run or plan.empty:
-            _scripts([*plan.forward, *plan.seeds])
+            parse_all([*plan.forward, *plan.seeds])
             would = tuple(
                 _would(m, "would apply" if m.kind == "forward" else "would seed")
                 for m in (*plan.forward, *plan.seeds)
@@ -139,48 +120,13 @@ def apply(
             return ApplyReport(
                 shown, would if dry_run else (), (), None, _ms(started), dry_run, notes
             )
-        _scripts([*plan.forward, *plan.seeds, *plan.verify])
-        ctx = _context()
-        with RunnerLock(
-            conninfo,
-            tables.lock_key,
-            runner_wait,
-            application_name=f"sqlrunner lock ({ctx.client})",
-            on_wait=lambda msg: emit(Event("waiting", msg)),
-        ) as lock:
-            ledger.create_tables(conn, tables)
-            rows = ledger.read_rows(conn, tables)  # another runner may have applied meanwhile
-            _refuse_drift(files, rows)
-            plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
-            if plan.empty:  # the runner we waited for did it all
-                return ApplyReport(shown, (), (), None, _ms(started), False, notes)
-            executor = Executor(conn, lock, tables, policy, ctx, emit)
-            applied: list[FileResult] = []
-            seeded: list[FileResult] = []
-            try:
-                applied.extend(executor.forward(s) for s in _scripts(plan.forward))
-                seeded.extend(executor.seed(s) for s in _scripts(plan.seeds))
-            except Exception as exc:
-                executor.finish_run("apply", "failed", _ms(started), str(exc)[:2000])
-                raise
-            verification = None
-            if plan.verify and (applied or seeded):
-                verification = run_checks(conn, _scripts(plan.verify), shown)
-            outcome = "ok" if verification is None or verification.ok else "verify failed"
-            executor.finish_run(
-                "apply", outcome, _ms(started), f"{len(applied)} applied, {len(seeded)} seeded"
-            )
-    report = ApplyReport(
-        shown, tuple(applied), tuple(seeded), verification, _ms(started), False, notes
-    )
-    if verification is not None and not verification.ok:
-        raise VerificationFailed(_verify_failure(verification), report)
-    return report
+        # Imported here, not at the top: the no-op path above never needs the executor,
+        # and `import sqlrunner` is on every service's start-up path.
+        from .execute import LockedRun
 
-
-def _verify_failure(report: VerifyReport) -> str:
-    failed = "; ".join(f"{c.check}: {c.detail}" for c in report.failed)
-    return f"verification failed ({len(report.failed)} of {len(report.checks)} checks): {failed}"
+        scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify])
+        run = LockedRun(conn, conninfo, tables, policy, runner_wait, on_event, shown, started)
+        return run.apply(files, scripts, to=to, seed=seed, verify=verify, notes=notes)
 
 
 def _would(m: Migration, action: str) -> FileResult:
@@ -219,10 +165,13 @@ def verify(
     with _session(target, wait) as (conn, _conninfo, shown):
         rows = ledger.read_rows(conn, LedgerTables(ledger_schema, ledger_table))
         applied = {r.version for r in rows if r.kind == "forward"}
-        scripts = _scripts([m for m in files.verify if m.version in applied])
-        report = run_checks(conn, scripts, shown)
+        from .verify import run_checks
+
+        report = run_checks(
+            conn, parse_all([m for m in files.verify if m.version in applied]), shown
+        )
     if not report.ok:
-        raise VerificationFailed(_verify_failure(report), report)
+        raise VerificationFailed(report.failure_message(), report)
     return report
 
 
@@ -252,14 +201,16 @@ def rollback(
     files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(duration_ms(lock_timeout), lock_retries)
-    emit = fan_out(on_event)
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables)
-        _refuse_drift(files, rows)
+        refuse_drift(files, rows)
         plan = plan_rollback(files, rows, steps=None if to is not None else steps, to_version=to)
-        scripts = _scripts([step.rollback for step in plan])
-        losses = data_at_risk(conn, scripts, _scripts(files.seed))
+        from .execute import LockedRun
+        from .safety import data_at_risk
+
+        scripts = parse_all([step.rollback for step in plan])
+        losses = data_at_risk(conn, scripts, parse_all(files.seed))
         if dry_run:
             would = tuple(_would(s.rollback, "would roll back") for s in plan)
             return RollbackReport(shown, would, _ms(started), True, tuple(losses))
@@ -270,30 +221,8 @@ def rollback(
                 + " | nothing was changed; export what you need, then confirm (--yes)",
                 losses,
             )
-        ctx = _context()
-        with RunnerLock(
-            conninfo,
-            tables.lock_key,
-            runner_wait,
-            application_name=f"sqlrunner lock ({ctx.client})",
-            on_wait=lambda msg: emit(Event("waiting", msg)),
-        ) as lock:
-            ledger.create_tables(conn, tables)
-            if ledger.read_rows(conn, tables) != rows:
-                raise UsageError(
-                    "the ledger changed while waiting for another sqlrunner; "
-                    "nothing was rolled back: check 'status' and run rollback again"
-                )
-            executor = Executor(conn, lock, tables, policy, ctx, emit)
-            done: list[FileResult] = []
-            try:
-                for index, script in enumerate(scripts):
-                    done.append(executor.rollback(script, last=index == len(scripts) - 1))
-            except Exception as exc:
-                executor.finish_run("rollback", "failed", _ms(started), str(exc)[:2000])
-                raise
-            executor.finish_run("rollback", "ok", _ms(started), f"{len(done)} rolled back")
-    return RollbackReport(shown, tuple(done), _ms(started), False, tuple(losses))
+        run = LockedRun(conn, conninfo, tables, policy, runner_wait, on_event, shown, started)
+        return run.rollback(rows, scripts, losses)
 
 
 def seed(

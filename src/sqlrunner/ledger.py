@@ -115,6 +115,16 @@ class RunContext:
     client: str
     version: str
 
+    @classmethod
+    def new(cls) -> RunContext:
+        import os
+        import socket
+        import uuid
+
+        from ._version import __version__
+
+        return cls(str(uuid.uuid4()), f"{socket.gethostname()} pid {os.getpid()}", __version__)
+
 
 def record_applied(
     tables: LedgerTables,

@@ -8,10 +8,10 @@ from typing import Any
 from psycopg import sql
 
 from . import ledger
-from .api import Target, _context, _session, resolve_sql_dir
+from .api import Target, _session, resolve_sql_dir
 from .errors import UsageError
 from .files import load_migration_set
-from .ledger import LedgerTables
+from .ledger import LedgerTables, RunContext
 
 
 def repair(
@@ -41,7 +41,7 @@ def repair(
     action, version = chosen[0]
     files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
-    ctx = _context()
+    ctx = RunContext.new()
     with _session(target, wait) as (conn, _conninfo, _shown):
         ledger.create_tables(conn, tables)
         rows = {r.version: r for r in ledger.read_rows(conn, tables) if r.kind == "forward"}

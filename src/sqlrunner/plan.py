@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .errors import UsageError
+from .errors import ChecksumMismatch, UsageError
 from .files import Migration, MigrationSet
 
 
@@ -88,6 +88,19 @@ def file_states(files: MigrationSet, rows: list[LedgerRow]) -> tuple[FileState, 
 def drift(states: tuple[FileState, ...]) -> tuple[FileState, ...]:
     """Applied forward files that changed or vanished: running anything on top would lie."""
     return tuple(s for s in states if s.kind == "forward" and s.state in ("drifted", "missing"))
+
+
+def refuse_drift(files: MigrationSet, rows: list[LedgerRow]) -> None:
+    """Applied forward files that changed or vanished stop the run before anything runs."""
+    drifted = drift(file_states(files, rows))
+    if drifted:
+        listing = ", ".join(f"{s.label} ({s.state})" for s in drifted)
+        raise ChecksumMismatch(
+            f"applied files changed since they ran: {listing} | nothing was run; restore the "
+            "file(s), or after review run 'sqlrunner repair --accept VERSION' "
+            "('--forget VERSION' for a removed file)",
+            [s.label for s in drifted],
+        )
 
 
 def plan_apply(

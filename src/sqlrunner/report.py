@@ -52,6 +52,10 @@ class VerifyReport:
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.ok)
 
+    def failure_message(self) -> str:
+        failed = "; ".join(f"{c.check}: {c.detail}" for c in self.failed)
+        return f"verification failed ({len(self.failed)} of {len(self.checks)} checks): {failed}"
+
 
 @dataclass(frozen=True)
 class ApplyReport:

@@ -86,10 +86,14 @@ def script_for(migration: Migration) -> Script:
     kinds = [_transaction_kind(s) for s in statements]
     begin_at = next((i for i, kind in enumerate(kinds) if kind is not None), -1)
     if begin_at < 0 or kinds[begin_at] not in ("BEGIN", "START"):
-        raise InvalidMigrationSet(
-            f"{migration.display_path}: must be wrapped in BEGIN; ... COMMIT; "
-            f"(or start with '-- sqlrunner: no-transaction')"
-        )
+        why = "must be wrapped in BEGIN; ... COMMIT; (or start with '-- sqlrunner: no-transaction')"
+        # Point at the first statement that needed a BEGIN in front of it.
+        where = next((s for s in statements if _set_name(s) not in ALLOWED_BEFORE_BEGIN), None)
+        if where is None and statements:
+            where = statements[-1]
+        if where is None:
+            raise InvalidMigrationSet(f"{migration.display_path}: {why}")
+        _refuse(migration, where, why)
     for statement in statements[:begin_at]:
         if _set_name(statement) not in ALLOWED_BEFORE_BEGIN:
             _refuse(

@@ -12,9 +12,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from .errors import ConnectionFailed
 
 # libpq ends a URL's password at the first '@' only: '?', '#' and '/' may be part of it.
-_URL_PASSWORD = re.compile(
-    r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<password>[^@]*)@", re.I
-)
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<password>[^@]*)@", re.I)
 
 
 def mask_password(dsn: str) -> str:

@@ -1,0 +1,125 @@
+"""The part of a run that holds the runner lock: re-check, execute, verify, record.
+
+Loaded only when something will run, so the no-op path stays light.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from . import ledger
+from .errors import UsageError, VerificationFailed
+from .events import Event, Listener, fan_out
+from .files import Migration, MigrationSet
+from .ledger import LedgerTables, RunContext
+from .locking import RetryPolicy, RunnerLock
+from .plan import LedgerRow, plan_apply, refuse_drift
+from .report import ApplyReport, FileResult, RollbackReport
+from .runner import Executor
+from .sqltext import Script, script_for
+from .verify import run_checks
+
+
+@dataclass
+class LockedRun:
+    """One apply or rollback, from taking the runner lock to the run's history row."""
+
+    conn: psycopg.Connection[Any]
+    conninfo: str
+    tables: LedgerTables
+    policy: RetryPolicy
+    runner_wait: float
+    listener: Listener | None
+    shown: str
+    started: float
+
+    def _lock(self, ctx: RunContext) -> RunnerLock:
+        emit = fan_out(self.listener)
+        return RunnerLock(
+            self.conninfo,
+            self.tables.lock_key,
+            self.runner_wait,
+            application_name=f"sqlrunner lock ({ctx.client})",
+            on_wait=lambda message: emit(Event("waiting", message)),
+        )
+
+    def _ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def apply(
+        self,
+        files: MigrationSet,
+        parsed: list[Script],
+        *,
+        to: int | None,
+        seed: bool,
+        verify: bool,
+        notes: tuple[str, ...],
+    ) -> ApplyReport:
+        """Apply what is still pending once the lock is ours (another runner may have done it)."""
+        scripts = {s.migration.path: s for s in parsed}
+
+        def script(m: Migration) -> Script:
+            return scripts.get(m.path) or script_for(m)
+
+        ctx = RunContext.new()
+        with self._lock(ctx) as lock:
+            ledger.create_tables(self.conn, self.tables)
+            rows = ledger.read_rows(self.conn, self.tables)
+            refuse_drift(files, rows)
+            plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
+            if plan.empty:  # the runner we waited for did it all
+                return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
+            executor = Executor(
+                self.conn, lock, self.tables, self.policy, ctx, fan_out(self.listener)
+            )
+            applied: list[FileResult] = []
+            seeded: list[FileResult] = []
+            try:
+                applied.extend(executor.forward(script(m)) for m in plan.forward)
+                seeded.extend(executor.seed(script(m)) for m in plan.seeds)
+            except Exception as exc:
+                executor.finish_run("apply", "failed", self._ms(), str(exc)[:2000])
+                raise
+            verification = None
+            if plan.verify:
+                verification = run_checks(self.conn, [script(m) for m in plan.verify], self.shown)
+            outcome = "ok" if verification is None or verification.ok else "verify failed"
+            executor.finish_run(
+                "apply", outcome, self._ms(), f"{len(applied)} applied, {len(seeded)} seeded"
+            )
+        report = ApplyReport(
+            self.shown, tuple(applied), tuple(seeded), verification, self._ms(), False, notes
+        )
+        if verification is not None and not verification.ok:
+            raise VerificationFailed(verification.failure_message(), report)
+        return report
+
+    def rollback(
+        self, rows: list[LedgerRow], scripts: list[Script], losses: list[str]
+    ) -> RollbackReport:
+        """Run the rollback files newest first; seeds are forgotten with the last one."""
+        ctx = RunContext.new()
+        with self._lock(ctx) as lock:
+            ledger.create_tables(self.conn, self.tables)
+            if ledger.read_rows(self.conn, self.tables) != rows:
+                raise UsageError(
+                    "the ledger changed while waiting for another sqlrunner; nothing was "
+                    "rolled back: check 'status' and run rollback again"
+                )
+            executor = Executor(
+                self.conn, lock, self.tables, self.policy, ctx, fan_out(self.listener)
+            )
+            done: list[FileResult] = []
+            try:
+                for index, script in enumerate(scripts):
+                    done.append(executor.rollback(script, last=index == len(scripts) - 1))
+            except Exception as exc:
+                executor.finish_run("rollback", "failed", self._ms(), str(exc)[:2000])
+                raise
+            executor.finish_run("rollback", "ok", self._ms(), f"{len(done)} rolled back")
+        return RollbackReport(self.shown, tuple(done), self._ms(), False, tuple(losses))
