@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .files import Migration
-from .report import FileResult
-from .sqltext import Statement
+if TYPE_CHECKING:
+    from .files import Migration
+    from .report import FileResult
+    from .sqltext import Statement
 
 log = logging.getLogger("sqlrunner")
 
