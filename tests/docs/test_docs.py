@@ -1,0 +1,158 @@
+"""Every runnable block of README.md and MIGRATION_GUIDE.md, run against a test database.
+
+A fenced block is runnable when its language is bash/sh/shell, sql or python.
+It runs in document order, in one working directory holding a copy of sql/,
+with DATABASE_URL pointing at a database made for that document:
+
+- bash blocks run with ``bash -e``; ``sqlrunner`` and ``python`` are this venv's;
+- sql blocks run with ``psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1``;
+- python blocks run with this interpreter.
+
+An HTML comment on the line before a fence changes that:
+
+- ``<!-- docs-test: illustrative -->``: not run (output samples, fragments);
+- ``<!-- docs-test: expect-exit N -->``: must exit with N (a failure being shown);
+- ``<!-- docs-test: ci -->``: the test command itself; checked to be what .ci/run runs;
+- ``<!-- docs-test: embedded -->``: run without DATABASE_URL (the embedded default).
+
+A leading ``pip install … &&`` is taken as done: the suite runs inside that install.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "sql": "sql", "python": "python"}
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
+MARK = re.compile(r"<!--\s*docs-test:\s*([\w-]+)\s*(\d*)\s*-->\s*$")
+PIP_PREFIX = re.compile(r"^pip install [^&\n]+&&\s*")
+
+
+@dataclass(frozen=True)
+class Block:
+    document: str
+    line: int
+    language: str
+    code: str
+    mark: str
+    expected_exit: int
+
+    def __str__(self) -> str:
+        return f"{self.document}:{self.line} ({self.language})"
+
+
+def blocks_of(document: str) -> list[Block]:
+    path = REPO / document
+    if not path.exists():
+        return []
+    text = path.read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        language = match[1].lower()
+        line = text.count("\n", 0, match.start()) + 1
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        mark = MARK.search(before)
+        found.append(Block(document, line, language, match[2], mark[1] if mark else "",
+                           int(mark[2]) if mark and mark[2] else 0))
+    return found
+
+
+def run_block(block: Block, workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    kind = RUNNABLE[block.language]
+    code = PIP_PREFIX.sub("", block.code.strip())
+    if kind == "bash":
+        argv = ["bash", "-e", "-c", code]
+    elif kind == "sql":
+        psql = shutil.which("psql", path=env["PATH"]) or "psql"
+        argv = [psql, env["DATABASE_URL"], "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        return subprocess.run(argv, input=code, cwd=workdir, env=env, capture_output=True,
+                              text=True, timeout=300)
+    else:
+        argv = [sys.executable, "-c", code]
+    return subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def environment(dsn_url: str, home: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "DATABASE_URL": dsn_url, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "HOME": str(home), "PAGER": "cat", "PSQL_PAGER": "cat"}
+
+
+def as_url(conninfo: str) -> str:
+    """Blocks say psql "$DATABASE_URL": give them a postgresql:// URL."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v}
+    host = params.pop("host", "localhost")
+    port = params.pop("port", "5432")
+    user = params.pop("user", "postgres")
+    dbname = params.pop("dbname", "postgres")
+    password = params.pop("password", "")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    if host.startswith("/"):
+        return f"postgresql://{auth}/{dbname}?host={host}&port={port}"
+    return f"postgresql://{auth}{host}:{port}/{dbname}"
+
+
+@pytest.mark.parametrize("document", ["README.md", "MIGRATION_GUIDE.md"])
+def test_every_runnable_block_runs(document: str, dsn: str, tmp_path: Path) -> None:
+    blocks = [b for b in blocks_of(document) if b.language in RUNNABLE]
+    if document == "README.md":
+        assert blocks, "README.md has no runnable block"
+    if not (REPO / document).exists():
+        pytest.fail(f"{document} is missing")
+    workdir = tmp_path / "work"
+    shutil.copytree(REPO / "sql", workdir / "sql")
+    env = environment(as_url(dsn), tmp_path)
+    ran = 0
+    try:
+        for block in blocks:
+            if block.mark == "illustrative":
+                continue
+            if block.mark == "ci":
+                ci = (REPO / ".ci" / "run").read_text()
+                assert block.code.strip() in ci, f"{block}: .ci/run does not run this command"
+                continue
+            block_env = env
+            if block.mark == "embedded":
+                block_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+            result = run_block(block, workdir, block_env)
+            assert result.returncode == block.expected_exit, (
+                f"{block} exited {result.returncode}, expected {block.expected_exit}\n"
+                f"--- code\n{block.code}--- stdout\n{result.stdout[-3000:]}"
+                f"--- stderr\n{result.stderr[-3000:]}"
+            )
+            ran += 1
+    finally:
+        if (workdir / ".sqlrunner").exists():
+            subprocess.run([sys.executable, "-m", "sqlrunner", "stop-embedded"], cwd=workdir,
+                           capture_output=True, timeout=60)
+    assert ran > 0, f"{document}: no block ran"
+
+
+def test_illustrative_blocks_are_few() -> None:
+    for document in ("README.md", "MIGRATION_GUIDE.md"):
+        blocks = [b for b in blocks_of(document) if b.language in RUNNABLE]
+        illustrative = [b for b in blocks if b.mark == "illustrative"]
+        assert len(illustrative) <= max(3, len(blocks) // 4), (
+            f"{document}: {len(illustrative)} of {len(blocks)} runnable blocks are illustrative"
+        )
+
+
+def test_docs_name_no_machine_paths() -> None:
+    for document in ("README.md", "MIGRATION_GUIDE.md"):
+        path = REPO / document
+        if path.exists():
+            text = path.read_text()
+            assert not re.search(r"/(work|farm|root|home/\w+)/", text), document
+            assert "/tmp/" not in text, document
