@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import sqlrunner
 from sqlrunner.events import Event
@@ -235,3 +240,65 @@ def test_sql_dir_default_is_local_sql_folder(dsn: str, sql_set: SqlSet, tmp_path
     monkeypatch.chdir(tmp_path)
     assert [r.version for r in sqlrunner.apply(dsn).applied] == [1]
     assert os.path.isdir("sql")
+
+
+def _forward(listener: socket.socket, target: dict[str, str]) -> None:
+    """Accept one client at a time and pump bytes to the real server (unix or TCP)."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        host = target.get("host", "localhost")
+        if host.startswith("/"):
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(f"{host}/.s.PGSQL.{target.get('port', '5432')}")
+        else:
+            upstream = socket.create_connection((host, int(target.get("port", "5432"))))
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_wait_retries_the_connection_until_the_database_is_up(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_base.sql": BASE})
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(port)})
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def come_up() -> None:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        _forward(listener, params)
+
+    threading.Timer(1.5, come_up).start()
+    try:
+        started = time.monotonic()
+        report = sqlrunner.apply(late, root, wait=20)
+        assert time.monotonic() - started > 1.0
+        assert [r.version for r in report.applied] == [1]
+    finally:
+        listener.close()
+
+
+def test_wait_gives_up_with_connection_failed(sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_base.sql": BASE})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(sqlrunner.ConnectionFailed, match="after waiting 1s") as failure:
+        sqlrunner.apply(f"postgresql://nobody:s3cret@127.0.0.1:{port}/x", root, wait=1)
+    assert time.monotonic() - started >= 1.0
+    assert "s3cret" not in str(failure.value) and "nobody:***@" in str(failure.value)
