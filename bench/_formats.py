@@ -36,6 +36,10 @@ Sqitch     the file as is: Sqitch runs      the file as is: psql autocommits
            BEGIN/COMMIT
 =========  ===============================  ===================================
 
+"BEGIN/COMMIT stripped" removes the file's first transaction statement and
+its final COMMIT; statements before BEGIN (the shipped files start with
+``SET lock_timeout``) stay, and run inside the tool's transaction.
+
 Everything here only writes files; nothing talks to a server.
 """
 
@@ -47,15 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NO_TX_MARKER = "-- sqlrunner: no-transaction"
-
-_BEGIN_RE = re.compile(
-    r"^(?P<pre>(?:\s*--[^\n]*\n|\s+)*)\s*(?:BEGIN(?:\s+(?:WORK|TRANSACTION))?|START\s+TRANSACTION)\s*;",
-    re.IGNORECASE,
-)
-_COMMIT_RE = re.compile(
-    r"(?:COMMIT|END)(?:\s+(?:WORK|TRANSACTION))?\s*;(?P<post>(?:\s*--[^\n]*|\s)*)\Z",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -82,12 +77,20 @@ class Migration:
         return f"{self.seq:05d}_{self.kind[0]}_{self.snake}"
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split SQL into statements, keeping the source text of each."""
-    try:
-        import pglast
+def _slices(sql: str) -> list[slice]:
+    """Character slices of the statements in sql (without their ';')."""
+    import pglast
 
-        parts = list(pglast.split(sql, with_parser=False))
+    try:
+        return list(pglast.split(sql, with_parser=True, only_slices=True))
+    except Exception:  # e.g. syntax newer than pglast's parser: the scanner still splits
+        return list(pglast.split(sql, with_parser=False, only_slices=True))
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split SQL into statements, keeping the source text (and comments) of each."""
+    try:
+        parts = [sql[sl] for sl in _slices(sql)]
     except ImportError:  # pragma: no cover - pglast is in setup.sh
         import sqlparse
 
@@ -99,17 +102,49 @@ def _only_comments(s: str) -> bool:
     return all(not ln.strip() or ln.strip().startswith("--") for ln in s.splitlines())
 
 
+def _statement_kinds(sql: str) -> list[tuple[str | None, int, int]]:
+    """(kind, start, stop) per statement; kind is 'begin', 'commit' or None.
+
+    start is where the statement's first keyword is (after leading comments);
+    stop is past its ';' when there is one.
+    """
+    import pglast
+
+    out = []
+    for sl in _slices(sql):
+        toks = [
+            t for t in pglast.parser.scan(sql[sl]) if t.name not in ("SQL_COMMENT", "C_COMMENT")
+        ]
+        if not toks:
+            continue
+        names = [t.name for t in toks]
+        kind = None
+        if names[0] == "BEGIN_P" or names[:2] == ["START", "TRANSACTION"]:
+            kind = "begin"
+        elif names[0] in ("COMMIT", "END_P") and "PREPARED" not in names:
+            kind = "commit"
+        stop = sl.stop
+        while stop < len(sql) and sql[stop] in " \t":
+            stop += 1
+        if stop < len(sql) and sql[stop] == ";":
+            stop += 1
+        out.append((kind, sl.start + toks[0].start, stop))
+    return out
+
+
 def strip_transaction(text: str) -> tuple[str, bool]:
-    """Remove one leading BEGIN; and one trailing COMMIT;. Returns (body, had_begin)."""
-    m = _BEGIN_RE.match(text)
-    if not m:
+    """Remove the file's own BEGIN and its final COMMIT.  Returns (body, had_begin).
+
+    Statements before BEGIN (say ``SET lock_timeout``) stay, so they run inside
+    the tool's transaction instead.
+    """
+    kinds = _statement_kinds(text)
+    tx = [k for k in kinds if k[0] is not None]
+    if not tx or tx[0][0] != "begin" or kinds[-1][0] != "commit":
         return text, False
-    body = m.group("pre") + text[m.end():]
-    c = None
-    for c in _COMMIT_RE.finditer(body):
-        pass
-    if c is not None:
-        body = body[: c.start()] + (c.group("post") or "")
+    b, c = tx[0], kinds[-1]
+    body = text[: b[1]] + text[b[2] : c[1]] + text[c[2] :]
+    body = re.sub(r"\n{3,}", "\n\n", body)
     return body.strip() + "\n", True
 
 
@@ -117,8 +152,9 @@ def parse_file(path: Path, seq: int, kind: str) -> Migration:
     text = path.read_text(encoding="utf-8")
     first = text.split("\n", 1)[0].strip()
     transactional = first != NO_TX_MARKER
-    mig = Migration(seq=seq, kind=kind, path=path, stem=path.stem, text=text,
-                    transactional=transactional)
+    mig = Migration(
+        seq=seq, kind=kind, path=path, stem=path.stem, text=text, transactional=transactional
+    )
     if transactional:
         mig.body, mig.has_own_begin = strip_transaction(text)
     else:
@@ -130,7 +166,9 @@ def parse_file(path: Path, seq: int, kind: str) -> Migration:
 def load_sql_set(sql_dir: Path, include_seed: bool = True) -> list[Migration]:
     """The files sqlrunner would apply, in order (forward, then seed)."""
     sql_dir = Path(sql_dir)
-    files: list[tuple[str, Path]] = [("forward", p) for p in sorted((sql_dir / "forward").glob("*.sql"))]
+    files: list[tuple[str, Path]] = [
+        ("forward", p) for p in sorted((sql_dir / "forward").glob("*.sql"))
+    ]
     if include_seed and (sql_dir / "seed").is_dir():
         files += [("seed", p) for p in sorted((sql_dir / "seed").glob("*.sql"))]
     return [parse_file(p, i, kind) for i, (kind, p) in enumerate(files, 1)]
@@ -148,14 +186,16 @@ def write_dbmate(migs: list[Migration], dest: Path) -> Path:
         if m.transactional:
             n += 1
             (d / f"{n:06d}_{m.snake}.sql").write_text(
-                f"-- migrate:up\n{m.body.rstrip()}\n\n-- migrate:down\n", encoding="utf-8")
+                f"-- migrate:up\n{m.body.rstrip()}\n\n-- migrate:down\n", encoding="utf-8"
+            )
         else:
             # one migration per statement, see the module docstring
             for j, stmt in enumerate(m.statements, 1):
                 n += 1
                 (d / f"{n:06d}_{m.snake}_{j}.sql").write_text(
                     f"-- migrate:up transaction:false\n{stmt};\n\n-- migrate:down\n",
-                    encoding="utf-8")
+                    encoding="utf-8",
+                )
     return d
 
 
@@ -246,13 +286,15 @@ def write_alembic(migs: list[Migration], dest: Path) -> Path:
             up = f"    op.execute({_alembic_sql_literal(m.body)})\n"
         else:
             up = "    with op.get_context().autocommit_block():\n" + "".join(
-                f"        op.execute({_alembic_sql_literal(s)})\n" for s in m.statements)
+                f"        op.execute({_alembic_sql_literal(s)})\n" for s in m.statements
+            )
         (d / "versions" / f"{rev}_{m.snake}.py").write_text(
             f'"""{m.stem}"""\nfrom alembic import op\n\n'
             f"revision = {rev!r}\ndown_revision = {prev!r}\n"
             "branch_labels = None\ndepends_on = None\n\n\n"
             f"def upgrade():\n{up}\n\ndef downgrade():\n    pass\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         prev = rev
     return d / "alembic.ini"
 
@@ -263,10 +305,11 @@ def write_sqitch(migs: list[Migration], dest: Path, psql: str) -> Path:
         (d / sub).mkdir(parents=True)
     (d / "sqitch.conf").write_text(
         "[core]\n\tengine = pg\n\tplan_file = sqitch.plan\n\ttop_dir = .\n"
-        f"[engine \"pg\"]\n\tclient = {psql}\n"
+        f'[engine "pg"]\n\tclient = {psql}\n'
         "[user]\n\tname = Bench\n\temail = bench@example.invalid\n"
         "[deploy]\n\tverify = false\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     lines = ["%syntax-version=1.0.0", "%project=bench", ""]
     for m in migs:
         name = f"m{m.tool_name}"

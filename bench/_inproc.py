@@ -31,6 +31,7 @@ def main() -> int:
     sys.stdout = sys.stderr
     try:
         import psycopg
+
         import sqlrunner
 
         apply = sqlrunner.apply
@@ -38,8 +39,9 @@ def main() -> int:
         out.write(json.dumps({"ready": False, "error": f"{type(e).__name__}: {e}"}) + "\n")
         out.flush()
         return 1
-    out.write(json.dumps({"ready": True,
-                          "version": getattr(sqlrunner, "__version__", None)}) + "\n")
+    out.write(
+        json.dumps({"ready": True, "version": getattr(sqlrunner, "__version__", None)}) + "\n"
+    )
     out.flush()
 
     def bare(dsn: str) -> None:
@@ -61,7 +63,7 @@ def main() -> int:
                 bare(dsn)
                 for i in range(int(req["iters"])):
                     # alternate which goes first
-                    for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    for which in (0, 1) if i % 2 == 0 else (1, 0):
                         t0 = time.perf_counter_ns()
                         if which == 0:
                             apply(dsn, sql_dir=sql_dir, verify=False)

