@@ -17,9 +17,9 @@ import click
 import psycopg
 
 from . import api, embedded, maintenance, templates
-from .errors import SqlRunnerError, VerificationFailed
+from .errors import SqlRunnerError, UsageError, VerificationFailed
 from .progress import ProgressPrinter
-from .report import ApplyReport, Report, VerifyReport, render_text, to_json
+from .report import ApplyReport, Report, VerifyReport, render_text, to_dict, to_json
 from .target import mask_password
 
 NO_DATABASE = (
@@ -55,7 +55,7 @@ class Settings:
             click.echo(f"target: {mask_password(dsn)}", err=True)
             return dsn
         if not embedded.available():
-            raise click.UsageError(NO_DATABASE)
+            raise UsageError(NO_DATABASE)
         dsn = embedded.start()
         click.echo(
             f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "
@@ -203,7 +203,7 @@ def rollback(
         report = api.rollback(
             dsn,
             s.sql_dir,
-            steps=steps or 1,
+            steps=1 if steps is None else steps,  # --steps 0 is refused, not taken as 1
             to=version_arg(to),
             dry_run=dry_run,
             allow_data_loss=yes,
@@ -298,7 +298,7 @@ def repair(
 
 
 @cli.command()
-@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @pass_settings
 def history(s: Settings, /, limit: int) -> None:
     """Who applied, rolled back or repaired what, when, how long, with what outcome."""
@@ -339,14 +339,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except click.exceptions.Abort:
         _fail("aborted", 130, as_json)
-    except click.ClickException as exc:
-        exc.show()
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # bare ``sqlrunner``: the help text is the answer
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        # Bad flags, bad values, no database: the same one line as every other failure.
+        ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(exc.format_message() + hint, exc.exit_code, as_json, exc)
     except VerificationFailed as exc:
-        if isinstance(exc.report, (ApplyReport, VerifyReport)):
-            shown = Settings(None, None, as_json, 0, LedgerNames(ledger_schema="", ledger_table=""))
-            shown.show(exc.report)
-        _fail(str(exc), exc.exit_code, as_json, exc)
+        report = exc.report if isinstance(exc.report, (ApplyReport, VerifyReport)) else None
+        if report is not None:  # the checks as text; in --json mode inside the error document
+            click.echo(render_text(report), err=as_json)
+        _fail(str(exc), exc.exit_code, as_json, exc, report)
     except SqlRunnerError as exc:
         _fail(str(exc), exc.exit_code, as_json, exc)
     except psycopg.OperationalError as exc:
@@ -358,7 +363,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _fail(message: str, code: int, as_json: bool, exc: Exception | None = None) -> None:
+def _fail(
+    message: str,
+    code: int,
+    as_json: bool,
+    exc: Exception | None = None,
+    report: Report | None = None,
+) -> None:
     click.echo(f"sqlrunner: error: {message}", err=True)
     if as_json:
         import json
@@ -372,6 +383,8 @@ def _fail(message: str, code: int, as_json: bool, exc: Exception | None = None) 
         for key in ("file", "line", "column", "sqlstate", "files", "blockers", "losses"):
             if exc is not None and hasattr(exc, key):
                 document[key] = getattr(exc, key)
+        if report is not None:
+            document["result"] = to_dict(report)
         click.echo(json.dumps(document, default=str))
     sys.exit(code)
 

@@ -39,7 +39,10 @@ def test_forward_files_are_ordered_by_numeric_version_not_by_name(tmp_path: Path
     files = load_migration_set(tmp_path)
 
     assert [(m.version, m.name) for m in files.forward] == [
-        (1, "one"), (2, "two"), (9, "nine"), (10, "ten"),
+        (1, "one"),
+        (2, "two"),
+        (9, "nine"),
+        (10, "ten"),
     ]
     assert [m.label for m in files.forward] == ["0001_one", "0002_two", "9_nine", "0010_ten"]
     assert files.forward[0].display_path == "forward/0001_one.sql"
@@ -215,10 +218,16 @@ def test_utf8_bom_is_stripped_from_the_text_but_counts_in_the_checksum(tmp_path:
 
 def test_no_transaction_marker_on_the_first_line_is_detected(tmp_path: Path) -> None:
     write(tmp_path, "forward/0001_tx.sql")
-    write(tmp_path, "forward/0002_idx.sql",
-          "-- sqlrunner: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n")
-    write(tmp_path, "forward/0003_bom.sql",
-          b"\xef\xbb\xbf-- sqlrunner: no-transaction  \r\nSELECT 1;\r\n")
+    write(
+        tmp_path,
+        "forward/0002_idx.sql",
+        "-- sqlrunner: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+    )
+    write(
+        tmp_path,
+        "forward/0003_bom.sql",
+        b"\xef\xbb\xbf-- sqlrunner: no-transaction  \r\nSELECT 1;\r\n",
+    )
 
     tx, idx, bom = load_migration_set(tmp_path).forward
 
@@ -228,8 +237,11 @@ def test_no_transaction_marker_on_the_first_line_is_detected(tmp_path: Path) -> 
 
 
 def test_no_transaction_marker_anywhere_but_the_first_line_is_ignored(tmp_path: Path) -> None:
-    write(tmp_path, "forward/0001_late.sql",
-          "-- a comment first\n-- sqlrunner: no-transaction\nSELECT 1;\n")
+    write(
+        tmp_path,
+        "forward/0001_late.sql",
+        "-- a comment first\n-- sqlrunner: no-transaction\nSELECT 1;\n",
+    )
     write(tmp_path, "forward/0002_typo.sql", "-- sqlrunner: no-transactions\nSELECT 1;\n")
 
     late, typo = load_migration_set(tmp_path).forward

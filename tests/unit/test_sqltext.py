@@ -13,7 +13,7 @@ from sqlrunner.sqltext import (
     Statement,
     concurrent_index,
     dropped_objects,
-    inserted_tables,
+    inserted_rows,
     line_and_column,
     runs_without_lock_timeout,
     script_for,
@@ -117,7 +117,10 @@ def test_offsets_and_columns_count_characters_not_bytes() -> None:
     statements = split_statements(migration(text))
 
     assert [s.text for s in statements] == [
-        "SELECT 'héllo €'", "SELECT 'ü'", "SELECT '日本'", "SELECT 2",
+        "SELECT 'héllo €'",
+        "SELECT 'ü'",
+        "SELECT '日本'",
+        "SELECT 2",
     ]
     for s in statements:
         assert text[s.offset : s.offset + len(s.text)] == s.text
@@ -163,17 +166,12 @@ def test_line_and_column_clamps_out_of_range_offsets() -> None:
 
 
 def test_outer_begin_commit_is_removed_and_the_body_kept() -> None:
-    text = (
-        "-- 0001: base\n"
-        "BEGIN;\n"
-        "CREATE TABLE t (a int);\n"
-        "INSERT INTO t VALUES (1);\n"
-        "COMMIT;\n"
-    )
+    text = "-- 0001: base\nBEGIN;\nCREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\nCOMMIT;\n"
     script = script_for(migration(text))
 
     assert [s.text for s in script.statements] == [
-        "CREATE TABLE t (a int)", "INSERT INTO t VALUES (1)",
+        "CREATE TABLE t (a int)",
+        "INSERT INTO t VALUES (1)",
     ]
     assert [s.line for s in script.statements] == [3, 4]
 
@@ -194,23 +192,13 @@ def test_every_spelling_of_the_outer_pair_is_recognised(begin: str, commit: str)
 
 
 def test_begin_and_commit_inside_a_function_body_are_not_the_outer_pair() -> None:
-    text = (
-        "BEGIN;\n"
-        "DO $$ BEGIN PERFORM 1; END $$;\n"
-        "SELECT 'COMMIT;';\n"
-        "-- COMMIT;\n"
-        "COMMIT;\n"
-    )
+    text = "BEGIN;\nDO $$ BEGIN PERFORM 1; END $$;\nSELECT 'COMMIT;';\n-- COMMIT;\nCOMMIT;\n"
     assert body(text) == ["DO $$ BEGIN PERFORM 1; END $$", "SELECT 'COMMIT;'"]
 
 
 def test_set_lock_timeout_and_statement_timeout_may_precede_begin() -> None:
     text = (
-        "SET lock_timeout = '5s';\n"
-        "SET statement_timeout TO '10min';\n"
-        "BEGIN;\n"
-        "SELECT 1;\n"
-        "COMMIT;\n"
+        "SET lock_timeout = '5s';\nSET statement_timeout TO '10min';\nBEGIN;\nSELECT 1;\nCOMMIT;\n"
     )
     assert body(text) == ["SELECT 1"]
 
@@ -342,7 +330,8 @@ def test_no_transaction_file_refuses_transaction_control(control: str) -> None:
 
 def test_verify_file_runs_as_is_and_refuses_transaction_control() -> None:
     assert body("SELECT 'c', true, 'd';\nSELECT 'e', false, 'f';\n", "verify") == [
-        "SELECT 'c', true, 'd'", "SELECT 'e', false, 'f'",
+        "SELECT 'c', true, 'd'",
+        "SELECT 'e', false, 'f'",
     ]
     message = refused("SELECT 'c', true, '';\nCOMMIT;\n", "verify")
     assert message.startswith("verify/0001_x.sql:2:1: ")
@@ -395,17 +384,23 @@ def test_concurrent_index_is_none_for_everything_else(sql: str) -> None:
 
 def test_dropped_objects_lists_tables_and_columns() -> None:
     assert dropped_objects(one("DROP TABLE IF EXISTS a, app.b CASCADE")) == (
-        [(None, "a"), ("app", "b")], [],
+        [(None, "a"), ("app", "b")],
+        [],
     )
     assert dropped_objects(one("ALTER TABLE app.t DROP COLUMN c, DROP COLUMN IF EXISTS d")) == (
-        [], [("app", "t", "c"), ("app", "t", "d")],
+        [],
+        [("app", "t", "c"), ("app", "t", "d")],
     )
     assert dropped_objects(one("ALTER TABLE t ADD COLUMN c int")) == ([], [])
     assert dropped_objects(one("DROP INDEX i")) == ([], [])
     assert dropped_objects(one("DROP VIEW v")) == ([], [])
 
 
-def test_inserted_tables_names_the_insert_target() -> None:
-    assert inserted_tables(one("INSERT INTO ref.countries VALUES ('fr')")) == [("ref", "countries")]
-    assert inserted_tables(one("INSERT INTO t SELECT 1 ON CONFLICT DO NOTHING")) == [(None, "t")]
-    assert inserted_tables(one("UPDATE t SET a = 1")) == []
+def test_inserted_rows_names_the_insert_target_and_counts_values_rows() -> None:
+    assert inserted_rows(one("INSERT INTO ref.countries VALUES ('fr'), ('de')")) == (
+        "ref",
+        "countries",
+        2,
+    )
+    assert inserted_rows(one("INSERT INTO t SELECT 1 ON CONFLICT DO NOTHING")) == (None, "t", 0)
+    assert inserted_rows(one("UPDATE t SET a = 1")) is None
