@@ -23,7 +23,7 @@ from . import ledger
 from .errors import DataLossRefused, UsageError, VerificationFailed
 from .files import Migration, load_migration_set
 from .ledger import LedgerTables
-from .locking import RetryPolicy, duration_ms
+from .locking import RetryPolicy, lock_timeout_ms
 from .plan import file_states, plan_apply, plan_rollback, refuse_drift
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport
 from .target import connect, mask_password
@@ -104,7 +104,7 @@ def apply(
     started = time.monotonic()
     files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
-    policy = RetryPolicy(duration_ms(lock_timeout), lock_retries)
+    policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables)
@@ -165,7 +165,7 @@ def verify(
     with _session(target, wait) as (conn, _conninfo, shown):
         rows = ledger.read_rows(conn, LedgerTables(ledger_schema, ledger_table))
         applied = {r.version for r in rows if r.kind == "forward"}
-        from .verify import run_checks
+        from .checks import run_checks
 
         report = run_checks(
             conn, parse_all([m for m in files.verify if m.version in applied]), shown
@@ -200,7 +200,7 @@ def rollback(
     started = time.monotonic()
     files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
-    policy = RetryPolicy(duration_ms(lock_timeout), lock_retries)
+    policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables)

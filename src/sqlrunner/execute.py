@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from . import ledger
+from .checks import run_checks
 from .errors import UsageError, VerificationFailed
 from .events import Event, Listener, fan_out
 from .files import Migration, MigrationSet
@@ -21,7 +22,6 @@ from .plan import LedgerRow, plan_apply, refuse_drift
 from .report import ApplyReport, FileResult, RollbackReport
 from .runner import Executor
 from .sqltext import Script, script_for
-from .verify import run_checks
 
 
 @dataclass

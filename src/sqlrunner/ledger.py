@@ -1,7 +1,9 @@
 """All SQL about sqlrunner's own tables: the ledger, its history, and no-transaction progress.
 
-Statements that write are returned as composed SQL with literal values so the
-runner can send them in the same round trip as the migration's COMMIT.
+Statements that write are returned as SQL text with literal values, so the
+runner can send them in the same round trip as a migration's last statement
+and its COMMIT (a simple-query string cannot carry parameters). Literals are
+quoted the way PostgreSQL defines it (``literal``), identifiers with ``ident``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,26 @@ import psycopg
 from psycopg import sql
 
 from .plan import LedgerRow
+
+
+def ident(name: str) -> str:
+    """A quoted identifier: double quotes, embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str | int | None) -> str:
+    """A SQL literal; E'' with backslashes doubled is right whatever
+    standard_conforming_strings says."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(int(value))
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# A transactional migration's duration, measured by the server when its ledger row is
+# written: now() is the transaction's start, clock_timestamp() the current time.
+TRANSACTION_DURATION_MS = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,18 @@ class LedgerTables:
     @property
     def progress(self) -> sql.Identifier:
         return sql.Identifier(self.schema, f"{self.table}_progress")
+
+    @property
+    def ledger_name(self) -> str:
+        return f"{ident(self.schema)}.{ident(self.table)}"
+
+    @property
+    def history_name(self) -> str:
+        return f"{ident(self.schema)}.{ident(self.table + '_history')}"
+
+    @property
+    def progress_name(self) -> str:
+        return f"{ident(self.schema)}.{ident(self.table + '_progress')}"
 
     @property
     def lock_key(self) -> int:
@@ -132,30 +166,33 @@ def record_applied(
     version: int,
     name: str,
     checksum: str,
-    duration_ms: int,
+    duration_ms: str,
     ctx: RunContext,
-) -> sql.Composed:
-    """Upsert the ledger row (seeds are re-applied when their checksum changes)."""
-    return sql.SQL(
-        "INSERT INTO {} (kind, version, name, checksum, duration_ms, sqlrunner_version) "
-        "VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (kind, version) DO UPDATE SET "
+) -> str:
+    """Upsert the ledger row (seeds are re-applied when their checksum changes).
+
+    ``duration_ms`` is SQL: a number, or TRANSACTION_DURATION_MS.
+    """
+    return (
+        f"INSERT INTO {tables.ledger_name} "
+        "(kind, version, name, checksum, duration_ms, sqlrunner_version) VALUES "
+        f"({literal(kind)}, {version:d}, {literal(name)}, {literal(checksum)}, {duration_ms}, "
+        f"{literal(ctx.version)}) ON CONFLICT (kind, version) DO UPDATE SET "
         "name = excluded.name, checksum = excluded.checksum, applied_at = now(), "
         "applied_by = current_user, duration_ms = excluded.duration_ms, "
         "sqlrunner_version = excluded.sqlrunner_version"
-    ).format(
-        tables.ledger, *map(sql.Literal, (kind, version, name, checksum, duration_ms, ctx.version))
     )
 
 
-def record_removed(tables: LedgerTables, kind: str, version: int) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} WHERE kind = {} AND version = {}").format(
-        tables.ledger, sql.Literal(kind), sql.Literal(version)
+def record_removed(tables: LedgerTables, kind: str, version: int) -> str:
+    return (
+        f"DELETE FROM {tables.ledger_name} WHERE kind = {literal(kind)} AND version = {version:d}"
     )
 
 
-def forget_seeds(tables: LedgerTables) -> sql.Composed:
+def forget_seeds(tables: LedgerTables) -> str:
     """After a rollback, seeds must run again: their tables may have been dropped."""
-    return sql.SQL("DELETE FROM {} WHERE kind = 'seed'").format(tables.ledger)
+    return f"DELETE FROM {tables.ledger_name} WHERE kind = 'seed'"
 
 
 def record_history(
@@ -168,26 +205,29 @@ def record_history(
     version: int | None = None,
     name: str | None = None,
     checksum: str | None = None,
-    duration_ms: int | None = None,
+    duration_ms: str = "NULL",
     detail: str | None = None,
-) -> sql.Composed:
-    values = (
-        ctx.run_id,
-        ctx.client,
-        action,
-        kind,
-        version,
-        name,
-        checksum,
-        outcome,
-        duration_ms,
-        detail,
-        ctx.version,
+) -> str:
+    """One history row; ``duration_ms`` is SQL like in record_applied."""
+    values = ", ".join(
+        [
+            literal(ctx.run_id),
+            literal(ctx.client),
+            literal(action),
+            literal(kind),
+            literal(version),
+            literal(name),
+            literal(checksum),
+            literal(outcome),
+            duration_ms,
+            literal(detail),
+            literal(ctx.version),
+        ]
     )
-    return sql.SQL(
-        "INSERT INTO {} (run_id, client, action, kind, version, name, checksum, outcome, "
-        "duration_ms, detail, sqlrunner_version) VALUES ({})"
-    ).format(tables.history, sql.SQL(", ").join(map(sql.Literal, values)))
+    return (
+        f"INSERT INTO {tables.history_name} (run_id, client, action, kind, version, name, "
+        f"checksum, outcome, duration_ms, detail, sqlrunner_version) VALUES ({values})"
+    )
 
 
 def done_statements(
@@ -203,20 +243,16 @@ def done_statements(
     return {int(r[0]) for r in rows}  # type: ignore[call-overload]
 
 
-def record_statement_done(
-    tables: LedgerTables, version: int, checksum: str, index: int
-) -> sql.Composed:
-    return sql.SQL(
-        "INSERT INTO {} (version, checksum, statement_index) VALUES ({}, {}, {}) "
-        "ON CONFLICT (version, statement_index) DO UPDATE SET checksum = excluded.checksum, "
-        "done_at = clock_timestamp()"
-    ).format(tables.progress, sql.Literal(version), sql.Literal(checksum), sql.Literal(index))
-
-
-def clear_progress(tables: LedgerTables, version: int) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} WHERE version = {}").format(
-        tables.progress, sql.Literal(version)
+def record_statement_done(tables: LedgerTables, version: int, checksum: str, index: int) -> str:
+    return (
+        f"INSERT INTO {tables.progress_name} (version, checksum, statement_index) VALUES "
+        f"({version:d}, {literal(checksum)}, {index:d}) ON CONFLICT (version, statement_index) "
+        "DO UPDATE SET checksum = excluded.checksum, done_at = clock_timestamp()"
     )
+
+
+def clear_progress(tables: LedgerTables, version: int) -> str:
+    return f"DELETE FROM {tables.progress_name} WHERE version = {version:d}"
 
 
 def read_history(

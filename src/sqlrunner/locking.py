@@ -47,6 +47,16 @@ def duration_ms(value: str | int | float) -> int:
     return int(number * {"ms": 1, "s": 1000, "sec": 1000, "min": 60000}[unit])
 
 
+def lock_timeout_ms(value: str | int | float) -> int:
+    """A per-attempt lock_timeout; 0 is refused because PostgreSQL reads it as "wait forever"."""
+    milliseconds = duration_ms(value)
+    if milliseconds < 1:
+        raise UsageError(
+            f"lock timeout {value!r} must be at least 1ms: PostgreSQL reads 0 as 'wait forever'"
+        )
+    return milliseconds
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Per-attempt lock_timeout and a bounded, jittered backoff between attempts.
@@ -60,6 +70,10 @@ class RetryPolicy:
     retries: int = 20
     base_delay: float = 0.1
     max_delay: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise UsageError(f"lock retries must be 0 or more, not {self.retries}")
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """Sleep before each retry: exponential, capped, with +-50% jitter so runners desync."""

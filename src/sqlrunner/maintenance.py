@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from psycopg import sql
-
 from . import ledger
 from .api import Target, _session, resolve_sql_dir
 from .errors import UsageError
@@ -49,7 +47,7 @@ def repair(
         if action == "forget":
             if version not in rows:
                 raise UsageError(f"version {version:04d} is not in the ledger")
-            statements: list[Any] = [ledger.record_removed(tables, "forward", version)]
+            statements = [ledger.record_removed(tables, "forward", version)]
             name, checksum = rows[version].name, rows[version].checksum
         else:
             if migration is None:
@@ -60,7 +58,7 @@ def repair(
                 raise UsageError(f"{migration.display_path} is already applied")
             statements = [
                 ledger.record_applied(
-                    tables, "forward", version, migration.name, migration.checksum, 0, ctx
+                    tables, "forward", version, migration.name, migration.checksum, "0", ctx
                 )
             ]
             name, checksum = migration.name, migration.checksum
@@ -77,7 +75,7 @@ def repair(
                 detail="ledger repaired by hand",
             )
         )
-        conn.execute(sql.SQL("; ").join([sql.SQL("BEGIN"), *statements, sql.SQL("COMMIT")]))
+        conn.execute("; ".join(["BEGIN", *statements, "COMMIT"]))
     return f"{action} {version:04d}_{name}: recorded in the ledger and its history"
 
 

@@ -35,7 +35,7 @@ from .sqltext import Script, Statement, concurrent_index, line_and_column, runs_
 # first (PostgreSQL 14+; the default, 0, never checks while a query runs).
 CLIENT_CHECK = "1s"
 
-Finish = Callable[[int], Sequence[sql.Composable]]
+Finish = Callable[[str], Sequence[str]]
 
 INVALID_INDEX_QUERY = """
 SELECT i.indisvalid,
@@ -70,7 +70,7 @@ class Executor:
     def forward(self, script: Script) -> FileResult:
         m = script.migration
 
-        def finish(duration_ms: int) -> list[sql.Composable]:
+        def finish(duration_ms: str) -> list[str]:
             return [
                 ledger.record_applied(
                     self.tables, "forward", m.version, m.name, m.checksum, duration_ms, self.ctx
@@ -84,7 +84,7 @@ class Executor:
     def seed(self, script: Script) -> FileResult:
         m = script.migration
 
-        def finish(duration_ms: int) -> list[sql.Composable]:
+        def finish(duration_ms: str) -> list[str]:
             return [
                 ledger.record_applied(
                     self.tables, "seed", m.version, m.name, m.checksum, duration_ms, self.ctx
@@ -97,8 +97,8 @@ class Executor:
     def rollback(self, script: Script, last: bool) -> FileResult:
         m = script.migration
 
-        def finish(duration_ms: int) -> list[sql.Composable]:
-            steps: list[sql.Composable] = [
+        def finish(duration_ms: str) -> list[str]:
+            steps = [
                 ledger.record_removed(self.tables, "forward", m.version),
                 self._history("rollback", m, "ok", duration_ms),
             ]
@@ -115,14 +115,14 @@ class Executor:
                 action,
                 outcome,
                 kind="run",
-                duration_ms=duration_ms,
+                duration_ms=str(duration_ms),
                 detail=detail,
             )
         )
 
     def _history(
-        self, action: str, m: Migration, outcome: str, duration_ms: int, detail: str | None = None
-    ) -> sql.Composed:
+        self, action: str, m: Migration, outcome: str, duration_ms: str, detail: str | None = None
+    ) -> str:
         return ledger.record_history(
             self.tables,
             self.ctx,
@@ -173,36 +173,46 @@ class Executor:
 
     def _record_failure(self, action: str, m: Migration, started: float, detail: str) -> None:
         with contextlib.suppress(psycopg.Error):  # the failure itself is what the user must see
-            self.conn.execute(self._history(action, m, "failed", _ms_since(started), detail))
+            self.conn.execute(self._history(action, m, "failed", str(_ms_since(started)), detail))
 
     def _transaction(self, script: Script, finish: Finish, started: float) -> int:
-        begin = sql.SQL(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off; "
-            "SET LOCAL client_connection_check_interval = {}"
-        ).format(sql.Literal(self.policy.lock_timeout_setting), sql.Literal(CLIENT_CHECK))
+        """Run the file's body in one transaction with its ledger rows; retry on lock timeouts.
+
+        Round trips: one per statement. BEGIN and the SET LOCALs travel with the
+        first statement, the ledger rows and COMMIT with the last, and each
+        message still holds one statement of the file, so a failure is pinned to
+        it (positions are shifted back by the prefix's length).
+        """
+        m = script.migration
+        begin = (
+            f"BEGIN; SET LOCAL lock_timeout = {ledger.literal(self.policy.lock_timeout_setting)}; "
+            "SET LOCAL synchronous_commit = off; "
+            f"SET LOCAL client_connection_check_interval = {ledger.literal(CLIENT_CHECK)};\n"
+        )
+        commit = ";\n" + ";\n".join([*finish(ledger.TRANSACTION_DURATION_MS), "COMMIT"])
+        statements = script.statements or (None,)
         delays = self.policy.delays()
         attempt = 0
         while True:
             attempt += 1
             statement: Statement | None = None
             try:
-                self.conn.execute(begin)
-                for statement in script.statements:
-                    self._execute(script.migration, statement, watch=attempt > 1)
-                statement = None
-                closing = [*finish(_ms_since(started)), sql.SQL("COMMIT")]
-                self.conn.execute(sql.SQL("; ").join(closing))
+                for index, statement in enumerate(statements):
+                    head = begin if index == 0 else ""
+                    tail = commit if index == len(statements) - 1 else ""
+                    self._execute(m, statement, head, tail, watch=attempt > 1)
                 return attempt
             except psycopg.Error as exc:
                 self._rollback_quietly()
                 if exc.sqlstate in RETRYABLE_SQLSTATES:
-                    self._wait_before_retry(script.migration, statement, exc, attempt, delays)
+                    self._wait_before_retry(m, statement, exc, attempt, delays)
                     continue
                 raise self._failed(
-                    script.migration,
+                    m,
                     statement,
                     exc,
                     "the file was rolled back; fix it and run apply again",
+                    shift=len(head) if statement is not None else 0,
                 ) from None
 
     def _autocommit(self, script: Script, finish: Finish, started: float) -> int:
@@ -210,7 +220,8 @@ class Executor:
         done = ledger.done_statements(self.conn, self.tables, m.version, m.checksum)
         attempts = 1
         for statement in script.statements:
-            if statement.index in done:
+            # A SET is session state, not progress: a resumed run needs it again.
+            if statement.index in done and statement.kind != "VariableSetStmt":
                 self.emit(
                     Event(
                         "statement_skipped",
@@ -226,9 +237,9 @@ class Executor:
             self.conn.execute(
                 ledger.record_statement_done(self.tables, m.version, m.checksum, statement.index)
             )
-        self.conn.execute("RESET lock_timeout; RESET client_connection_check_interval")
-        closing = [sql.SQL("BEGIN"), *finish(_ms_since(started)), sql.SQL("COMMIT")]
-        self.conn.execute(sql.SQL("; ").join(closing))
+        # The file's own SETs (and ours) must not leak into the files that follow.
+        self.conn.execute("RESET ALL")
+        self.conn.execute("; ".join(["BEGIN", *finish(str(_ms_since(started))), "COMMIT"]))
         return attempts
 
     def _autocommit_statement(self, m: Migration, statement: Statement) -> int:
@@ -240,9 +251,8 @@ class Executor:
             attempt += 1
             try:
                 self.conn.execute(
-                    sql.SQL(
-                        "SET lock_timeout = {}; SET client_connection_check_interval = {}"
-                    ).format(sql.Literal(timeout), sql.Literal(CLIENT_CHECK))
+                    f"SET lock_timeout = {ledger.literal(timeout)}; "
+                    f"SET client_connection_check_interval = {ledger.literal(CLIENT_CHECK)}"
                 )
                 self._execute(m, statement, watch=attempt > 1 and not unbounded)
                 return attempt
@@ -258,19 +268,29 @@ class Executor:
                     "file if needed and run apply again: it resumes safely",
                 ) from None
 
-    def _execute(self, m: Migration, statement: Statement, watch: bool) -> None:
-        """Send one statement; on retries, note who blocks it while it waits."""
-        self.emit(
-            Event(
-                "statement_started",
-                f"{m.display_path}:{statement.line}: {statement.first_line}",
-                migration=m,
-                statement=statement,
-                backend_pid=self.conn.info.backend_pid,
+    def _execute(
+        self,
+        m: Migration,
+        statement: Statement | None,
+        head: str = "",
+        tail: str = "",
+        watch: bool = False,
+    ) -> None:
+        """Send one statement (with ``head``/``tail`` of runner SQL around it); on retries,
+        note who blocks it while it waits."""
+        if statement is not None:
+            self.emit(
+                Event(
+                    "statement_started",
+                    f"{m.display_path}:{statement.line}: {statement.first_line}",
+                    migration=m,
+                    statement=statement,
+                    backend_pid=self.conn.info.backend_pid,
+                )
             )
-        )
+        query = head + (statement.text if statement is not None else "") + tail
         if not watch:
-            self.conn.execute(statement.text)
+            self.conn.execute(query)
             return
         pid = self.conn.info.backend_pid
         timer = threading.Timer(
@@ -279,7 +299,7 @@ class Executor:
         )
         timer.start()
         try:
-            self.conn.execute(statement.text)
+            self.conn.execute(query)
         finally:
             timer.cancel()
             timer.join()
@@ -347,15 +367,21 @@ class Executor:
             self.conn.execute("ROLLBACK")
 
     def _failed(
-        self, m: Migration, statement: Statement | None, exc: psycopg.Error, next_step: str
+        self,
+        m: Migration,
+        statement: Statement | None,
+        exc: psycopg.Error,
+        next_step: str,
+        shift: int = 0,
     ) -> MigrationFailed:
+        """Locate the error in the file: PostgreSQL's position when it gives one (minus the
+        runner SQL sent before the statement), else the statement's first line."""
         diag = exc.diag
-        if statement is None:  # failed while writing the ledger rows
+        position = int(diag.statement_position or 0) - shift
+        if statement is None or position > len(statement.text):  # the ledger write failed
             line, column, first = 1, 1, "(sqlrunner ledger write)"
         else:
-            offset = statement.offset
-            if diag.statement_position:
-                offset += int(diag.statement_position) - 1
+            offset = statement.offset + max(0, position - 1)
             line, column = line_and_column(m.text, offset)
             first = statement.first_line
         detail = SqlErrorDetail(

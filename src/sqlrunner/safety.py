@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .sqltext import Script, dropped_objects, inserted_tables
+from .sqltext import Script, dropped_objects, inserted_rows
 
 
 def seed_row_counts(seed_scripts: Sequence[Script]) -> dict[str, int]:
@@ -21,9 +21,9 @@ def seed_row_counts(seed_scripts: Sequence[Script]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for script in seed_scripts:
         for statement in script.statements:
-            for _schema, table in inserted_tables(statement):
-                select = getattr(statement.node, "selectStmt", None)
-                rows = len(getattr(select, "valuesLists", None) or ())
+            inserted = inserted_rows(statement)
+            if inserted is not None:
+                _schema, table, rows = inserted
                 counts[table] = counts.get(table, 0) + rows
     return counts
 
@@ -33,44 +33,58 @@ def data_at_risk(
     rollback_scripts: Sequence[Script],
     seed_scripts: Sequence[Script],
 ) -> list[str]:
-    """One line per table or column that would take data with it, e.g. ``audit_log: 12 rows``."""
+    """One line per table or column that would take data with it, e.g. ``table notes: 2 rows``.
+
+    One scan per table: the row count and every dropped column's non-null count
+    come from the same ``SELECT count(*), count(a), count(b) FROM t``.
+    """
     seeded = seed_row_counts(seed_scripts)
-    losses: list[str] = []
+    wanted: dict[tuple[str | None, str], list[str | None]] = {}
     for script in rollback_scripts:
         for statement in script.statements:
-            tables, columns = dropped_objects(statement)
-            for schema, table in tables:
-                count = _count(conn, schema, table, None)
-                if count is not None and count > seeded.get(table, 0):
-                    extra = f" ({seeded[table]} from seeds)" if table in seeded else ""
-                    losses.append(f"table {table}: {count} rows{extra}")
-            for schema, table, column in columns:
-                count = _count(conn, schema, table, column)
-                if count and count > seeded.get(table, 0):
-                    losses.append(f"column {table}.{column}: {count} non-null values")
+            dropped_tables, dropped_columns = dropped_objects(statement)
+            for schema, table in dropped_tables:
+                wanted.setdefault((schema, table), []).insert(0, None)
+            for schema, table, column_name in dropped_columns:
+                wanted.setdefault((schema, table), []).append(column_name)
+    losses: list[str] = []
+    for (schema, table), targets in wanted.items():
+        counts = _counts(conn, schema, table, list(dict.fromkeys(targets)))
+        seed_rows = seeded.get(table, 0)
+        for column, count in counts.items():
+            if count <= seed_rows:
+                continue
+            if column is None:
+                extra = f" ({seed_rows} from seeds)" if table in seeded else ""
+                losses.append(f"table {table}: {count} rows{extra}")
+            else:
+                losses.append(f"column {table}.{column}: {count} non-null values")
     return losses
 
 
-def _count(
-    conn: psycopg.Connection[tuple[Any, ...]], schema: str | None, table: str, column: str | None
-) -> int | None:
-    """Rows (or non-null values of ``column``); None when the table or column does not exist."""
+def _counts(
+    conn: psycopg.Connection[tuple[Any, ...]],
+    schema: str | None,
+    table: str,
+    columns: list[str | None],
+) -> dict[str | None, int]:
+    """Rows (key None) and non-null values per column, for what exists of them."""
     name = ".".join(sql.Identifier(p).as_string(conn) for p in (schema, table) if p)
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL AND (%s::text IS NULL OR EXISTS ("
-        " SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s"
-        " AND NOT attisdropped))",
-        (name, column, name, column),
-    ).fetchone()
-    if row is None or not row[0]:
-        return None
-    relation = sql.SQL(name)
-    query = (
-        sql.SQL("SELECT count(*) FROM {}").format(relation)
-        if column is None
-        else sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL").format(
-            relation, sql.Identifier(column)
-        )
-    )
-    result = conn.execute(query).fetchone()
-    return int(result[0]) if result else 0
+    existing = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+        "AND NOT attisdropped",
+        (name,),
+    ).fetchall()
+    if not existing:
+        return {}  # the table is gone already (a re-run after a partial rollback)
+    present = {row[0] for row in existing}
+    kept = [c for c in columns if c is None or c in present]
+    if not kept:
+        return {}
+    counters = [
+        sql.SQL("count(*)") if c is None else sql.SQL("count({})").format(sql.Identifier(c))
+        for c in kept
+    ]
+    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(counters), sql.SQL(name))
+    row = conn.execute(query).fetchone()
+    return dict(zip(kept, row or (), strict=True))

@@ -2,12 +2,16 @@
 
 Splitting on semicolons with a regex breaks on dollar quotes, comments, E''
 strings and function bodies; the real parser does not. pglast is imported
-lazily: the no-op path (nothing pending) never parses anything.
+lazily: the no-op path (nothing pending) never parses anything. Statements are
+read from libpg_query's JSON parse tree (plain dicts), which is about six times
+faster than building pglast's Python AST objects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidMigrationSet
@@ -25,7 +29,8 @@ class Statement:
     offset: int
     line: int
     column: int
-    node: Any = None
+    kind: str = ""  # the parse node's type, e.g. "IndexStmt"
+    fields: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def first_line(self) -> str:
@@ -54,7 +59,7 @@ def split_statements(migration: Migration) -> tuple[Statement, ...]:
 
     text = migration.text
     try:
-        nodes = parser.parse_sql(text)
+        nodes = json.loads(parser.parse_sql_json(text))["stmts"]
         slices = parser.split(text, only_slices=True)
     except parser.ParseError as exc:
         message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
@@ -65,7 +70,8 @@ def split_statements(migration: Migration) -> tuple[Statement, ...]:
     statements = []
     for index, (part, raw) in enumerate(zip(slices, nodes, strict=True)):
         line, column = line_and_column(text, part.start)
-        statements.append(Statement(index, text[part], part.start, line, column, raw.stmt))
+        ((kind, fields),) = raw["stmt"].items()
+        statements.append(Statement(index, text[part], part.start, line, column, kind, fields))
     return tuple(statements)
 
 
@@ -118,33 +124,41 @@ def _refuse(migration: Migration, statement: Statement, why: str) -> None:
 
 
 def _refuse_options(migration: Migration, statement: Statement) -> None:
-    if getattr(statement.node, "options", None):
+    if statement.fields.get("options"):
         _refuse(migration, statement, "BEGIN options are not supported (the runner sets them)")
 
 
 def _transaction_kind(statement: Statement) -> str | None:
-    node = statement.node
-    if type(node).__name__ != "TransactionStmt":
+    if statement.kind != "TransactionStmt":
         return None
-    kind = node.kind.name.removeprefix("TRANS_STMT_")
-    if kind == "COMMIT" and getattr(node, "chain", False):
+    kind = str(statement.fields["kind"]).removeprefix("TRANS_STMT_")
+    if kind == "COMMIT" and statement.fields.get("chain"):
         return "COMMIT AND CHAIN"
-    return str(kind)
+    return kind
 
 
 def _set_name(statement: Statement) -> str | None:
-    node = statement.node
-    if type(node).__name__ != "VariableSetStmt" or getattr(node, "is_local", False):
+    if statement.kind != "VariableSetStmt" or statement.fields.get("is_local"):
         return None
-    return str(node.name) if node.name else None
+    name = statement.fields.get("name")
+    return str(name) if name else None
+
+
+def _relation(fields: Mapping[str, Any]) -> tuple[str | None, str]:
+    relation = fields["relation"]
+    return relation.get("schemaname") or None, str(relation["relname"])
+
+
+def _commands(fields: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c["AlterTableCmd"] for c in fields.get("cmds", ()) if "AlterTableCmd" in c]
 
 
 def concurrent_index(statement: Statement) -> tuple[str | None, str, str] | None:
     """(table schema, table, index name) of a ``CREATE INDEX CONCURRENTLY``, else None."""
-    node = statement.node
-    if type(node).__name__ != "IndexStmt" or not node.concurrent or not node.idxname:
+    fields = statement.fields
+    if statement.kind != "IndexStmt" or not fields.get("concurrent") or not fields.get("idxname"):
         return None
-    return (node.relation.schemaname or None, str(node.relation.relname), str(node.idxname))
+    return (*_relation(fields), str(fields["idxname"]))
 
 
 def runs_without_lock_timeout(statement: Statement) -> bool:
@@ -154,13 +168,11 @@ def runs_without_lock_timeout(statement: Statement) -> bool:
     SHARE UPDATE EXCLUSIVE, which does not conflict with the ROW EXCLUSIVE lock
     that INSERT/UPDATE/DELETE take; a lock_timeout would only make them fail.
     """
-    node = statement.node
-    kind = type(node).__name__
-    if kind in ("IndexStmt", "DropStmt"):
-        return bool(getattr(node, "concurrent", False))
-    if kind == "AlterTableStmt":
-        commands = node.cmds or ()
-        return bool(commands) and all(c.subtype.name == "AT_ValidateConstraint" for c in commands)
+    if statement.kind in ("IndexStmt", "DropStmt"):
+        return bool(statement.fields.get("concurrent"))
+    if statement.kind == "AlterTableStmt":
+        commands = _commands(statement.fields)
+        return bool(commands) and all(c["subtype"] == "AT_ValidateConstraint" for c in commands)
     return False
 
 
@@ -168,26 +180,24 @@ def dropped_objects(
     statement: Statement,
 ) -> tuple[list[tuple[str | None, str]], list[tuple[str | None, str, str]]]:
     """Tables and (table, column) pairs a rollback statement drops, for the data-loss check."""
-    node = statement.node
-    kind = type(node).__name__
+    fields = statement.fields
     tables: list[tuple[str | None, str]] = []
     columns: list[tuple[str | None, str, str]] = []
-    if kind == "DropStmt" and node.removeType.name == "OBJECT_TABLE":
-        for names in node.objects or ():
-            parts = [n.sval for n in names]
+    if statement.kind == "DropStmt" and fields.get("removeType") == "OBJECT_TABLE":
+        for name in fields.get("objects", ()):
+            parts = [item["String"]["sval"] for item in name["List"]["items"]]
             tables.append((parts[-2] if len(parts) > 1 else None, parts[-1]))
-    elif kind == "AlterTableStmt":
-        relation = node.relation
-        for command in node.cmds or ():
-            if command.subtype.name == "AT_DropColumn":
-                columns.append((relation.schemaname or None, relation.relname, command.name))
+    elif statement.kind == "AlterTableStmt":
+        schema, table = _relation(fields)
+        for command in _commands(fields):
+            if command["subtype"] == "AT_DropColumn":
+                columns.append((schema, table, str(command["name"])))
     return tables, columns
 
 
-def inserted_tables(statement: Statement) -> list[tuple[str | None, str]]:
-    """Tables a seed statement inserts into: their rows count as seed data."""
-    node = statement.node
-    if type(node).__name__ != "InsertStmt":
-        return []
-    relation = node.relation
-    return [(relation.schemaname or None, relation.relname)]
+def inserted_rows(statement: Statement) -> tuple[str | None, str, int] | None:
+    """(schema, table, VALUES rows) of an INSERT: a seed's rows count as seed data."""
+    if statement.kind != "InsertStmt":
+        return None
+    select = statement.fields.get("selectStmt", {}).get("SelectStmt", {})
+    return (*_relation(statement.fields), len(select.get("valuesLists", ())))
