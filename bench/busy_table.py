@@ -54,8 +54,10 @@ SELECT 1 + g % 9, g % 5000, 'model-' || (g % 40), g % 900, g % 700,
        now() - make_interval(secs => g)
 FROM generate_series(1, %s) AS g;
 """
-INSERT = ("INSERT INTO llm_usage_logs (provider_id, user_id, model, prompt_tokens, "
-          "completion_tokens) VALUES (%s, %s, 'model-x', 12, 34)")
+INSERT = (
+    "INSERT INTO llm_usage_logs (provider_id, user_id, model, prompt_tokens, "
+    "completion_tokens) VALUES (%s, %s, 'model-x', 12, 34)"
+)
 
 
 @dataclass
@@ -148,10 +150,13 @@ def run_variant(server: object, name: str, sql_dir: Path, args: argparse.Namespa
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FILL.replace("%s", str(args.rows)))
         conn.execute("VACUUM ANALYZE llm_usage_logs")
-        size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('llm_usage_logs'))"
-                            ).fetchone()[0]
-    print(f"  {name}: filled {args.rows:,} rows ({size}) in {time.perf_counter() - filled:.1f}s",
-          file=sys.stderr)
+        size = conn.execute(
+            "SELECT pg_size_pretty(pg_total_relation_size('llm_usage_logs'))"
+        ).fetchone()[0]
+    print(
+        f"  {name}: filled {args.rows:,} rows ({size}) in {time.perf_counter() - filled:.1f}s",
+        file=sys.stderr,
+    )
     with Writers(dsn, args.writers, args.interval) as writers:
         time.sleep(1.0)  # warm up connections
         quiet_start = time.perf_counter()
@@ -166,8 +171,13 @@ def run_variant(server: object, name: str, sql_dir: Path, args: argparse.Namespa
         conn.execute(f"DROP DATABASE IF EXISTS {db}")
     quiet = writers.window(quiet_start, apply_start)
     during = writers.window(apply_start, apply_end)
-    return {"variant": name, "apply_s": apply_end - apply_start, "quiet": quiet,
-            "during": during, "errors": writers.errors}
+    return {
+        "variant": name,
+        "apply_s": apply_end - apply_start,
+        "quiet": quiet,
+        "during": during,
+        "errors": writers.errors,
+    }
 
 
 def table(results: list[dict], args: argparse.Namespace, version: str) -> str:
@@ -189,10 +199,13 @@ def table(results: list[dict], args: argparse.Namespace, version: str) -> str:
     careful = next(r for r in results if r["variant"] == "careful")
     worst_ok = careful["during"].worst <= 250
     p99_ok = careful["during"].pct(0.99) <= 2 * careful["quiet"].pct(0.99)
-    lines += ["", f"- careful worst insert <= 250 ms: {'PASS' if worst_ok else 'FAIL'} "
-              f"({careful['during'].worst:.1f} ms)",
-              f"- careful p99 <= 2x quiet p99: {'PASS' if p99_ok else 'FAIL'} "
-              f"({careful['during'].pct(0.99):.1f} vs {careful['quiet'].pct(0.99):.1f} ms)"]
+    lines += [
+        "",
+        f"- careful worst insert <= 250 ms: {'PASS' if worst_ok else 'FAIL'} "
+        f"({careful['during'].worst:.1f} ms)",
+        f"- careful p99 <= 2x quiet p99: {'PASS' if p99_ok else 'FAIL'} "
+        f"({careful['during'].pct(0.99):.1f} vs {careful['quiet'].pct(0.99):.1f} ms)",
+    ]
     return "\n".join(lines)
 
 
@@ -203,12 +216,14 @@ def write_results(text: str, args: argparse.Namespace) -> None:
     end = old.find("\n## ", start + 1) if start >= 0 else -1
     rows = f" --rows {args.rows}" if args.rows != 2_000_000 else ""
     command = f"python bench/busy_table.py{rows}"
-    section = (f"## Busy table\n\nCommand: `{command}` (run on "
-               f"{time.strftime('%Y-%m-%d')}, 2 cores)\n\n{text}\n")
+    section = (
+        f"## Busy table\n\nCommand: `{command}` (run on "
+        f"{time.strftime('%Y-%m-%d')}, 2 cores)\n\n{text}\n"
+    )
     if start < 0:
         new = old.rstrip() + "\n\n" + section
     else:
-        new = old[:start] + section + (old[end + 1:] if end >= 0 else "")
+        new = old[:start] + section + (old[end + 1 :] if end >= 0 else "")
     path.write_text(new)
 
 

@@ -96,11 +96,13 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
+# Run inside the run-long lock transaction, so: clock_timestamp(), not the frozen now(),
+# and pg_stat_clear_snapshot() first, or pg_stat_activity is read once per transaction.
 BLOCKERS_QUERY = """
 SELECT pid, coalesce(application_name, ''), coalesce(state, ''),
-       extract(epoch FROM now() - state_change)::int,
+       extract(epoch FROM clock_timestamp() - state_change)::int,
        left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 200)
-FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids(%s))
+FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids({pid:d}))
 """
 
 
@@ -146,7 +148,11 @@ class RunnerLock:
     def blockers_of(self, pid: int) -> list[str]:
         """Who blocks backend ``pid`` right now (queried from the idle lock transaction)."""
         try:
-            rows = self.conn.execute(BLOCKERS_QUERY, (pid,)).fetchall()
+            # No bound parameters on this connection: an extended-protocol query leaves
+            # its portal, and the portal's snapshot, open until the transaction ends,
+            # and CREATE INDEX CONCURRENTLY waits for every transaction holding one.
+            self.conn.execute("SELECT pg_stat_clear_snapshot()")
+            rows = self.conn.execute(BLOCKERS_QUERY.format(pid=pid)).fetchall()
         except psycopg.Error:
             return []
         return describe_blockers(rows)
@@ -156,7 +162,7 @@ class RunnerLock:
         delay, announced = 0.05, False
         classid, objid = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
         while True:
-            row = self.conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.key,)).fetchone()
+            row = self.conn.execute(f"SELECT pg_try_advisory_xact_lock({self.key:d})").fetchone()
             if row is not None and row[0]:
                 # The lock lives as long as this idle transaction: don't let the
                 # server's idle_in_transaction_session_timeout end it mid-run.

@@ -61,8 +61,16 @@ def blocks_of(document: str) -> list[Block]:
         line = text.count("\n", 0, match.start()) + 1
         before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         mark = MARK.search(before)
-        found.append(Block(document, line, language, match[2], mark[1] if mark else "",
-                           int(mark[2]) if mark and mark[2] else 0))
+        found.append(
+            Block(
+                document,
+                line,
+                language,
+                match[2],
+                mark[1] if mark else "",
+                int(mark[2]) if mark and mark[2] else 0,
+            )
+        )
     return found
 
 
@@ -74,18 +82,32 @@ def run_block(block: Block, workdir: Path, env: dict[str, str]) -> subprocess.Co
     elif kind == "sql":
         psql = shutil.which("psql", path=env["PATH"]) or "psql"
         argv = [psql, env["DATABASE_URL"], "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-        return subprocess.run(argv, input=code, cwd=workdir, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            argv, input=code, cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+        )
     else:
         argv = [sys.executable, "-c", code]
-    return subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        argv,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def environment(dsn_url: str, home: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "DATABASE_URL": dsn_url, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "HOME": str(home), "PAGER": "cat", "PSQL_PAGER": "cat"}
+    return {
+        **os.environ,
+        "DATABASE_URL": dsn_url,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "PAGER": "cat",
+        "PSQL_PAGER": "cat",
+    }
 
 
 def as_url(conninfo: str) -> str:
@@ -135,8 +157,12 @@ def test_every_runnable_block_runs(document: str, dsn: str, tmp_path: Path) -> N
             ran += 1
     finally:
         if (workdir / ".sqlrunner").exists():
-            subprocess.run([sys.executable, "-m", "sqlrunner", "stop-embedded"], cwd=workdir,
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [sys.executable, "-m", "sqlrunner", "stop-embedded"],
+                cwd=workdir,
+                capture_output=True,
+                timeout=60,
+            )
     assert ran > 0, f"{document}: no block ran"
 
 

@@ -29,15 +29,23 @@ def sql_set(tmp_path: Path) -> SqlSet:
     return write
 
 
-def cli(*args: str, dsn: str | None = None, timeout: float = 60,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, dsn: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sqlrunner`` as a user would, without a terminal on stdin."""
     argv = [sys.executable, "-m", "sqlrunner", *(("--dsn", dsn) if dsn else ()), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def spawn(*args: str, dsn: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, *args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -51,42 +50,64 @@ def advisory_locks(dsn: str) -> int:
 
 
 def test_eight_concurrent_appliers_run_each_migration_once(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_slow.sql": SLOW.format(seconds=0.5)})
+    root = sql_set(
+        {"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=0.5)}
+    )
     runners = [spawn("--sql-dir", str(root), "apply", dsn=dsn) for _ in range(8)]
     outcomes = [(p.wait(timeout=90), p.stderr.read() if p.stderr else "") for p in runners]
     assert [code for code, _ in outcomes] == [0] * 8, outcomes
-    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [(1, 1), (2, 1)]
+    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
+        (1, 1),
+        (2, 1),
+    ]
     assert sum("nothing to apply" in (p.stdout.read() if p.stdout else "") for p in runners) == 7
     assert advisory_locks(dsn) == 0
 
 
 def test_killed_runner_leaves_no_lock_and_rerun_finishes(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_slow.sql": SLOW.format(seconds=30)})
+    root = sql_set(
+        {"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=30)}
+    )
     runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    wait_until(lambda: query(dsn, "SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE query LIKE 'SELECT pg_sleep(30%'")[0][0] == 1,
-               message="the slow statement to start")
+    wait_until(
+        lambda: (
+            query(
+                dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30%'"
+            )[0][0]
+            == 1
+        ),
+        message="the slow statement to start",
+    )
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
     # The lock connection's idle transaction ends at once; the busy backend notices the
     # closed socket within client_connection_check_interval and rolls back.
     wait_until(lambda: advisory_locks(dsn) == 0, message="the runner lock to go")
-    wait_until(lambda: query(dsn, "SELECT count(*) FROM pg_locks l JOIN pg_class c "
-                                  "ON c.oid = l.relation WHERE c.relname = 'orders'")[0][0] == 0,
-               timeout=10, message="the killed migration's table locks to go")
+    wait_until(
+        lambda: (
+            query(
+                dsn,
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c "
+                "ON c.oid = l.relation WHERE c.relname = 'orders'",
+            )[0][0]
+            == 0
+        ),
+        timeout=10,
+        message="the killed migration's table locks to go",
+    )
     assert query(dsn, "SELECT count(*) FROM runs WHERE migration = 2") == [(0,)]
     (root / "forward/0002_slow.sql").write_text(SLOW.format(seconds=30).replace("(30)", "(0)"))
     # Editing a pending (never applied) file is not drift.
     result = cli("--sql-dir", str(root), "apply", dsn=dsn)
     assert result.returncode == 0, result.stderr
-    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [(1, 1), (2, 1)]
+    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
+        (1, 1),
+        (2, 1),
+    ]
 
 
 def test_second_runner_waits_then_names_the_holder(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_slow.sql": SLOW.format(seconds=8)})
+    root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=8)})
     first = spawn("--sql-dir", str(root), "apply", dsn=dsn)
     wait_until(lambda: advisory_locks(dsn) == 1, message="the first runner's lock")
     second = cli("--sql-dir", str(root), "apply", "--runner-wait", "1", dsn=dsn)
@@ -99,8 +120,9 @@ def test_second_runner_waits_then_names_the_holder(dsn: str, sql_set: SqlSet) ->
 def test_application_lock_gives_up_with_exit_5_and_writers_keep_flowing(
     dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_alter.sql": SLOW.format(seconds=0)})
+    root = sql_set(
+        {"forward/0001_base.sql": BASE, "forward/0002_alter.sql": SLOW.format(seconds=0)}
+    )
     sqlrunner.apply(dsn, root, to=1)
     blocker = psycopg.connect(dsn, application_name="report-job")
     blocker.execute("SELECT count(*) FROM orders")  # ACCESS SHARE, then idle in transaction
@@ -117,8 +139,16 @@ def test_application_lock_gives_up_with_exit_5_and_writers_keep_flowing(
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        result = cli("--sql-dir", str(root), "apply", "--lock-timeout", "100ms",
-                     "--lock-retries", "3", dsn=dsn)
+        result = cli(
+            "--sql-dir",
+            str(root),
+            "apply",
+            "--lock-timeout",
+            "100ms",
+            "--lock-retries",
+            "3",
+            dsn=dsn,
+        )
     finally:
         stop.set()
         thread.join()
@@ -129,12 +159,15 @@ def test_application_lock_gives_up_with_exit_5_and_writers_keep_flowing(
     assert "SELECT count(*) FROM orders" in result.stderr
     assert worst[0] < 1.0, f"a writer waited {worst[0]:.3f}s behind the migration"
     assert query(dsn, "SELECT count(*) FROM runs WHERE migration = 2") == [(0,)]
-    assert query(dsn, "SELECT outcome FROM sqlrunner_ledger_history WHERE version = 2") == [("failed",)]
+    assert query(dsn, "SELECT outcome FROM sqlrunner_ledger_history WHERE version = 2") == [
+        ("failed",)
+    ]
 
 
 def test_lock_timeout_is_retried_until_the_blocker_leaves(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_alter.sql": SLOW.format(seconds=0)})
+    root = sql_set(
+        {"forward/0001_base.sql": BASE, "forward/0002_alter.sql": SLOW.format(seconds=0)}
+    )
     sqlrunner.apply(dsn, root, to=1)
     blocker = psycopg.connect(dsn)
     blocker.execute("SELECT count(*) FROM orders")
@@ -160,9 +193,17 @@ def test_crash_inside_no_transaction_file_resumes_after_done_statements(
     sqlrunner.apply(dsn, root, to=1)
     query(dsn, "UPDATE knobs SET seconds = 30 RETURNING 1")
     runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    wait_until(lambda: query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                  "AND query LIKE 'SELECT pg_sleep(%'")[0][0] == 1,
-               message="the no-transaction file to reach its second statement")
+    wait_until(
+        lambda: (
+            query(
+                dsn,
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND query LIKE 'SELECT pg_sleep(%'",
+            )[0][0]
+            == 1
+        ),
+        message="the no-transaction file to reach its second statement",
+    )
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
     assert query(dsn, "SELECT statement_index FROM sqlrunner_ledger_progress") == [(0,)]
@@ -174,25 +215,59 @@ def test_crash_inside_no_transaction_file_resumes_after_done_statements(
     assert [r.version for r in report.applied] == [2]
     skipped = [e.statement.index for e in events if e.kind == "statement_skipped" and e.statement]
     assert skipped == [0]
-    assert query(dsn, "SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text "
-                      "IN ('orders_v_idx', 'orders_v_id_idx')") == [(2,)]
+    assert query(
+        dsn,
+        "SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text "
+        "IN ('orders_v_idx', 'orders_v_id_idx')",
+    ) == [(2,)]
     assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger_progress") == [(0,)]
 
 
 def test_invalid_index_from_failed_build_is_dropped_and_rebuilt(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_unique.sql": (
-        "-- sqlrunner: no-transaction\n"
-        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_v_key ON orders (v);\n")})
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_unique.sql": (
+                "-- sqlrunner: no-transaction\n"
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_v_key ON orders (v);\n"
+            ),
+        }
+    )
     sqlrunner.apply(dsn, root, to=1)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO orders (v) VALUES ('dup'), ('dup')")
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("CREATE UNIQUE INDEX CONCURRENTLY orders_v_key ON orders (v)")
         conn.execute("DELETE FROM orders WHERE id = (SELECT max(id) FROM orders)")
-    assert query(dsn, "SELECT indisvalid FROM pg_index "
-                      "WHERE indexrelid = 'orders_v_key'::regclass") == [(False,)]
+    assert query(
+        dsn, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_v_key'::regclass"
+    ) == [(False,)]
     events: list[Event] = []
     sqlrunner.apply(dsn, root, on_event=events.append)
     assert any(e.kind == "note" and "INVALID index" in e.message for e in events)
-    assert query(dsn, "SELECT indisvalid FROM pg_index "
-                      "WHERE indexrelid = 'orders_v_key'::regclass") == [(True,)]
+    assert query(
+        dsn, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_v_key'::regclass"
+    ) == [(True,)]
+
+
+def test_index_build_after_a_lock_retry_does_not_wait_on_our_own_lock_connection(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    """Naming blockers queries the idle lock transaction; it must not leave a snapshot
+    there, or the next CREATE INDEX CONCURRENTLY waits for it forever."""
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_alter.sql": SLOW.format(seconds=0),
+            "forward/0003_idx.sql": "-- sqlrunner: no-transaction\n"
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_note_idx ON orders (note);\n",
+        }
+    )
+    sqlrunner.apply(dsn, root, to=1)
+    blocker = psycopg.connect(dsn, application_name="report-job")
+    blocker.execute("SELECT count(*) FROM orders")
+    threading.Timer(1.5, blocker.close).start()
+    result = cli("--sql-dir", str(root), "apply", "--lock-timeout", "100ms", dsn=dsn, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "report-job" in result.stderr  # the retry line named the blocker
+    assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 3") == [(1,)]

@@ -99,7 +99,11 @@ logfile = {work}/pgbouncer.log
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    log = (work / "pgbouncer.log").read_text() if (work / "pgbouncer.log").exists() else ""
+                    log = (
+                        (work / "pgbouncer.log").read_text()
+                        if (work / "pgbouncer.log").exists()
+                        else ""
+                    )
                     pytest.fail(f"pgbouncer did not start: {log[-2000:]}")
                 time.sleep(0.1)
         yield through
@@ -112,14 +116,21 @@ logfile = {work}/pgbouncer.log
 def test_concurrent_runners_behind_transaction_pooler_apply_once(
     dsn: str, bouncer_dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_slow.sql": SLOW.format(seconds=0.5),
-                    "forward/0003_idx.sql": "-- sqlrunner: no-transaction\n"
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_v_idx ON orders (v);\n"})
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_slow.sql": SLOW.format(seconds=0.5),
+            "forward/0003_idx.sql": "-- sqlrunner: no-transaction\n"
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_v_idx ON orders (v);\n",
+        }
+    )
     runners = [spawn("--sql-dir", str(root), "apply", dsn=bouncer_dsn) for _ in range(4)]
     codes = [(p.wait(timeout=90), p.stderr.read() if p.stderr else "") for p in runners]
     assert [c for c, _ in codes] == [0] * 4, codes
-    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [(1, 1), (2, 1)]
+    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
+        (1, 1),
+        (2, 1),
+    ]
     assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger") == [(3,)]
     assert advisory_locks(dsn) == 0, "a lock was stranded on a pooled server connection"
 
@@ -127,16 +138,26 @@ def test_concurrent_runners_behind_transaction_pooler_apply_once(
 def test_killed_runner_behind_pooler_leaves_no_lock(
     dsn: str, bouncer_dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "forward/0002_slow.sql": SLOW.format(seconds=30)})
+    root = sql_set(
+        {"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=30)}
+    )
     runner = spawn("--sql-dir", str(root), "apply", dsn=bouncer_dsn)
-    wait_until(lambda: query(dsn, "SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE query LIKE 'SELECT pg_sleep(30%'")[0][0] == 1,
-               message="the slow statement to start")
+    wait_until(
+        lambda: (
+            query(
+                dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30%'"
+            )[0][0]
+            == 1
+        ),
+        message="the slow statement to start",
+    )
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
     wait_until(lambda: advisory_locks(dsn) == 0, timeout=15, message="the runner lock to go")
     (root / "forward/0002_slow.sql").write_text(SLOW.format(seconds=0))
     result = cli("--sql-dir", str(root), "apply", "--lock-timeout", "2s", dsn=bouncer_dsn)
     assert result.returncode == 0, result.stderr
-    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [(1, 1), (2, 1)]
+    assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
+        (1, 1),
+        (2, 1),
+    ]

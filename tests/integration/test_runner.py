@@ -39,25 +39,38 @@ def scalar(dsn: str, query: str) -> object:
 
 
 def test_file_and_its_ledger_row_commit_together(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({
-        "forward/0001_base.sql": BASE,
-        "forward/0002_broken.sql": "BEGIN;\nCREATE TABLE half (id int);\nSELECT 1/0;\nCOMMIT;\n",
-    })
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_broken.sql": "BEGIN;\nCREATE TABLE half (id int);\nSELECT 1/0;\nCOMMIT;\n",
+        }
+    )
     with pytest.raises(sqlrunner.MigrationFailed) as failure:
         sqlrunner.apply(dsn, root)
     assert failure.value.file.endswith("forward/0002_broken.sql")
     assert (failure.value.line, failure.value.sqlstate) == (3, "22012")
     assert scalar(dsn, "SELECT to_regclass('half')") is None
     assert scalar(dsn, "SELECT to_regclass('items')") == "items"
-    assert scalar(dsn, "SELECT string_agg(version::text, ',' ORDER BY version) "
-                       "FROM sqlrunner_ledger") == "1"
-    assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger_history "
-                       "WHERE version = 2 AND outcome = 'failed'") == 1
+    assert (
+        scalar(dsn, "SELECT string_agg(version::text, ',' ORDER BY version) FROM sqlrunner_ledger")
+        == "1"
+    )
+    assert (
+        scalar(
+            dsn,
+            "SELECT count(*) FROM sqlrunner_ledger_history "
+            "WHERE version = 2 AND outcome = 'failed'",
+        )
+        == 1
+    )
 
 
 def test_error_position_points_at_line_and_column(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_typo.sql":
-                    "BEGIN;\nCREATE TABLE a (id int);\nSELECT id,\n       nosuch\nFROM a;\nCOMMIT;\n"})
+    root = sql_set(
+        {
+            "forward/0001_typo.sql": "BEGIN;\nCREATE TABLE a (id int);\nSELECT id,\n       nosuch\nFROM a;\nCOMMIT;\n"
+        }
+    )
     with pytest.raises(sqlrunner.MigrationFailed) as failure:
         sqlrunner.apply(dsn, root)
     error = failure.value.error
@@ -67,8 +80,13 @@ def test_error_position_points_at_line_and_column(dsn: str, sql_set: SqlSet) -> 
 
 
 def test_runtime_error_without_position_reports_statement_start(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_dup.sql": (
-        "BEGIN;\nCREATE TABLE u (v int UNIQUE);\n\n\nINSERT INTO u\nVALUES (1), (1);\nCOMMIT;\n")})
+    root = sql_set(
+        {
+            "forward/0001_dup.sql": (
+                "BEGIN;\nCREATE TABLE u (v int UNIQUE);\n\n\nINSERT INTO u\nVALUES (1), (1);\nCOMMIT;\n"
+            )
+        }
+    )
     with pytest.raises(sqlrunner.MigrationFailed) as failure:
         sqlrunner.apply(dsn, root)
     error = failure.value.error
@@ -77,8 +95,12 @@ def test_runtime_error_without_position_reports_statement_start(dsn: str, sql_se
 
 
 def test_noop_apply_costs_one_round_trip_and_takes_no_lock(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE,
-                    "verify/0001_base.sql": "SELECT 'items' AS check, true AS ok, '' AS detail"})
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "verify/0001_base.sql": "SELECT 'items' AS check, true AS ok, '' AS detail",
+        }
+    )
     sqlrunner.apply(dsn, root)
     with psycopg.connect(dsn) as conn, tempfile.TemporaryFile("w+") as trace:
         conn.pgconn.trace(trace.fileno())
@@ -92,12 +114,19 @@ def test_noop_apply_costs_one_round_trip_and_takes_no_lock(dsn: str, sql_set: Sq
 
 
 def test_percent_signs_and_dollar_quotes_reach_the_server_intact(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE, "seed/0001_items.sql": (
-        "BEGIN;\nINSERT INTO items (name) VALUES ('100%s; done'), (E'it\\'s;')\n"
-        "ON CONFLICT (name) DO NOTHING;\nCOMMIT;\n")})
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "seed/0001_items.sql": (
+                "BEGIN;\nINSERT INTO items (name) VALUES ('100%s; done'), (E'it\\'s;')\n"
+                "ON CONFLICT (name) DO NOTHING;\nCOMMIT;\n"
+            ),
+        }
+    )
     sqlrunner.apply(dsn, root)
-    assert scalar(dsn, "SELECT string_agg(name, '|' ORDER BY name) FROM items") == \
-        "100%s; done|it's;"
+    assert (
+        scalar(dsn, "SELECT string_agg(name, '|' ORDER BY name) FROM items") == "100%s; done|it's;"
+    )
     assert scalar(dsn, "SELECT item_label(i) FROM items i WHERE name LIKE 'it%'") == "item;it's;"
 
 
@@ -112,8 +141,12 @@ def test_seed_runs_again_only_when_its_checksum_changes(dsn: str, sql_set: SqlSe
 
 
 def test_verify_files_cannot_write(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE, "verify/0001_sneaky.sql":
-                    "INSERT INTO items (name) VALUES ('x') RETURNING 'x', true, ''"})
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "verify/0001_sneaky.sql": "INSERT INTO items (name) VALUES ('x') RETURNING 'x', true, ''",
+        }
+    )
     with pytest.raises(sqlrunner.VerificationFailed) as failure:
         sqlrunner.apply(dsn, root)
     report = failure.value.report
@@ -123,9 +156,15 @@ def test_verify_files_cannot_write(dsn: str, sql_set: SqlSet) -> None:
 
 
 def test_verify_failure_names_the_check(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_base.sql": BASE, "verify/0001_checks.sql": (
-        "SELECT 'items empty', count(*) = 0, count(*) || ' rows' FROM items;\n"
-        "SELECT 'never true', false, 'widget missing';\n")})
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "verify/0001_checks.sql": (
+                "SELECT 'items empty', count(*) = 0, count(*) || ' rows' FROM items;\n"
+                "SELECT 'never true', false, 'widget missing';\n"
+            ),
+        }
+    )
     with pytest.raises(sqlrunner.VerificationFailed, match="never true: widget missing"):
         sqlrunner.apply(dsn, root)
     # The migration itself stays applied: verify reports, it does not undo.
@@ -133,11 +172,13 @@ def test_verify_failure_names_the_check(dsn: str, sql_set: SqlSet) -> None:
 
 
 def test_apply_to_version_stops_there_and_defers_seeds(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({
-        "forward/0001_base.sql": BASE,
-        "forward/0002_more.sql": "BEGIN;\nCREATE TABLE more (id int);\nCOMMIT;\n",
-        "seed/0001_items.sql": "BEGIN;\nINSERT INTO items (name) VALUES ('a');\nCOMMIT;\n",
-    })
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_more.sql": "BEGIN;\nCREATE TABLE more (id int);\nCOMMIT;\n",
+            "seed/0001_items.sql": "BEGIN;\nINSERT INTO items (name) VALUES ('a');\nCOMMIT;\n",
+        }
+    )
     report = sqlrunner.apply(dsn, root, to=1)
     assert [r.version for r in report.applied] == [1] and report.seeded == ()
     assert any("seeds deferred" in note for note in report.notes)
@@ -146,12 +187,14 @@ def test_apply_to_version_stops_there_and_defers_seeds(dsn: str, sql_set: SqlSet
 
 
 def test_rollback_undoes_newest_first_and_reseeds_on_next_apply(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({
-        "forward/0001_base.sql": BASE,
-        "forward/0002_tags.sql": "BEGIN;\nCREATE TABLE IF NOT EXISTS tags (t text PRIMARY KEY);\nCOMMIT;\n",
-        "rollback/0002_tags.sql": "BEGIN;\nDROP TABLE IF EXISTS tags;\nCOMMIT;\n",
-        "seed/0001_tags.sql": "BEGIN;\nINSERT INTO tags VALUES ('x') ON CONFLICT DO NOTHING;\nCOMMIT;\n",
-    })
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_tags.sql": "BEGIN;\nCREATE TABLE IF NOT EXISTS tags (t text PRIMARY KEY);\nCOMMIT;\n",
+            "rollback/0002_tags.sql": "BEGIN;\nDROP TABLE IF EXISTS tags;\nCOMMIT;\n",
+            "seed/0001_tags.sql": "BEGIN;\nINSERT INTO tags VALUES ('x') ON CONFLICT DO NOTHING;\nCOMMIT;\n",
+        }
+    )
     sqlrunner.apply(dsn, root)
     report = sqlrunner.rollback(dsn, root)  # the only row is seed data: no confirmation needed
     assert [r.version for r in report.rolled_back] == [2]
@@ -164,13 +207,15 @@ def test_rollback_undoes_newest_first_and_reseeds_on_next_apply(dsn: str, sql_se
 
 
 def test_rollback_refuses_to_drop_real_data_unless_allowed(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({
-        "forward/0001_base.sql": BASE,
-        "forward/0002_notes.sql": "BEGIN;\nCREATE TABLE notes (n text);\n"
-                                  "ALTER TABLE items ADD COLUMN colour text;\nCOMMIT;\n",
-        "rollback/0002_notes.sql": "BEGIN;\nDROP TABLE IF EXISTS notes;\n"
-                                   "ALTER TABLE items DROP COLUMN IF EXISTS colour;\nCOMMIT;\n",
-    })
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_notes.sql": "BEGIN;\nCREATE TABLE notes (n text);\n"
+            "ALTER TABLE items ADD COLUMN colour text;\nCOMMIT;\n",
+            "rollback/0002_notes.sql": "BEGIN;\nDROP TABLE IF EXISTS notes;\n"
+            "ALTER TABLE items DROP COLUMN IF EXISTS colour;\nCOMMIT;\n",
+        }
+    )
     sqlrunner.apply(dsn, root)
     with psycopg.connect(dsn) as conn:
         conn.execute("INSERT INTO notes VALUES ('keep me'), ('and me')")
@@ -191,8 +236,9 @@ def test_irreversible_file_stops_rollback(dsn: str, sql_set: SqlSet) -> None:
         sqlrunner.rollback(dsn, root)
 
 
-def test_library_reports_progress_events_and_logs(dsn: str, sql_set: SqlSet,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_library_reports_progress_events_and_logs(
+    dsn: str, sql_set: SqlSet, caplog: pytest.LogCaptureFixture
+) -> None:
     root = sql_set({"forward/0001_base.sql": BASE})
     events: list[Event] = []
     with caplog.at_level("INFO", logger="sqlrunner"):
@@ -208,8 +254,9 @@ def test_custom_ledger_schema_and_table_are_quoted(dsn: str, sql_set: SqlSet) ->
     sqlrunner.apply(dsn, root, ledger_schema="Ops Schema", ledger_table="My-Ledger")
     assert scalar(dsn, 'SELECT count(*) FROM "Ops Schema"."My-Ledger"') == 1
     assert scalar(dsn, "SELECT to_regclass('sqlrunner_ledger')") is None
-    assert sqlrunner.status(dsn, root, ledger_schema="Ops Schema",
-                            ledger_table="My-Ledger").up_to_date
+    assert sqlrunner.status(
+        dsn, root, ledger_schema="Ops Schema", ledger_table="My-Ledger"
+    ).up_to_date
 
 
 def test_given_connection_is_left_as_it_was(dsn: str, sql_set: SqlSet) -> None:
@@ -221,21 +268,29 @@ def test_given_connection_is_left_as_it_was(dsn: str, sql_set: SqlSet) -> None:
 
 
 def test_no_transaction_file_runs_statements_in_autocommit(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set({
-        "forward/0001_base.sql": BASE,
-        "forward/0002_idx.sql": "-- sqlrunner: no-transaction\n"
-                                "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_name_lower_idx\n"
-                                "    ON items (lower(name));\n",
-    })
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_idx.sql": "-- sqlrunner: no-transaction\n"
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_name_lower_idx\n"
+            "    ON items (lower(name));\n",
+        }
+    )
     report = sqlrunner.apply(dsn, root)
     assert report.applied[1].no_transaction
-    assert scalar(dsn, "SELECT indisvalid FROM pg_index "
-                       "WHERE indexrelid = 'items_name_lower_idx'::regclass") is True
+    assert (
+        scalar(
+            dsn,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_name_lower_idx'::regclass",
+        )
+        is True
+    )
     assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger_progress") == 0
 
 
-def test_sql_dir_default_is_local_sql_folder(dsn: str, sql_set: SqlSet, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sql_dir_default_is_local_sql_folder(
+    dsn: str, sql_set: SqlSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sql_set({"forward/0001_base.sql": BASE})
     monkeypatch.chdir(tmp_path)
     assert [r.version for r in sqlrunner.apply(dsn).applied] == [1]

@@ -29,59 +29,85 @@ VERIFY = SQL_DIR / "verify" / "0003_llm_management.sql"
 
 BASELINE_TABLES = ("llm_providers", "model_servers", "llm_usage_logs")
 NEW_TABLES = (
-    "installed_models", "model_deployments", "model_permissions", "tier_model_rules",
-    "model_pricing", "daily_cost_summary", "audit_log",
+    "installed_models",
+    "model_deployments",
+    "model_permissions",
+    "tier_model_rules",
+    "model_pricing",
+    "daily_cost_summary",
+    "audit_log",
 )
 TIERS = ("free", "trial", "starter", "professional", "enterprise")
 
 # The 48 indexes 0002 and 0003 add, by table (the verify file lists the same names).
 NEW_INDEXES: dict[str, tuple[str, ...]] = {
     "installed_models": (
-        "installed_models_pkey", "installed_models_server_id_model_name_key",
-        "installed_models_model_name_idx", "installed_models_status_updated_at_idx",
-        "installed_models_server_id_last_used_at_idx", "installed_models_digest_idx",
+        "installed_models_pkey",
+        "installed_models_server_id_model_name_key",
+        "installed_models_model_name_idx",
+        "installed_models_status_updated_at_idx",
+        "installed_models_server_id_last_used_at_idx",
+        "installed_models_digest_idx",
     ),
     "model_deployments": (
-        "model_deployments_pkey", "model_deployments_deployment_name_key",
+        "model_deployments_pkey",
+        "model_deployments_deployment_name_key",
         "model_deployments_server_id_model_name_status_idx",
-        "model_deployments_status_health_status_idx", "model_deployments_health_check_due_idx",
-        "model_deployments_routing_idx", "model_deployments_server_id_gpu_id_idx",
+        "model_deployments_status_health_status_idx",
+        "model_deployments_health_check_due_idx",
+        "model_deployments_routing_idx",
+        "model_deployments_server_id_gpu_id_idx",
     ),
     "model_permissions": (
-        "model_permissions_pkey", "model_permissions_subject_provider_model_key",
-        "model_permissions_provider_model_pattern_idx", "model_permissions_expires_at_idx",
+        "model_permissions_pkey",
+        "model_permissions_subject_provider_model_key",
+        "model_permissions_provider_model_pattern_idx",
+        "model_permissions_expires_at_idx",
         "model_permissions_granted_by_created_at_idx",
     ),
     "tier_model_rules": (
-        "tier_model_rules_pkey", "tier_model_rules_tier_provider_model_pattern_key",
+        "tier_model_rules_pkey",
+        "tier_model_rules_tier_provider_model_pattern_key",
         "tier_model_rules_provider_model_pattern_idx",
     ),
     "model_pricing": (
-        "model_pricing_pkey", "model_pricing_provider_model_effective_from_key",
-        "model_pricing_model_idx", "model_pricing_effective_to_idx",
+        "model_pricing_pkey",
+        "model_pricing_provider_model_effective_from_key",
+        "model_pricing_model_idx",
+        "model_pricing_effective_to_idx",
     ),
     "daily_cost_summary": (
-        "daily_cost_summary_pkey", "daily_cost_summary_day_user_provider_model_key",
+        "daily_cost_summary_pkey",
+        "daily_cost_summary_day_user_provider_model_key",
         "daily_cost_summary_user_id_usage_date_idx",
         "daily_cost_summary_provider_model_usage_date_idx",
         "daily_cost_summary_organization_id_usage_date_idx",
     ),
     "audit_log": (
-        "audit_log_pkey", "audit_log_occurred_at_brin", "audit_log_actor_idx",
-        "audit_log_target_idx", "audit_log_action_occurred_at_idx", "audit_log_request_id_idx",
+        "audit_log_pkey",
+        "audit_log_occurred_at_brin",
+        "audit_log_actor_idx",
+        "audit_log_target_idx",
+        "audit_log_action_occurred_at_idx",
+        "audit_log_request_id_idx",
         "audit_log_details_gin",
     ),
     "llm_usage_logs": (
-        "llm_usage_logs_server_id_created_at_idx", "llm_usage_logs_deployment_id_created_at_idx",
-        "llm_usage_logs_provider_model_created_at_idx", "llm_usage_logs_source_created_at_idx",
+        "llm_usage_logs_server_id_created_at_idx",
+        "llm_usage_logs_deployment_id_created_at_idx",
+        "llm_usage_logs_provider_model_created_at_idx",
+        "llm_usage_logs_source_created_at_idx",
         "llm_usage_logs_failed_created_at_idx",
     ),
     "model_servers": (
-        "model_servers_host_port_key", "model_servers_enabled_status_last_seen_at_idx",
-        "model_servers_location_status_idx", "model_servers_gpu_id_idx",
+        "model_servers_host_port_key",
+        "model_servers_enabled_status_last_seen_at_idx",
+        "model_servers_location_status_idx",
+        "model_servers_gpu_id_idx",
     ),
     "llm_providers": (
-        "llm_providers_provider_type_is_active_idx", "llm_providers_metadata_gin",
+        "llm_providers_provider_type_is_active_idx",
+        "llm_providers_metadata_gin",
     ),
 }
 ALL_NEW_INDEXES = tuple(name for names in NEW_INDEXES.values() for name in names)
@@ -165,7 +191,9 @@ def run_psql(psql: list[str], dsn: str, path: Path) -> subprocess.CompletedProce
     """Run one file as a DBA would: ``psql -X -q -v ON_ERROR_STOP=1 -f FILE``; must succeed."""
     result = subprocess.run(
         [*psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, f"psql -f {path.name} failed:\n{result.stderr}"
     return result

@@ -34,7 +34,9 @@ AUDIT_ROW = ("model_permission.grant", "user", "42", {"model": "gpt-4o"})
 def test_forward_files_found(sql_dir: Path) -> None:
     names = sorted(p.name for p in (sql_dir / "forward").glob("*.sql"))
     assert names == [
-        "0001_baseline.sql", "0002_llm_management.sql", "0003_llm_management_indexes.sql",
+        "0001_baseline.sql",
+        "0002_llm_management.sql",
+        "0003_llm_management_indexes.sql",
     ]
     assert FORWARD.is_file() and FORWARD_INDEXES.is_file()
 
@@ -65,7 +67,9 @@ def test_test_database_created(dsn: str) -> None:
 def test_forward_applied(dsn: str, sql_dir: Path) -> None:
     report = sqlrunner.apply(dsn, sql_dir)
     assert [(r.version, r.action) for r in report.applied] == [
-        (1, "applied"), (2, "applied"), (3, "applied"),
+        (1, "applied"),
+        (2, "applied"),
+        (3, "applied"),
     ]
     assert [r.name for r in report.seeded] == ["tier_model_rules"]
     assert report.verification is not None
@@ -76,7 +80,8 @@ def test_forward_applied(dsn: str, sql_dir: Path) -> None:
 def test_all_ten_tables_exist(shared_applied_dsn: str) -> None:
     with psycopg.connect(shared_applied_dsn, autocommit=True) as conn:
         found = {
-            name for (name,) in conn.execute(
+            name
+            for (name,) in conn.execute(
                 "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
                 " AND relkind = 'r' AND relname = ANY(%s)",
                 ([*BASELINE_TABLES, *NEW_TABLES],),
@@ -144,8 +149,11 @@ def _attack(conn: psycopg.Connection[tuple[object, ...]], statements: tuple[str,
     for statement in setup:
         conn.execute(statement)
     try:
-        expected = psycopg.errors.SyntaxError if merge_unsupported else (
-            psycopg.errors.InsufficientPrivilege)
+        expected = (
+            psycopg.errors.SyntaxError
+            if merge_unsupported
+            else (psycopg.errors.InsufficientPrivilege)
+        )
         with pytest.raises(expected) as refused:
             conn.execute(last)
         if not merge_unsupported:  # MERGE exists from PostgreSQL 15 on
@@ -216,7 +224,8 @@ def rolled_back(applied: str, sql_dir: Path) -> tuple[str, sqlrunner.RollbackRep
 def test_rollback_applied(rolled_back: tuple[str, sqlrunner.RollbackReport]) -> None:
     dsn, report = rolled_back
     assert [(r.version, r.action) for r in report.rolled_back] == [
-        (3, "rolled back"), (2, "rolled back"),
+        (3, "rolled back"),
+        (2, "rolled back"),
     ]
     status = sqlrunner.status(dsn, FORWARD.parents[1])
     applied = [(s.version, s.state) for s in status.files if s.kind == "forward"]
@@ -227,18 +236,22 @@ def test_all_new_tables_dropped(rolled_back: tuple[str, sqlrunner.RollbackReport
     dsn, _ = rolled_back
     with psycopg.connect(dsn, autocommit=True) as conn:
         left = {
-            name for (name,) in conn.execute(
+            name
+            for (name,) in conn.execute(
                 "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-                " AND relname = ANY(%s)", ([*NEW_TABLES, *ALL_NEW_INDEXES],),
+                " AND relname = ANY(%s)",
+                ([*NEW_TABLES, *ALL_NEW_INDEXES],),
             )
         }
         functions = conn.execute(
             "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
         ).fetchone()
         baseline = {
-            name for (name,) in conn.execute(
+            name
+            for (name,) in conn.execute(
                 "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-                " AND relname = ANY(%s)", (list(BASELINE_TABLES),),
+                " AND relname = ANY(%s)",
+                (list(BASELINE_TABLES),),
             )
         }
     assert left == set()

@@ -55,9 +55,12 @@ UNINDEXED_FOREIGN_KEYS = """
 
 CREATE_INDEX = re.compile(
     r"^[ \t]*CREATE (?:UNIQUE )?INDEX (?P<concurrently>CONCURRENTLY )?IF NOT EXISTS "
-    r"(?P<name>\w+)\s+ON public\.(?P<table>\w+)", re.MULTILINE)
+    r"(?P<name>\w+)\s+ON public\.(?P<table>\w+)",
+    re.MULTILINE,
+)
 INDEX_CONSTRAINT = re.compile(
-    r"^[ \t]*CONSTRAINT (?P<name>\w+)\s+(?:PRIMARY KEY|UNIQUE)", re.MULTILINE)
+    r"^[ \t]*CONSTRAINT (?P<name>\w+)\s+(?:PRIMARY KEY|UNIQUE)", re.MULTILINE
+)
 CONSTRAINT_NAME = re.compile(r"CONSTRAINT ([a-z]\w*)|\('(\w+_(?:check|fkey))',")
 
 
@@ -95,8 +98,8 @@ def test_every_foreign_key_is_indexed(forward_dsn: str) -> None:
         assert conn.execute(UNINDEXED_FOREIGN_KEYS).fetchall() == []
         # no foreign key points at the busy table (it would lock it from the new tables)
         referencing = conn.execute(
-            "SELECT conname FROM pg_constraint"
-            " WHERE confrelid = 'public.llm_usage_logs'::regclass").fetchall()
+            "SELECT conname FROM pg_constraint WHERE confrelid = 'public.llm_usage_logs'::regclass"
+        ).fetchall()
     assert referencing == []
 
 
@@ -128,8 +131,11 @@ def test_each_index_has_a_one_line_comment_naming_its_query() -> None:
     documented = {**_documented(FORWARD), **_documented(FORWARD_INDEXES)}
     index_names = {n: c for n, c in documented.items() if n in ALL_NEW_INDEXES}
     assert sorted(index_names) == sorted(ALL_NEW_INDEXES)
-    lacking = [name for name, comment in index_names.items()
-               if not comment.startswith("-- ") or len(comment) < 15]
+    lacking = [
+        name
+        for name, comment in index_names.items()
+        if not comment.startswith("-- ") or len(comment) < 15
+    ]
     assert lacking == []
 
 
@@ -140,15 +146,22 @@ def test_names_fit_in_63_bytes(forward_dsn: str) -> None:
     constraints = {a or b for a, b in CONSTRAINT_NAME.findall(text)}
     assert len(constraints) > 40
     with psycopg.connect(forward_dsn, autocommit=True) as conn:
-        in_catalog = {name for (name,) in conn.execute(
-            "SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace")}
+        in_catalog = {
+            name
+            for (name,) in conn.execute(
+                "SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+            )
+        }
     assert all(len(name.encode()) <= 63 for name in (*constraints, *ALL_NEW_INDEXES))
     assert constraints <= in_catalog
 
 
 def test_verify_file_lists_the_same_48_indexes() -> None:
     pairs = re.findall(r"\('(\w+)', '(\w+)'\)", VERIFY.read_text(encoding="utf-8"))
-    listed = {(table, name) for table, name in pairs if name.endswith(
-        ("_idx", "_key", "_pkey", "_gin", "_brin"))}
+    listed = {
+        (table, name)
+        for table, name in pairs
+        if name.endswith(("_idx", "_key", "_pkey", "_gin", "_brin"))
+    }
     expected = {(table, name) for table, names in NEW_INDEXES.items() for name in names}
     assert listed == expected

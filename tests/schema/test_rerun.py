@@ -31,8 +31,12 @@ PREREQUISITES: dict[str, tuple[Path, ...]] = {
     "rollback/0002": (BASELINE, FORWARD, FORWARD_INDEXES, SEED, ROLLBACK_INDEXES),
 }
 FILES = {
-    "forward/0001": BASELINE, "forward/0002": FORWARD, "forward/0003": FORWARD_INDEXES,
-    "seed/0001": SEED, "rollback/0003": ROLLBACK_INDEXES, "rollback/0002": ROLLBACK,
+    "forward/0001": BASELINE,
+    "forward/0002": FORWARD,
+    "forward/0003": FORWARD_INDEXES,
+    "seed/0001": SEED,
+    "rollback/0003": ROLLBACK_INDEXES,
+    "rollback/0002": ROLLBACK,
 }
 
 
@@ -70,10 +74,13 @@ def test_rule_edited_in_the_database_is_restored_by_the_seed(
     forward_dsn: str, psql: list[str]
 ) -> None:
     with psycopg.connect(forward_dsn, autocommit=True) as conn:
-        conn.execute("UPDATE tier_model_rules SET effect = 'allow', api_call_limit = 5"
-                     " WHERE tier = 'starter' AND provider = 'openai' AND model_pattern = 'gpt-4%'")
-        assert conn.execute("SELECT llm_tier_allows('starter', 'openai', 'gpt-4o')").fetchone() \
-            == (True,)
+        conn.execute(
+            "UPDATE tier_model_rules SET effect = 'allow', api_call_limit = 5"
+            " WHERE tier = 'starter' AND provider = 'openai' AND model_pattern = 'gpt-4%'"
+        )
+        assert conn.execute("SELECT llm_tier_allows('starter', 'openai', 'gpt-4o')").fetchone() == (
+            True,
+        )
     run_psql(psql, forward_dsn, SEED)
     with psycopg.connect(forward_dsn, autocommit=True) as conn:
         row = conn.execute(
@@ -100,8 +107,8 @@ def test_rule_edited_in_the_file_reaches_the_database(
     after = dict(_row_versions(forward_dsn))
     with psycopg.connect(forward_dsn, autocommit=True) as conn:
         changed = conn.execute(
-            "SELECT tier, provider, model_pattern, effect FROM tier_model_rules"
-            " WHERE id = ANY(%s)", ([i for i in after if after[i] != before[i]],)
+            "SELECT tier, provider, model_pattern, effect FROM tier_model_rules WHERE id = ANY(%s)",
+            ([i for i in after if after[i] != before[i]],),
         ).fetchall()
         groq = conn.execute("SELECT llm_tier_allows('trial', 'groq', 'llama3-8b-8192')")
         assert groq.fetchone() == (False,)

@@ -25,11 +25,13 @@ from .conftest import (
 def _relfilenodes(dsn: str) -> dict[str, int]:
     """A changed relfilenode means the table was rewritten."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return dict(conn.execute(
-            "SELECT relname, relfilenode FROM pg_class"
-            " WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%s)",
-            (list(BASELINE_TABLES),),
-        ).fetchall())
+        return dict(
+            conn.execute(
+                "SELECT relname, relfilenode FROM pg_class"
+                " WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%s)",
+                (list(BASELINE_TABLES),),
+            ).fetchall()
+        )
 
 
 def _use_the_new_schema(dsn: str) -> None:
@@ -89,6 +91,10 @@ def test_forward_rollback_forward_equals_forward(dsn: str, sql_dir: Path) -> Non
     assert report.verification is not None and report.verification.ok
     assert snapshot(dsn) == forward
     with psycopg.connect(dsn, autocommit=True) as conn:
-        empty = [t for t in NEW_TABLES if t != "tier_model_rules" and conn.execute(
-            f"SELECT NOT EXISTS (SELECT FROM {t})").fetchone() == (True,)]
+        empty = [
+            t
+            for t in NEW_TABLES
+            if t != "tier_model_rules"
+            and conn.execute(f"SELECT NOT EXISTS (SELECT FROM {t})").fetchone() == (True,)
+        ]
     assert sorted(empty) == sorted(t for t in NEW_TABLES if t != "tier_model_rules")

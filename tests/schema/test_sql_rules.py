@@ -31,8 +31,9 @@ MARK = "-- sqlrunner: no-transaction"
 
 def _kinds(path: Path) -> list[tuple[str, object]]:
     """(node type name, node) of every top-level statement, by PostgreSQL's parser."""
-    return [(type(raw.stmt).__name__, raw.stmt)
-            for raw in parse_sql(path.read_text(encoding="utf-8"))]
+    return [
+        (type(raw.stmt).__name__, raw.stmt) for raw in parse_sql(path.read_text(encoding="utf-8"))
+    ]
 
 
 def _body(path: Path) -> list[str]:
@@ -40,7 +41,7 @@ def _body(path: Path) -> list[str]:
     statements = list(split(path.read_text(encoding="utf-8")))
     begin = statements.index("BEGIN")
     assert statements[-1] == "COMMIT"
-    return statements[begin + 1:-1]
+    return statements[begin + 1 : -1]
 
 
 @pytest.mark.parametrize("path", TRANSACTIONAL, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -50,7 +51,9 @@ def test_transactional_file_is_one_begin_commit(path: Path) -> None:
     begin = names.index("TransactionStmt")
     assert all(name == "VariableSetStmt" for name in names[:begin])
     assert {getattr(node, "name", None) for _, node in kinds[:begin]} <= {
-        "lock_timeout", "statement_timeout"}
+        "lock_timeout",
+        "statement_timeout",
+    }
     assert kinds[begin][1].kind.name == "TRANS_STMT_BEGIN"  # type: ignore[attr-defined]
     assert names[-1] == "TransactionStmt" and names.count("TransactionStmt") == 2
     assert not path.read_text(encoding="utf-8").startswith(MARK)
@@ -78,10 +81,18 @@ def test_verify_file_only_reads() -> None:
 def test_no_forbidden_constructs_anywhere() -> None:
     for path in sorted(SQL_DIR.rglob("*.sql")):
         code = "\n".join(line.split("--", 1)[0] for line in path.read_text("utf-8").splitlines())
-        for forbidden in (r"\bCREATE\s+(OR\s+REPLACE\s+)?RULE\b", r"\bmoney\b", r"\bvarchar\b",
-                          r"\bcharacter varying\b", r"\bserial\b", r"\bbigserial\b",
-                          r"\btimestamp\b(?!tz)", r"\bfloat\b", r"\bdouble precision\b",
-                          r"\breal\b"):
+        for forbidden in (
+            r"\bCREATE\s+(OR\s+REPLACE\s+)?RULE\b",
+            r"\bmoney\b",
+            r"\bvarchar\b",
+            r"\bcharacter varying\b",
+            r"\bserial\b",
+            r"\bbigserial\b",
+            r"\btimestamp\b(?!tz)",
+            r"\bfloat\b",
+            r"\bdouble precision\b",
+            r"\breal\b",
+        ):
             assert not re.search(forbidden, code, re.IGNORECASE), (path.name, forbidden)
 
 
@@ -99,7 +110,8 @@ def test_catalog_types_follow_the_rules(forward_dsn: str) -> None:
             " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
             " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
             " AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = ANY("
-            "'{money,varchar,bpchar,timestamp,float4,float8,json}'::regtype[])").fetchall()
+            "'{money,varchar,bpchar,timestamp,float4,float8,json}'::regtype[])"
+        ).fetchall()
         bad_jsonb = conn.execute(
             "SELECT c.relname, a.attname FROM pg_attribute a"
             " JOIN pg_class c ON c.oid = a.attrelid"
@@ -111,7 +123,8 @@ def test_catalog_types_follow_the_rules(forward_dsn: str) -> None:
         keys_without_identity = conn.execute(
             "SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
             " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
-            " AND a.attname = 'id' AND a.attidentity <> 'a'").fetchall()
+            " AND a.attname = 'id' AND a.attidentity <> 'a'"
+        ).fetchall()
         status_without_check = conn.execute(
             "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c"
             " ON c.oid = a.attrelid WHERE c.relnamespace = 'public'::regnamespace"
@@ -120,7 +133,8 @@ def test_catalog_types_follow_the_rules(forward_dsn: str) -> None:
             "      OR a.attname LIKE '%%\\_type' OR a.attname LIKE '%%\\_status'"
             "      OR a.attname LIKE '%%\\_period')"
             " AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conrelid = c.oid"
-            "   AND k.contype = 'c' AND a.attnum = ANY(k.conkey))").fetchall()
+            "   AND k.contype = 'c' AND a.attnum = ANY(k.conkey))"
+        ).fetchall()
         rules = conn.execute("SELECT rulename FROM pg_rules WHERE schemaname = 'public'")
         assert rules.fetchall() == []
     assert bad_types == []
@@ -141,7 +155,8 @@ def _lock_trace(dsn: str, body: list[str]) -> tuple[dict[str, int], dict[str, in
             held = conn.execute(
                 "SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
                 " WHERE l.pid = pg_backend_pid() AND c.relname = ANY(%s)",
-                (list(BASELINE_TABLES),)).fetchall()
+                (list(BASELINE_TABLES),),
+            ).fetchall()
             for table, mode in held:
                 first_lock.setdefault(table, index)
                 if mode == "AccessExclusiveLock":
@@ -158,9 +173,17 @@ def test_forward_locks_existing_tables_last_in_application_order(baseline_dsn: s
     # then there is one statement (one ALTER TABLE) per existing table
     assert len(body) - first == 3
     assert first_exclusive == {
-        "llm_usage_logs": first, "model_servers": first + 1, "llm_providers": first + 2}
-    assert [re.search(r"ALTER TABLE public\.(\w+) '", s)[1]  # type: ignore[index]
-            for s in body[first:]] == ["llm_usage_logs", "model_servers", "llm_providers"]
+        "llm_usage_logs": first,
+        "model_servers": first + 1,
+        "llm_providers": first + 2,
+    }
+    assert (
+        [
+            re.search(r"ALTER TABLE public\.(\w+) '", s)[1]  # type: ignore[index]
+            for s in body[first:]
+        ]
+        == ["llm_usage_logs", "model_servers", "llm_providers"]
+    )
 
 
 def test_rollback_locks_existing_tables_last_in_application_order(
@@ -185,7 +208,8 @@ def test_forward_neither_rewrites_nor_scans_the_busy_table(baseline_dsn: str) ->
     insert_baseline_data(baseline_dsn)
     filenodes = (
         "SELECT relname, pg_relation_filenode(oid) FROM pg_class"
-        " WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%s) ORDER BY 1")
+        " WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%s) ORDER BY 1"
+    )
     tables = (list(BASELINE_TABLES),)
     with psycopg.connect(baseline_dsn) as conn:
         before = conn.execute(filenodes, tables).fetchall()
@@ -193,12 +217,15 @@ def test_forward_neither_rewrites_nor_scans_the_busy_table(baseline_dsn: str) ->
             conn.execute(statement)
         scans = conn.execute(
             "SELECT relname, seq_scan FROM pg_stat_xact_user_tables"
-            " WHERE relname = ANY(%s) AND seq_scan > 0", tables).fetchall()
+            " WHERE relname = ANY(%s) AND seq_scan > 0",
+            tables,
+        ).fetchall()
         after = conn.execute(filenodes, tables).fetchall()
         defaults = conn.execute(
             "SELECT a.attname, a.atthasdef, a.attnotnull FROM pg_attribute a"
             " WHERE a.attrelid = 'public.llm_usage_logs'::regclass"
-            " AND a.attname IN ('server_id', 'deployment_id') ORDER BY 1").fetchall()
+            " AND a.attname IN ('server_id', 'deployment_id') ORDER BY 1"
+        ).fetchall()
         not_valid = conn.execute(
             "SELECT count(*) FROM pg_constraint WHERE NOT convalidated"
             " AND conrelid = ANY('{llm_usage_logs,model_servers,llm_providers}'::regclass[])"

@@ -24,8 +24,7 @@ def _squawk() -> str:
 
 
 def _run(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_squawk(), *map(str, paths)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([_squawk(), *map(str, paths)], capture_output=True, text=True, timeout=60)
 
 
 def test_squawk_passes_every_file() -> None:
@@ -38,9 +37,12 @@ def test_squawk_passes_every_file() -> None:
 def test_squawk_fails_on_an_unsafe_migration(tmp_path: Path) -> None:
     """The lint is live: a blocking index build on an existing table is reported."""
     unsafe = tmp_path / "0099_unsafe.sql"
-    unsafe.write_text("SET lock_timeout = '1s';\nSET statement_timeout = '5s';\nBEGIN;\n"
-                      "CREATE INDEX IF NOT EXISTS x_idx ON public.llm_usage_logs (model);\n"
-                      "COMMIT;\n", encoding="utf-8")
+    unsafe.write_text(
+        "SET lock_timeout = '1s';\nSET statement_timeout = '5s';\nBEGIN;\n"
+        "CREATE INDEX IF NOT EXISTS x_idx ON public.llm_usage_logs (model);\n"
+        "COMMIT;\n",
+        encoding="utf-8",
+    )
     result = _run(unsafe)
     assert result.returncode != 0
     assert "require-concurrent-index-creation" in result.stdout

@@ -53,7 +53,8 @@ def test_dropped_index_fails_its_check_by_name(applied: str, sql_dir: Path, inde
     failed = _failed_checks(applied, sql_dir)
     assert list(failed) == ["indexes: the 48 llm management indexes exist"]
     assert failed["indexes: the 48 llm management indexes exist"] == (
-        f"47 of 48 present; missing: {table}.{index}")
+        f"47 of 48 present; missing: {table}.{index}"
+    )
 
 
 def test_invalid_leftover_index_fails_the_validity_check(applied: str, sql_dir: Path) -> None:
@@ -65,12 +66,14 @@ def test_invalid_leftover_index_fails_the_validity_check(applied: str, sql_dir: 
         " ('a', 'http://a', 'h', 1), ('b', 'http://b', 'h', 1)",
     )
     with pytest.raises(psycopg.errors.UniqueViolation):
-        execute(applied, "CREATE UNIQUE INDEX CONCURRENTLY model_servers_host_port_key"
-                         " ON model_servers (host, port)")
+        execute(
+            applied,
+            "CREATE UNIQUE INDEX CONCURRENTLY model_servers_host_port_key"
+            " ON model_servers (host, port)",
+        )
     failed = _failed_checks(applied, sql_dir)
     assert failed == {
-        "indexes: the 48 llm management indexes are valid and ready":
-            "invalid or not ready (drop it, then re-run 0003): model_servers_host_port_key",
+        "indexes: the 48 llm management indexes are valid and ready": "invalid or not ready (drop it, then re-run 0003): model_servers_host_port_key",
     }
 
 
@@ -78,41 +81,52 @@ SABOTAGE: dict[str, tuple[str, str, str]] = {
     # name: (statement, failing check, text its detail must contain)
     "trigger only enabled at origin": (
         "ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only",
-        "audit_log: append-only trigger present and enabled always", "enabled=O (want A)"),
+        "audit_log: append-only trigger present and enabled always",
+        "enabled=O (want A)",
+    ),
     "trigger dropped": (
         "DROP TRIGGER audit_log_append_only ON audit_log",
         "audit_log: append-only trigger present and enabled always",
-        "trigger audit_log_append_only is missing"),
+        "trigger audit_log_append_only is missing",
+    ),
     "public may delete": (
         "GRANT DELETE, TRUNCATE ON audit_log TO PUBLIC",
-        "audit_log: PUBLIC lacks UPDATE, DELETE, TRUNCATE", "PUBLIC holds DELETE, TRUNCATE"),
+        "audit_log: PUBLIC lacks UPDATE, DELETE, TRUNCATE",
+        "PUBLIC holds DELETE, TRUNCATE",
+    ),
     "a role may update": (
         "CREATE ROLE verify_app_role_{db}; GRANT UPDATE ON audit_log TO verify_app_role_{db}",
         "audit_log: no role but the owner holds UPDATE, DELETE, TRUNCATE",
-        "verify_app_role_{db} holds UPDATE"),
+        "verify_app_role_{db} holds UPDATE",
+    ),
     "constraint not validated": (
         "ALTER TABLE llm_usage_logs DROP CONSTRAINT llm_usage_logs_source_check;"
         " ALTER TABLE llm_usage_logs ADD CONSTRAINT llm_usage_logs_source_check"
         " CHECK (source <> '') NOT VALID",
         "constraints: the 10 NOT VALID constraints of 0002 are validated",
-        "llm_usage_logs.llm_usage_logs_source_check"),
+        "llm_usage_logs.llm_usage_logs_source_check",
+    ),
     "a stray rule": (
         "INSERT INTO tier_model_rules (tier, provider, model_pattern, effect, tier_price_usd,"
         " billing_period) VALUES ('trial', 'openai', 'gpt-4o-mini', 'allow', 1, 'week')",
-        "tier_model_rules: 50 rules over the 5 tiers", "51 rules; enterprise 9, free 6"),
+        "tier_model_rules: 50 rules over the 5 tiers",
+        "51 rules; enterprise 9, free 6",
+    ),
     "function made volatile": (
         "ALTER FUNCTION llm_tier_allows(text, text, text) VOLATILE",
-        "llm_tier_allows: present, STABLE, search_path pinned", "volatility v (want s)"),
+        "llm_tier_allows: present, STABLE, search_path pinned",
+        "volatility v (want s)",
+    ),
     "table dropped": (
         "DROP TABLE model_pricing",
-        "tables: the 10 llm management tables exist", "missing: model_pricing"),
+        "tables: the 10 llm management tables exist",
+        "missing: model_pricing",
+    ),
 }
 
 
 @pytest.mark.parametrize("sabotage", list(SABOTAGE))
-def test_damage_fails_the_check_that_covers_it(
-    applied: str, sql_dir: Path, sabotage: str
-) -> None:
+def test_damage_fails_the_check_that_covers_it(applied: str, sql_dir: Path, sabotage: str) -> None:
     statement, check, detail = SABOTAGE[sabotage]
     db = str(conninfo_to_dict(applied)["dbname"])  # role names are cluster-wide: make unique
     execute(applied, statement.format(db=db))
@@ -120,7 +134,8 @@ def test_damage_fails_the_check_that_covers_it(
         failed = _failed_checks(applied, sql_dir)
     finally:
         if "{db}" in statement:
-            execute(applied, f"DROP OWNED BY verify_app_role_{db}",
-                    f"DROP ROLE verify_app_role_{db}")
+            execute(
+                applied, f"DROP OWNED BY verify_app_role_{db}", f"DROP ROLE verify_app_role_{db}"
+            )
     assert check in failed, failed
     assert detail.format(db=db) in failed[check]
