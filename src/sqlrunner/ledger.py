@@ -77,7 +77,6 @@ class LedgerTables:
 
 
 CREATE = """
-CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {ledger} (
     kind              text        NOT NULL CHECK (kind IN ('forward', 'seed')),
     version           integer     NOT NULL,
@@ -116,13 +115,25 @@ CREATE TABLE IF NOT EXISTS {progress} (
 
 
 def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
-    """Create sqlrunner's tables if they are missing (call with the runner lock held)."""
+    """Create sqlrunner's schema and tables if they are missing (with the runner lock held).
+
+    Existence is checked first: ``CREATE … IF NOT EXISTS`` still demands CREATE
+    privilege on the database or schema, which a migration role may lack once
+    everything exists.
+    """
+    names = (tables.ledger_name, tables.history_name, tables.progress_name)
+    checks = " AND ".join(f"to_regclass({literal(name)}) IS NOT NULL" for name in names)
+    row = conn.execute(
+        f"SELECT to_regnamespace({literal(ident(tables.schema))}) IS NOT NULL, {checks}"
+    ).fetchone()
+    schema_exists, tables_exist = row if row else (False, False)
+    if tables_exist:
+        return
+    if not schema_exists:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
     conn.execute(
         sql.SQL(CREATE).format(
-            schema=sql.Identifier(tables.schema),
-            ledger=tables.ledger,
-            history=tables.history,
-            progress=tables.progress,
+            ledger=tables.ledger, history=tables.history, progress=tables.progress
         )
     )
 

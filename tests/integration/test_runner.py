@@ -357,3 +357,28 @@ def test_wait_gives_up_with_connection_failed(sql_set: SqlSet) -> None:
         sqlrunner.apply(f"postgresql://nobody:s3cret@127.0.0.1:{port}/x", root, wait=1)
     assert time.monotonic() - started >= 1.0
     assert "s3cret" not in str(failure.value) and "nobody:***@" in str(failure.value)
+
+
+def test_role_without_create_on_database_can_migrate_once_ledger_exists(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set({"forward/0001_base.sql": BASE})
+    sqlrunner.apply(dsn, root)
+    role = f"migrator_{os.getpid()}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    (root / "forward/0002_more.sql").write_text("BEGIN;\nCREATE TABLE more (id int);\nCOMMIT;\n")
+    as_role = make_conninfo(dsn, user=role)
+    try:
+        report = sqlrunner.apply(as_role, root)
+        assert [r.version for r in report.applied] == [2]
+        assert scalar(dsn, "SELECT applied_by FROM sqlrunner_ledger WHERE version = 2") == role
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS more")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
