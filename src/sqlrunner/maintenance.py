@@ -62,6 +62,7 @@ def repair(
                 )
             ]
             name, checksum = migration.name, migration.checksum
+        statements.append(ledger.clear_progress(tables, version))
         statements.append(
             ledger.record_history(
                 tables,

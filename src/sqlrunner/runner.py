@@ -100,6 +100,7 @@ class Executor:
         def finish(duration_ms: str) -> list[str]:
             steps = [
                 ledger.record_removed(self.tables, "forward", m.version),
+                ledger.clear_progress(self.tables, m.version),
                 self._history("rollback", m, "ok", duration_ms),
             ]
             return [*steps, ledger.forget_seeds(self.tables)] if last else steps

@@ -58,7 +58,9 @@ def data_at_risk(
                 extra = f" ({seed_rows} from seeds)" if table in seeded else ""
                 losses.append(f"table {table}: {count} rows{extra}")
             else:
-                losses.append(f"column {table}.{column}: {count} non-null values")
+                losses.append(
+                    f"column {table}.{column}: {count} values besides NULL and its default"
+                )
     return losses
 
 
@@ -68,23 +70,36 @@ def _counts(
     table: str,
     columns: list[str | None],
 ) -> dict[str | None, int]:
-    """Rows (key None) and non-null values per column, for what exists of them."""
+    """Rows (key None), and per column the values that are neither NULL nor its default.
+
+    A value equal to the column's default carries no information (every row got
+    it when the column was added), so dropping it loses nothing.
+    """
     name = ".".join(sql.Identifier(p).as_string(conn) for p in (schema, table) if p)
     existing = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-        "AND NOT attisdropped",
+        "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
         (name,),
     ).fetchall()
     if not existing:
         return {}  # the table is gone already (a re-run after a partial rollback)
-    present = {row[0] for row in existing}
-    kept = [c for c in columns if c is None or c in present]
+    defaults = {row[0]: row[1] for row in existing}
+    kept = [c for c in columns if c is None or c in defaults]
     if not kept:
         return {}
-    counters = [
-        sql.SQL("count(*)") if c is None else sql.SQL("count({})").format(sql.Identifier(c))
-        for c in kept
-    ]
+    counters: list[sql.Composable] = []
+    for column in kept:
+        if column is None:
+            counters.append(sql.SQL("count(*)"))
+        elif defaults[column] is None:
+            counters.append(sql.SQL("count({})").format(sql.Identifier(column)))
+        else:  # the expression comes from the catalog (pg_get_expr), not from a user
+            counters.append(
+                sql.SQL("count(*) FILTER (WHERE {} IS DISTINCT FROM ({}))").format(
+                    sql.Identifier(column), sql.SQL(defaults[column])
+                )
+            )
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(counters), sql.SQL(name))
     row = conn.execute(query).fetchone()
     return dict(zip(kept, row or (), strict=True))

@@ -211,18 +211,23 @@ def test_rollback_refuses_to_drop_real_data_unless_allowed(dsn: str, sql_set: Sq
         {
             "forward/0001_base.sql": BASE,
             "forward/0002_notes.sql": "BEGIN;\nCREATE TABLE notes (n text);\n"
-            "ALTER TABLE items ADD COLUMN colour text;\nCOMMIT;\n",
+            "ALTER TABLE items ADD COLUMN colour text;\n"
+            "ALTER TABLE items ADD COLUMN size text NOT NULL DEFAULT 'M';\nCOMMIT;\n",
             "rollback/0002_notes.sql": "BEGIN;\nDROP TABLE IF EXISTS notes;\n"
-            "ALTER TABLE items DROP COLUMN IF EXISTS colour;\nCOMMIT;\n",
+            "ALTER TABLE items DROP COLUMN IF EXISTS colour, DROP COLUMN IF EXISTS size;\nCOMMIT;\n",
         }
     )
     sqlrunner.apply(dsn, root)
     with psycopg.connect(dsn) as conn:
         conn.execute("INSERT INTO notes VALUES ('keep me'), ('and me')")
         conn.execute("INSERT INTO items (name, colour) VALUES ('a', 'red')")
+        conn.execute("INSERT INTO items (name, size) VALUES ('b', 'M'), ('c', 'M')")
     with pytest.raises(sqlrunner.DataLossRefused) as refused:
         sqlrunner.rollback(dsn, root)
-    assert refused.value.losses == ("table notes: 2 rows", "column items.colour: 1 non-null values")
+    assert refused.value.losses == (
+        "table notes: 2 rows",
+        "column items.colour: 1 values besides NULL and its default",
+    )
     assert scalar(dsn, "SELECT count(*) FROM notes") == 2
     asked: list[str] = []
     sqlrunner.rollback(dsn, root, confirm=lambda losses: asked.extend(losses) or True)
@@ -382,3 +387,23 @@ def test_role_without_create_on_database_can_migrate_once_ledger_exists(
             conn.execute("DROP TABLE IF EXISTS more")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_second_rollback_of_a_no_transaction_file_runs_every_statement_again(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    no_tx = "-- sqlrunner: no-transaction\n"
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_idx.sql": no_tx
+            + "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_lower_idx ON items (lower(name));\n",
+            "rollback/0002_idx.sql": no_tx + "DROP INDEX CONCURRENTLY IF EXISTS items_lower_idx;\n",
+        }
+    )
+    for _ in range(2):
+        sqlrunner.apply(dsn, root)
+        assert scalar(dsn, "SELECT to_regclass('items_lower_idx')") == "items_lower_idx"
+        sqlrunner.rollback(dsn, root)
+        assert scalar(dsn, "SELECT to_regclass('items_lower_idx')") is None
+    assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger_progress") == 0
