@@ -99,13 +99,16 @@ def cli(
     ledger_table: str,
 ) -> None:
     """Plain-SQL migrations for PostgreSQL: the files under sql/ are the source of truth."""
+    # The progress printer shows the runner's events; the library's log of the same
+    # events is for services, so it stays quiet here unless asked for (-v, -vv).
     logging.basicConfig(
         format="sqlrunner: %(message)s",
         stream=sys.stderr,
         level=logging.DEBUG if verbose > 1 else logging.WARNING,
     )
-    if verbose == 1:
-        logging.getLogger("sqlrunner").setLevel(logging.INFO)
+    logging.getLogger("sqlrunner").setLevel(
+        {0: logging.ERROR, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    )
     ctx.obj = Settings(
         dsn,
         sql_dir,
@@ -280,9 +283,15 @@ def new(s: Settings, /, name: str, no_transaction: bool) -> None:
 @click.option("--accept", help="Record the current checksum of an edited, applied file.")
 @click.option("--mark-applied", help="Record a file run by hand with psql as applied.")
 @click.option("--forget", help="Remove the ledger row of an applied file that was deleted.")
+@click.option("--forget-seeds", is_flag=True, help="Make the next apply re-run every seed.")
 @pass_settings
 def repair(
-    s: Settings, /, accept: str | None, mark_applied: str | None, forget: str | None
+    s: Settings,
+    /,
+    accept: str | None,
+    mark_applied: str | None,
+    forget: str | None,
+    forget_seeds: bool,
 ) -> None:
     """Fix the ledger after a reviewed edit or a hand run (recorded in the history)."""
     s.say(
@@ -292,6 +301,7 @@ def repair(
             accept=version_arg(accept),
             mark_applied=version_arg(mark_applied),
             forget=version_arg(forget),
+            forget_seeds=forget_seeds,
             **s.ledger,
         )
     )
@@ -359,7 +369,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except psycopg.Error as exc:
         _fail(f"database error: {' '.join(str(exc).split())}", 4, as_json)
     except KeyboardInterrupt:
-        _fail("interrupted: the file being applied was rolled back", 130, as_json)
+        _fail(
+            "interrupted: a transactional file in progress was rolled back; a no-transaction "
+            "file resumes after its last finished statement on the next apply",
+            130,
+            as_json,
+        )
     sys.exit(code if isinstance(code, int) else 0)
 
 

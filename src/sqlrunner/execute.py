@@ -5,6 +5,7 @@ Loaded only when something will run, so the no-op path stays light.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,7 @@ class LockedRun:
                 applied.extend(executor.forward(script(m)) for m in plan.forward)
                 seeded.extend(executor.seed(script(m)) for m in plan.seeds)
             except Exception as exc:
-                executor.finish_run("apply", "failed", self._ms(), str(exc)[:2000])
+                record_failed_run(executor, "apply", self._ms(), exc)
                 raise
             verification = None
             if plan.verify:
@@ -119,7 +120,13 @@ class LockedRun:
                 for index, script in enumerate(scripts):
                     done.append(executor.rollback(script, last=index == len(scripts) - 1))
             except Exception as exc:
-                executor.finish_run("rollback", "failed", self._ms(), str(exc)[:2000])
+                record_failed_run(executor, "rollback", self._ms(), exc)
                 raise
             executor.finish_run("rollback", "ok", self._ms(), f"{len(done)} rolled back")
         return RollbackReport(self.shown, tuple(done), self._ms(), False, tuple(losses))
+
+
+def record_failed_run(executor: Executor, action: str, duration_ms: int, exc: Exception) -> None:
+    """Best effort: when the connection itself died, the original error is what matters."""
+    with contextlib.suppress(psycopg.Error):
+        executor.finish_run(action, "failed", duration_ms, str(exc)[:2000])

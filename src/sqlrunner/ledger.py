@@ -195,6 +195,14 @@ def record_applied(
     )
 
 
+def record_accepted(tables: LedgerTables, version: int, name: str, checksum: str) -> str:
+    """A reviewed edit: the new checksum; when and by whom it was applied stay as they were."""
+    return (
+        f"UPDATE {tables.ledger_name} SET name = {literal(name)}, checksum = {literal(checksum)} "
+        f"WHERE kind = 'forward' AND version = {version:d}"
+    )
+
+
 def record_removed(tables: LedgerTables, kind: str, version: int) -> str:
     return (
         f"DELETE FROM {tables.ledger_name} WHERE kind = {literal(kind)} AND version = {version:d}"

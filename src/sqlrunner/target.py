@@ -41,7 +41,12 @@ def connect(
     delay = 0.25
     while True:
         try:
-            return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None)
+            return psycopg.connect(
+                dsn,
+                autocommit=autocommit,
+                prepare_threshold=None,
+                fallback_application_name="sqlrunner",  # the DSN's own name wins
+            )
         except psycopg.OperationalError as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or _is_final(exc):

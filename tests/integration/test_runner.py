@@ -407,3 +407,25 @@ def test_second_rollback_of_a_no_transaction_file_runs_every_statement_again(
         sqlrunner.rollback(dsn, root)
         assert scalar(dsn, "SELECT to_regclass('items_lower_idx')") is None
     assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger_progress") == 0
+
+
+def test_repair_accept_keeps_when_and_who_and_forget_seeds_reseeds(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    seed = "BEGIN;\nINSERT INTO items (name) VALUES ('a') ON CONFLICT DO NOTHING;\nCOMMIT;\n"
+    root = sql_set({"forward/0001_base.sql": BASE, "seed/0001_items.sql": seed})
+    sqlrunner.apply(dsn, root)
+    applied_at = scalar(dsn, "SELECT applied_at FROM sqlrunner_ledger WHERE kind = 'forward'")
+    (root / "forward/0001_base.sql").write_text(BASE + "-- reviewed comment\n")
+    with pytest.raises(sqlrunner.ChecksumMismatch):
+        sqlrunner.apply(dsn, root)
+    assert "accept 0001_base" in sqlrunner.repair(dsn, root, accept=1)
+    assert sqlrunner.status(dsn, root).up_to_date
+    assert scalar(dsn, "SELECT applied_at FROM sqlrunner_ledger WHERE kind = 'forward'") == applied_at
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM items")  # a DBA undid the seed by hand
+    sqlrunner.repair(dsn, root, forget_seeds=True)
+    assert [s.name for s in sqlrunner.apply(dsn, root).seeded] == ["items"]
+    assert scalar(dsn, "SELECT count(*) FROM items") == 1
+    actions = [h["action"] for h in sqlrunner.history(dsn) if h["kind"] != "run"]
+    assert actions[:3] == ["seed", "forget-seeds", "accept"]
