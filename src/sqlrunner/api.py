@@ -75,6 +75,8 @@ def _require_supported_server(conn: psycopg.Connection[Any]) -> None:
 
 def parse_all(migrations: Sequence[Migration]) -> list[Script]:
     """Parse every file that will run, so a broken one stops the run before anything runs."""
+    if not migrations:
+        return []
     from .sqltext import script_for  # pglast loads only when something will run
 
     return [script_for(m) for m in migrations]
