@@ -109,7 +109,7 @@ def apply(
     policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
-        rows = ledger.read_rows(conn, tables)
+        rows = ledger.read_rows(conn, tables, when=False)
         refuse_drift(files, rows)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
         notes = ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()

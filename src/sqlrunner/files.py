@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,11 +95,9 @@ def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
         return ()
     if not folder.is_dir():
         raise InvalidMigrationSet(f"{folder}: expected a directory")
-    migrations = [
-        _load_file(kind, path)
-        for path in sorted(folder.iterdir())
-        if path.name not in IGNORED_NAMES
-    ]
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.name not in IGNORED_NAMES)
+    prefix = f"{folder}{os.sep}"
+    migrations = [_load_file(kind, folder, prefix, name) for name in names]
     migrations.sort(key=lambda m: m.version)
     seen: dict[int, Migration] = {}
     for migration in migrations:
@@ -111,7 +110,27 @@ def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
     return tuple(migrations)
 
 
-def _load_file(kind: str, path: Path) -> Migration:
+# Files already read by this process, keyed by what changes when a file changes:
+# a service calling apply() repeatedly, or a big set, then costs one stat per file.
+_read_cache: dict[str, tuple[tuple[int, int, int, int, int], Migration]] = {}
+
+
+def _load_file(kind: str, folder: Path, prefix: str, name: str) -> Migration:
+    location = prefix + name
+    try:
+        info = os.stat(location)
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    except OSError:
+        key = (0, 0, 0, 0, 0)
+    cached = _read_cache.get(location)
+    if cached is not None and cached[0] == key and cached[1].kind == kind:
+        return cached[1]
+    migration = _read_file(kind, folder / name)
+    _read_cache[location] = (key, migration)
+    return migration
+
+
+def _read_file(kind: str, path: Path) -> Migration:
     match = FILE_NAME.match(path.name)
     if match is None:
         raise InvalidMigrationSet(

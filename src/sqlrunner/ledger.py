@@ -139,14 +139,15 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
 
 
 def read_rows(
-    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables, *, when: bool = True
 ) -> list[LedgerRow]:
-    """The whole ledger in one round trip; an absent ledger reads as empty."""
-    query = sql.SQL("SELECT kind, version, name, checksum, applied_at, applied_by FROM {}").format(
-        tables.ledger
-    )
+    """The whole ledger in one round trip; an absent ledger reads as empty.
+
+    ``when=False`` leaves out applied_at/applied_by, which only ``status`` shows.
+    """
+    columns = "kind, version, name, checksum" + (", applied_at, applied_by" if when else "")
     try:
-        rows = conn.execute(query).fetchall()
+        rows = conn.execute(f"SELECT {columns} FROM {tables.ledger_name}").fetchall()
     except psycopg.errors.UndefinedTable:
         return []
     return [LedgerRow(*row) for row in rows]  # type: ignore[arg-type]
