@@ -19,6 +19,9 @@
 -- block no writer either, so they may take as long as they need.
 SET statement_timeout = 0;
 SET lock_timeout = 0;
+-- One core per build: parallel workers would finish sooner but take every core
+-- from the application's writers (bench/busy_table.py measures the difference).
+SET max_parallel_maintenance_workers = 0;
 
 -- ---------------------------------------------------------------- llm_usage_logs
 -- usage per model server over time; also the FK index (ON DELETE SET NULL on model_servers)

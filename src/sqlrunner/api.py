@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 from . import ledger
 from .errors import DataLossRefused, UsageError, VerificationFailed
-from .files import Migration, load_migration_set
+from .files import Migration, MigrationSet, load_migration_set
 from .ledger import LedgerTables
 from .locking import RetryPolicy, lock_timeout_ms
-from .plan import file_states, plan_apply, plan_rollback, refuse_drift
+from .plan import LedgerRow, file_states, plan_apply, plan_rollback, refuse_drift
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport
 from .target import connect, mask_password
 
@@ -139,6 +139,16 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+@contextmanager
+def _read_only(
+    target: Target, sql_dir: str | os.PathLike[str] | None, wait: float, tables: LedgerTables
+) -> Iterator[tuple[MigrationSet, list[LedgerRow], psycopg.Connection[Any], str]]:
+    """Files, ledger rows, connection and masked target: what status and verify read."""
+    files = load_migration_set(resolve_sql_dir(sql_dir))
+    with _session(target, wait) as (conn, _conninfo, shown):
+        yield files, ledger.read_rows(conn, tables), conn, shown
+
+
 def status(
     target: Target,
     sql_dir: str | os.PathLike[str] | None = None,
@@ -148,10 +158,13 @@ def status(
     ledger_table: str = "sqlrunner_ledger",
 ) -> StatusReport:
     """Every file: applied, pending, drifted (changed since applied) or missing."""
-    files = load_migration_set(resolve_sql_dir(sql_dir))
-    with _session(target, wait) as (conn, _conninfo, shown):
-        rows = ledger.read_rows(conn, LedgerTables(ledger_schema, ledger_table))
-    return StatusReport(shown, file_states(files, rows))
+    with _read_only(target, sql_dir, wait, LedgerTables(ledger_schema, ledger_table)) as (
+        files,
+        rows,
+        _conn,
+        shown,
+    ):
+        return StatusReport(shown, file_states(files, rows))
 
 
 def verify(
@@ -163,12 +176,15 @@ def verify(
     ledger_table: str = "sqlrunner_ledger",
 ) -> VerifyReport:
     """Run the verify files of every applied version; raise VerificationFailed on a false check."""
-    files = load_migration_set(resolve_sql_dir(sql_dir))
-    with _session(target, wait) as (conn, _conninfo, shown):
-        rows = ledger.read_rows(conn, LedgerTables(ledger_schema, ledger_table))
-        applied = {r.version for r in rows if r.kind == "forward"}
-        from .checks import run_checks
+    from .checks import run_checks
 
+    with _read_only(target, sql_dir, wait, LedgerTables(ledger_schema, ledger_table)) as (
+        files,
+        rows,
+        conn,
+        shown,
+    ):
+        applied = {r.version for r in rows if r.kind == "forward"}
         report = run_checks(
             conn, parse_all([m for m in files.verify if m.version in applied]), shown
         )

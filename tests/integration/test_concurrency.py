@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -45,6 +46,23 @@ def query(dsn: str, text: str) -> list[tuple[object, ...]]:
         return conn.execute(text).fetchall()
 
 
+def kill_runner_in_slow_statement(root: Path, *, runner_dsn: str, observer_dsn: str) -> None:
+    """Start `apply`, wait until it sits in its pg_sleep(30), then kill -9 it."""
+    runner = spawn("--sql-dir", str(root), "apply", dsn=runner_dsn)
+    wait_until(
+        lambda: (
+            query(
+                observer_dsn,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30%'",
+            )[0][0]
+            == 1
+        ),
+        message="the slow statement to start",
+    )
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+
+
 def advisory_locks(dsn: str) -> int:
     return int(query(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0])
 
@@ -68,18 +86,7 @@ def test_killed_runner_leaves_no_lock_and_rerun_finishes(dsn: str, sql_set: SqlS
     root = sql_set(
         {"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=30)}
     )
-    runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    wait_until(
-        lambda: (
-            query(
-                dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30%'"
-            )[0][0]
-            == 1
-        ),
-        message="the slow statement to start",
-    )
-    runner.send_signal(signal.SIGKILL)
-    runner.wait(timeout=10)
+    kill_runner_in_slow_statement(root, runner_dsn=dsn, observer_dsn=dsn)
     # The lock connection's idle transaction ends at once; the busy backend notices the
     # closed socket within client_connection_check_interval and rolls back.
     wait_until(lambda: advisory_locks(dsn) == 0, message="the runner lock to go")

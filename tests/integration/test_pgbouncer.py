@@ -26,7 +26,14 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .conftest import SqlSet, cli, spawn
-from .test_concurrency import BASE, SLOW, advisory_locks, query, wait_until
+from .test_concurrency import (
+    BASE,
+    SLOW,
+    advisory_locks,
+    kill_runner_in_slow_statement,
+    query,
+    wait_until,
+)
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -141,18 +148,7 @@ def test_killed_runner_behind_pooler_leaves_no_lock(
     root = sql_set(
         {"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=30)}
     )
-    runner = spawn("--sql-dir", str(root), "apply", dsn=bouncer_dsn)
-    wait_until(
-        lambda: (
-            query(
-                dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30%'"
-            )[0][0]
-            == 1
-        ),
-        message="the slow statement to start",
-    )
-    runner.send_signal(signal.SIGKILL)
-    runner.wait(timeout=10)
+    kill_runner_in_slow_statement(root, runner_dsn=bouncer_dsn, observer_dsn=dsn)
     wait_until(lambda: advisory_locks(dsn) == 0, timeout=15, message="the runner lock to go")
     (root / "forward/0002_slow.sql").write_text(SLOW.format(seconds=0))
     result = cli("--sql-dir", str(root), "apply", "--lock-timeout", "2s", dsn=bouncer_dsn)

@@ -421,7 +421,9 @@ def test_repair_accept_keeps_when_and_who_and_forget_seeds_reseeds(
         sqlrunner.apply(dsn, root)
     assert "accept 0001_base" in sqlrunner.repair(dsn, root, accept=1)
     assert sqlrunner.status(dsn, root).up_to_date
-    assert scalar(dsn, "SELECT applied_at FROM sqlrunner_ledger WHERE kind = 'forward'") == applied_at
+    assert (
+        scalar(dsn, "SELECT applied_at FROM sqlrunner_ledger WHERE kind = 'forward'") == applied_at
+    )
     with psycopg.connect(dsn) as conn:
         conn.execute("DELETE FROM items")  # a DBA undid the seed by hand
     sqlrunner.repair(dsn, root, forget_seeds=True)
