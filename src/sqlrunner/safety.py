@@ -94,11 +94,13 @@ def _counts(
             counters.append(sql.SQL("count(*)"))
         elif defaults[column] is None:
             counters.append(sql.SQL("count({})").format(sql.Identifier(column)))
-        else:  # the expression comes from the catalog (pg_get_expr), not from a user
+        else:  # the expression comes from the catalog (pg_get_expr), not from a user;
+            # compared as text, which every type has (json, for one, has no "=")
             counters.append(
-                sql.SQL("count(*) FILTER (WHERE {} IS DISTINCT FROM ({}))").format(
-                    sql.Identifier(column), sql.SQL(defaults[column])
-                )
+                sql.SQL(
+                    "count(*) FILTER (WHERE {0} IS NOT NULL"
+                    " AND {0}::text IS DISTINCT FROM ({1})::text)"
+                ).format(sql.Identifier(column), sql.SQL(str(defaults[column])))
             )
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(counters), sql.SQL(name))
     row = conn.execute(query).fetchone()

@@ -212,9 +212,11 @@ def test_rollback_refuses_to_drop_real_data_unless_allowed(dsn: str, sql_set: Sq
             "forward/0001_base.sql": BASE,
             "forward/0002_notes.sql": "BEGIN;\nCREATE TABLE notes (n text);\n"
             "ALTER TABLE items ADD COLUMN colour text;\n"
-            "ALTER TABLE items ADD COLUMN size text NOT NULL DEFAULT 'M';\nCOMMIT;\n",
+            "ALTER TABLE items ADD COLUMN size text NOT NULL DEFAULT 'M';\n"
+            "ALTER TABLE items ADD COLUMN tags json DEFAULT '[]';\nCOMMIT;\n",
             "rollback/0002_notes.sql": "BEGIN;\nDROP TABLE IF EXISTS notes;\n"
-            "ALTER TABLE items DROP COLUMN IF EXISTS colour, DROP COLUMN IF EXISTS size;\nCOMMIT;\n",
+            "ALTER TABLE items DROP COLUMN IF EXISTS colour, DROP COLUMN IF EXISTS size, "
+            "DROP COLUMN IF EXISTS tags;\nCOMMIT;\n",
         }
     )
     sqlrunner.apply(dsn, root)
@@ -222,16 +224,18 @@ def test_rollback_refuses_to_drop_real_data_unless_allowed(dsn: str, sql_set: Sq
         conn.execute("INSERT INTO notes VALUES ('keep me'), ('and me')")
         conn.execute("INSERT INTO items (name, colour) VALUES ('a', 'red')")
         conn.execute("INSERT INTO items (name, size) VALUES ('b', 'M'), ('c', 'M')")
+        conn.execute("INSERT INTO items (name, tags) VALUES ('d', NULL), ('e', '[\"x\"]')")
     with pytest.raises(sqlrunner.DataLossRefused) as refused:
         sqlrunner.rollback(dsn, root)
     assert refused.value.losses == (
         "table notes: 2 rows",
         "column items.colour: 1 values besides NULL and its default",
+        "column items.tags: 1 values besides NULL and its default",
     )
     assert scalar(dsn, "SELECT count(*) FROM notes") == 2
     asked: list[str] = []
     sqlrunner.rollback(dsn, root, confirm=lambda losses: asked.extend(losses) or True)
-    assert len(asked) == 2 and scalar(dsn, "SELECT to_regclass('notes')") is None
+    assert len(asked) == 3 and scalar(dsn, "SELECT to_regclass('notes')") is None
 
 
 def test_irreversible_file_stops_rollback(dsn: str, sql_set: SqlSet) -> None:
