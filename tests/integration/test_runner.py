@@ -346,13 +346,19 @@ def test_wait_retries_the_connection_until_the_database_is_up(dsn: str, sql_set:
         listener.listen()
         _forward(listener, params)
 
-    threading.Timer(1.5, come_up).start()
+    def later() -> None:
+        time.sleep(1.5)
+        come_up()
+
+    threading.Thread(target=later, daemon=True).start()
     try:
         started = time.monotonic()
         report = sqlrunner.apply(late, root, wait=20)
         assert time.monotonic() - started > 1.0
         assert [r.version for r in report.applied] == [1]
     finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # close() alone does not wake accept()
         listener.close()
 
 
