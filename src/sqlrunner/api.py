@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from .sqltext import Script
 
 from . import ledger
-from .errors import DataLossRefused, UsageError, VerificationFailed
-from .files import Migration, MigrationSet, load_migration_set
+from .errors import ConnectionFailed, DataLossRefused, UsageError, VerificationFailed
+from .files import BackgroundLoad, Migration, MigrationSet, load_migration_set
 from .ledger import LedgerTables
 from .locking import RetryPolicy, lock_timeout_ms
 from .plan import LedgerRow, file_states, plan_apply, plan_rollback, refuse_drift
@@ -104,12 +104,48 @@ def apply(
     catalog scan, no verify. Safe to call from several processes at once.
     """
     started = time.monotonic()
-    files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
+    loading = BackgroundLoad(resolve_sql_dir(sql_dir))
+    try:
+        return _apply(
+            target,
+            loading,
+            tables,
+            policy,
+            started,
+            to=to,
+            seed=seed,
+            verify=verify,
+            dry_run=dry_run,
+            wait=wait,
+            runner_wait=runner_wait,
+            on_event=on_event,
+        )
+    except ConnectionFailed:
+        loading.result()  # a broken migration set is the error to report first
+        raise
+
+
+def _apply(
+    target: Target,
+    loading: BackgroundLoad,
+    tables: LedgerTables,
+    policy: RetryPolicy,
+    started: float,
+    *,
+    to: int | None,
+    seed: bool,
+    verify: bool,
+    dry_run: bool,
+    wait: float,
+    runner_wait: float,
+    on_event: Listener | None,
+) -> ApplyReport:
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables, when=False)
+        files = loading.result()
         refuse_drift(files, rows)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
         notes = ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,9 +96,9 @@ def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
         return ()
     if not folder.is_dir():
         raise InvalidMigrationSet(f"{folder}: expected a directory")
-    names = sorted(entry.name for entry in os.scandir(folder) if entry.name not in IGNORED_NAMES)
-    prefix = f"{folder}{os.sep}"
-    migrations = [_load_file(kind, folder, prefix, name) for name in names]
+    with os.scandir(folder) as listing:
+        entries = sorted((e for e in listing if e.name not in IGNORED_NAMES), key=_name)
+    migrations = [_load_file(kind, folder, entry) for entry in entries]
     migrations.sort(key=lambda m: m.version)
     seen: dict[int, Migration] = {}
     for migration in migrations:
@@ -115,18 +116,21 @@ def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
 _read_cache: dict[str, tuple[tuple[int, int, int, int, int], Migration]] = {}
 
 
-def _load_file(kind: str, folder: Path, prefix: str, name: str) -> Migration:
-    location = prefix + name
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _load_file(kind: str, folder: Path, entry: os.DirEntry[str]) -> Migration:
     try:
-        info = os.stat(location)
+        info = entry.stat()  # follows symlinks, like reading the file does
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
     except OSError:
         key = (0, 0, 0, 0, 0)
-    cached = _read_cache.get(location)
+    cached = _read_cache.get(entry.path)
     if cached is not None and cached[0] == key and cached[1].kind == kind:
         return cached[1]
-    migration = _read_file(kind, folder / name)
-    _read_cache[location] = (key, migration)
+    migration = _read_file(kind, folder / entry.name)
+    _read_cache[entry.path] = (key, migration)
     return migration
 
 
@@ -157,3 +161,31 @@ def _read_file(kind: str, path: Path) -> Migration:
         text=text,
         no_transaction=first_line == NO_TRANSACTION_MARK,
     )
+
+
+class BackgroundLoad:
+    """Read an sql/ folder on a thread while the connection is being set up.
+
+    Both sides mostly wait (for the server's authentication, for stat and read
+    calls), so overlapping them takes the file scan off a no-op apply's path.
+    ``result()`` returns the set or raises what load_migration_set raised.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._files: MigrationSet | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._load, args=(root,), daemon=True)
+        self._thread.start()
+
+    def _load(self, root: Path) -> None:
+        try:
+            self._files = load_migration_set(root)
+        except Exception as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> MigrationSet:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._files is not None
+        return self._files

@@ -441,3 +441,12 @@ def test_repair_accept_keeps_when_and_who_and_forget_seeds_reseeds(
     assert scalar(dsn, "SELECT count(*) FROM items") == 1
     actions = [h["action"] for h in sqlrunner.history(dsn) if h["kind"] != "run"]
     assert actions[:3] == ["seed", "forget-seeds", "accept"]
+
+
+def test_broken_set_is_reported_before_an_unreachable_database(sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_a.sql": "BEGIN;\nCOMMIT;\n", "forward/01_a.sql": "BEGIN;\nCOMMIT;\n"})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(sqlrunner.InvalidMigrationSet, match="duplicate version 0001"):
+        sqlrunner.apply(f"postgresql://u@127.0.0.1:{port}/x", root)
