@@ -25,7 +25,7 @@ from .files import BackgroundLoad, Migration, MigrationSet, load_migration_set
 from .ledger import LedgerTables
 from .locking import RetryPolicy, lock_timeout_ms
 from .plan import LedgerRow, file_states, plan_apply, plan_rollback, refuse_drift
-from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport
+from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
 from .target import connect, mask_password
 
 Target = str | psycopg.Connection[Any]
@@ -156,7 +156,7 @@ def _apply(
                 for m in (*plan.forward, *plan.seeds)
             )
             return ApplyReport(
-                shown, would if dry_run else (), (), None, _ms(started), dry_run, notes
+                shown, would if dry_run else (), (), None, elapsed_ms(started), dry_run, notes
             )
         # Imported here, not at the top: the no-op path above never needs the executor,
         # and `import sqlrunner` is on every service's start-up path.
@@ -169,10 +169,6 @@ def _apply(
 
 def _would(m: Migration, action: str) -> FileResult:
     return FileResult(m.kind, m.version, m.name, action, no_transaction=m.no_transaction)
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 @contextmanager
@@ -267,7 +263,7 @@ def rollback(
         losses = data_at_risk(conn, scripts, parse_all(files.seed))
         if dry_run:
             would = tuple(_would(s.rollback, "would roll back") for s in plan)
-            return RollbackReport(shown, would, _ms(started), True, tuple(losses))
+            return RollbackReport(shown, would, elapsed_ms(started), True, tuple(losses))
         if losses and not allow_data_loss and not (confirm is not None and confirm(losses)):
             raise DataLossRefused(
                 "rollback would drop data: "

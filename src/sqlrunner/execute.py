@@ -6,7 +6,6 @@ Loaded only when something will run, so the no-op path stays light.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from .files import Migration, MigrationSet
 from .ledger import LedgerTables, RunContext
 from .locking import RetryPolicy, RunnerLock
 from .plan import LedgerRow, plan_apply, refuse_drift
-from .report import ApplyReport, FileResult, RollbackReport
+from .report import ApplyReport, FileResult, RollbackReport, elapsed_ms
 from .runner import Executor
 from .sqltext import Script, script_for
 
@@ -49,7 +48,7 @@ class LockedRun:
         )
 
     def _ms(self) -> int:
-        return int((time.monotonic() - self.started) * 1000)
+        return elapsed_ms(self.started)
 
     def apply(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
 from .plan import LedgerRow
 
@@ -42,18 +41,6 @@ class LedgerTables:
 
     schema: str = "public"
     table: str = "sqlrunner_ledger"
-
-    @property
-    def ledger(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.table)
-
-    @property
-    def history(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, f"{self.table}_history")
-
-    @property
-    def progress(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, f"{self.table}_progress")
 
     @property
     def ledger_name(self) -> str:
@@ -132,8 +119,8 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     if not schema_exists:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
     conn.execute(
-        sql.SQL(CREATE).format(
-            ledger=tables.ledger, history=tables.history, progress=tables.progress
+        CREATE.format(
+            ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
         )
     )
 
@@ -255,9 +242,7 @@ def done_statements(
 ) -> set[int]:
     """Statements of a no-transaction file that already succeeded for this exact file."""
     rows = conn.execute(
-        sql.SQL("SELECT statement_index FROM {} WHERE version = %s AND checksum = %s").format(
-            tables.progress
-        ),
+        f"SELECT statement_index FROM {tables.progress_name} WHERE version = %s AND checksum = %s",
         (version, checksum),
     ).fetchall()
     return {int(r[0]) for r in rows}  # type: ignore[call-overload]
@@ -281,10 +266,8 @@ def read_history(
     """Newest history rows first, for ``sqlrunner history``."""
     try:
         return conn.execute(
-            sql.SQL(
-                "SELECT at, by, client, action, kind, version, name, outcome, duration_ms, detail "
-                "FROM {} ORDER BY id DESC LIMIT %s"
-            ).format(tables.history),
+            "SELECT at, by, client, action, kind, version, name, outcome, duration_ms, detail "
+            f"FROM {tables.history_name} ORDER BY id DESC LIMIT %s",
             (limit,),
         ).fetchall()
     except psycopg.errors.UndefinedTable:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +102,11 @@ class StatusReport:
     @property
     def up_to_date(self) -> bool:
         return not self.pending and not self.drifted
+
+
+def elapsed_ms(started: float) -> int:
+    """Milliseconds since ``started`` (a time.monotonic() reading), as reports show them."""
+    return int((time.monotonic() - started) * 1000)
 
 
 Report = ApplyReport | RollbackReport | StatusReport | VerifyReport

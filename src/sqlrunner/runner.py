@@ -27,7 +27,7 @@ from .events import Event, Listener
 from .files import Migration
 from .ledger import LedgerTables, RunContext
 from .locking import RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
-from .report import FileResult
+from .report import FileResult, elapsed_ms
 from .sqltext import Script, Statement, concurrent_index, line_and_column, runs_without_lock_timeout
 
 # A killed runner's backend notices the closed socket within this interval and
@@ -157,7 +157,7 @@ class Executor:
             m.version,
             m.name,
             done,
-            _ms_since(started),
+            elapsed_ms(started),
             attempts,
             len(script.statements),
             m.no_transaction,
@@ -174,7 +174,7 @@ class Executor:
 
     def _record_failure(self, action: str, m: Migration, started: float, detail: str) -> None:
         with contextlib.suppress(psycopg.Error):  # the failure itself is what the user must see
-            self.conn.execute(self._history(action, m, "failed", str(_ms_since(started)), detail))
+            self.conn.execute(self._history(action, m, "failed", str(elapsed_ms(started)), detail))
 
     def _transaction(self, script: Script, finish: Finish, started: float) -> int:
         """Run the file's body in one transaction with its ledger rows; retry on lock timeouts.
@@ -240,7 +240,7 @@ class Executor:
             )
         # The file's own SETs (and ours) must not leak into the files that follow.
         self.conn.execute("RESET ALL")
-        self.conn.execute("; ".join(["BEGIN", *finish(str(_ms_since(started))), "COMMIT"]))
+        self.conn.execute("; ".join(["BEGIN", *finish(str(elapsed_ms(started))), "COMMIT"]))
         return attempts
 
     def _autocommit_statement(self, m: Migration, statement: Statement) -> int:
@@ -396,7 +396,3 @@ class Executor:
             statement=first,
         )
         return MigrationFailed(detail, next_step)
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
