@@ -129,26 +129,26 @@ def _load_file(kind: str, folder: Path, entry: os.DirEntry[str]) -> Migration:
     cached = _read_cache.get(entry.path)
     if cached is not None and cached[0] == key and cached[1].kind == kind:
         return cached[1]
-    migration = _read_file(kind, folder / entry.name)
+    migration = _read_file(kind, folder, entry.name)
     _read_cache[entry.path] = (key, migration)
     return migration
 
 
-def _read_file(kind: str, path: Path) -> Migration:
-    match = FILE_NAME.match(path.name)
+def _read_file(kind: str, folder: Path, name: str) -> Migration:
+    match = FILE_NAME.match(name)
     if match is None:
-        raise InvalidMigrationSet(
-            f"{kind}/{path.name}: unknown file; expected NNNN_snake_case_name.sql"
-        )
+        raise InvalidMigrationSet(f"{kind}/{name}: unknown file; expected NNNN_snake_case_name.sql")
+    path = folder / name
     try:  # a directory or a broken symlink named like a migration is unreadable, not unknown
-        raw = path.read_bytes()
+        with open(f"{folder}{os.sep}{name}", "rb") as handle:  # plain str: no pathlib per read
+            raw = handle.read()
     except OSError as exc:
-        raise InvalidMigrationSet(f"{kind}/{path.name}: cannot read: {exc.strerror}") from None
+        raise InvalidMigrationSet(f"{kind}/{name}: cannot read: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidMigrationSet(
-            f"{kind}/{path.name}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})"
+            f"{kind}/{name}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})"
         ) from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     first_line = text.split("\n", 1)[0].strip()
