@@ -37,15 +37,19 @@ CLIENT_CHECK = "1s"
 
 Finish = Callable[[str], Sequence[str]]
 
-INVALID_INDEX_QUERY = """
-SELECT i.indisvalid,
-       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid),
-       n.nspname
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
+# INVALID indexes among those a no-transaction file builds concurrently, with their
+# schema and whether some session is building one right now: one query per file.
+INVALID_INDEXES_QUERY = """
+SELECT c.relname,
+       n.nspname,
+       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
+FROM unnest(%s::text[], %s::text[]) AS wanted(index_name, table_name)
+JOIN pg_class c
+  ON c.relname = wanted.index_name
+ AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(wanted.table_name))
+JOIN pg_index i ON i.indexrelid = c.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = %s
-  AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(%s))
+WHERE NOT i.indisvalid
 """
 
 
@@ -66,6 +70,8 @@ class Executor:
     ctx: RunContext
     emit: Listener
     seen_blockers: dict[int, list[str]] = field(default_factory=dict)
+    # the session's lock_timeout while a no-transaction file runs; None = not ours
+    _lock_timeout_now: str | None = field(default=None, init=False)
 
     def forward(self, script: Script) -> FileResult:
         m = script.migration
@@ -217,8 +223,26 @@ class Executor:
                 ) from None
 
     def _autocommit(self, script: Script, finish: Finish, started: float) -> int:
+        """Statement by statement in autocommit, each recorded once it succeeded.
+
+        Round trips per statement: the statement, then its progress row; a
+        ``SET lock_timeout`` only when the value changes. Commits here are
+        asynchronous like the transactional files' (the run's last history row
+        flushes them); a progress row lost to a crash only makes the next run
+        repeat an idempotent statement, as a crash between a statement and its
+        row always could.
+        """
         m = script.migration
         done = ledger.done_statements(self.conn, self.tables, m.version, m.checksum)
+        pending = [
+            s for s in script.statements if s.index not in done or s.kind == "VariableSetStmt"
+        ]
+        leftovers = self._invalid_leftovers(pending)
+        self.conn.execute(
+            "SET synchronous_commit = off; "
+            f"SET client_connection_check_interval = {ledger.literal(CLIENT_CHECK)}"
+        )
+        self._lock_timeout_now = None
         attempts = 1
         for statement in script.statements:
             # A SET is session state, not progress: a resumed run needs it again.
@@ -232,15 +256,28 @@ class Executor:
                     )
                 )
                 continue
-            if concurrent_index(statement):
-                self._drop_invalid_leftover(m, statement)
+            target = concurrent_index(statement)
+            if target is not None and target[2] in leftovers:
+                self._drop_invalid_leftover(m, statement, *leftovers[target[2]])
             attempts = max(attempts, self._autocommit_statement(m, statement))
+            if statement.kind == "VariableSetStmt":
+                self._lock_timeout_now = None  # the file may have set it: ours goes again
+                continue
             self.conn.execute(
                 ledger.record_statement_done(self.tables, m.version, m.checksum, statement.index)
             )
         # The file's own SETs (and ours) must not leak into the files that follow.
         self.conn.execute("RESET ALL")
-        self.conn.execute("; ".join(["BEGIN", *finish(str(elapsed_ms(started))), "COMMIT"]))
+        self.conn.execute(
+            "; ".join(
+                [
+                    "BEGIN",
+                    "SET LOCAL synchronous_commit = off",
+                    *finish(str(elapsed_ms(started))),
+                    "COMMIT",
+                ]
+            )
+        )
         return attempts
 
     def _autocommit_statement(self, m: Migration, statement: Statement) -> int:
@@ -251,10 +288,9 @@ class Executor:
         while True:
             attempt += 1
             try:
-                self.conn.execute(
-                    f"SET lock_timeout = {ledger.literal(timeout)}; "
-                    f"SET client_connection_check_interval = {ledger.literal(CLIENT_CHECK)}"
-                )
+                if self._lock_timeout_now != timeout:
+                    self.conn.execute(f"SET lock_timeout = {ledger.literal(timeout)}")
+                    self._lock_timeout_now = timeout
                 self._execute(m, statement, watch=attempt > 1 and not unbounded)
                 return attempt
             except psycopg.Error as exc:
@@ -336,16 +372,28 @@ class Executor:
         )
         time.sleep(delay)
 
-    def _drop_invalid_leftover(self, m: Migration, statement: Statement) -> None:
+    def _invalid_leftovers(self, statements: Sequence[Statement]) -> dict[str, tuple[str, bool]]:
+        """Index name -> (schema, being built now) for each INVALID index the file would build."""
+        targets = [t for t in map(concurrent_index, statements) if t is not None]
+        if not targets:
+            return {}
+        tables = [
+            ".".join(sql.Identifier(p).as_string(self.conn) for p in (schema, table) if p)
+            for schema, table, _ in targets
+        ]
+        rows = self.conn.execute(
+            INVALID_INDEXES_QUERY, ([index for _, _, index in targets], tables)
+        ).fetchall()
+        return {str(name): (str(schema), bool(building)) for name, schema, building in rows}
+
+    def _drop_invalid_leftover(
+        self, m: Migration, statement: Statement, schema: str, building: bool
+    ) -> None:
         """An INVALID index left by a failed concurrent build would satisfy IF NOT EXISTS."""
         target = concurrent_index(statement)
         assert target is not None
-        schema, table, index = target
-        qualified = ".".join(sql.Identifier(p).as_string(self.conn) for p in (schema, table) if p)
-        row = self.conn.execute(INVALID_INDEX_QUERY, (index, qualified)).fetchone()
-        if row is None or row[0]:
-            return
-        if row[1]:
+        index = target[2]
+        if building:
             raise UsageError(
                 f"{shown_path(m)}:{statement.line}: index {index} is being built by another "
                 "session right now (see pg_stat_progress_create_index); wait for it, then re-run"
@@ -354,13 +402,14 @@ class Executor:
             Event(
                 "note",
                 f"{m.display_path}:{statement.line}: dropping INVALID index "
-                f"{row[2]}.{index} left by a failed concurrent build",
+                f"{schema}.{index} left by a failed concurrent build",
                 migration=m,
             )
         )
         self.conn.execute("SET lock_timeout = 0")
+        self._lock_timeout_now = "0"
         self.conn.execute(
-            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(row[2], index))
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, index))
         )
 
     def _rollback_quietly(self) -> None:
