@@ -444,9 +444,57 @@ def test_repair_accept_keeps_when_and_who_and_forget_seeds_reseeds(
 
 
 def test_broken_set_is_reported_before_an_unreachable_database(sql_set: SqlSet) -> None:
-    root = sql_set({"forward/0001_a.sql": "BEGIN;\nCOMMIT;\n", "forward/01_a.sql": "BEGIN;\nCOMMIT;\n"})
+    root = sql_set(
+        {"forward/0001_a.sql": "BEGIN;\nCOMMIT;\n", "forward/01_a.sql": "BEGIN;\nCOMMIT;\n"}
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(sqlrunner.InvalidMigrationSet, match="duplicate version 0001"):
         sqlrunner.apply(f"postgresql://u@127.0.0.1:{port}/x", root)
+
+
+def test_a_no_transaction_files_own_set_lock_timeout_does_not_replace_the_runners(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    # The file waits up to 30 s when run by hand; under the runner each attempt waits
+    # 200 ms, also for the statement right after the file's own SET.
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_alter.sql": "-- sqlrunner: no-transaction\n"
+            "SET lock_timeout = '30s';\n"
+            "ALTER TABLE items ADD COLUMN IF NOT EXISTS note text;\n",
+        }
+    )
+    sqlrunner.apply(dsn, root, to=1)
+    with psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE items IN ACCESS SHARE MODE")  # held until the end of the block
+        started = time.monotonic()
+        with pytest.raises(sqlrunner.LockTimeout):
+            sqlrunner.apply(dsn, root, lock_retries=0)
+        waited = time.monotonic() - started
+    assert waited < 10, f"waited {waited:.1f} s: the file's 30 s lock_timeout was used"
+    assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == 0
+
+
+def test_a_no_transaction_file_records_progress_for_statements_not_for_its_sets(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_idx.sql": "-- sqlrunner: no-transaction\n"
+            "SET statement_timeout = 0;\n"
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_name_lower_idx ON items (lower(name));\n"
+            "SELECT 1/0;\n",
+        }
+    )
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.apply(dsn, root)
+    assert (failure.value.line, failure.value.sqlstate) == (4, "22012")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT version, statement_index FROM sqlrunner_ledger_progress"
+        ).fetchall()
+    assert rows == [(2, 1)]  # the index; the SET (0) always runs again, so it has no row

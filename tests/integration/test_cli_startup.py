@@ -1,0 +1,152 @@
+"""What ``python -m sqlrunner`` loads and prints at start-up: the cheap paths stay cheap.
+
+A no-op apply (a container start, a deploy step) should cost little more than
+Python and psycopg; these tests pin which modules such a run may load, with a
+real PostgreSQL behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import sqlrunner
+from sqlrunner.cli import build_parser, command_in
+
+from .conftest import SqlSet
+
+ITEMS = "BEGIN;\nCREATE TABLE items (id int PRIMARY KEY);\nCOMMIT;\n"
+
+
+def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def modules_loaded_by_cli(*argv: str) -> tuple[int, set[str]]:
+    """Run the CLI in a fresh interpreter; its exit code and every module it loaded."""
+    done = python(
+        """
+        import json, sys
+        from sqlrunner.cli import main
+        try:
+            main(sys.argv[1:])
+        except SystemExit as exit:
+            code = exit.code
+        sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+        sys.exit(code)
+        """,
+        *argv,
+    )
+    marker = done.stderr.rsplit("MODULES ", 1)
+    assert len(marker) == 2, done.stderr
+    return done.returncode, set(json.loads(marker[1]))
+
+
+def test_import_sqlrunner_loads_neither_click_nor_the_database_driver() -> None:
+    done = python(
+        """
+        import sys, sqlrunner
+        print(sorted(m for m in ("click", "psycopg", "pglast") if m in sys.modules))
+        print(sqlrunner.apply.__module__, sqlrunner.MigrationFailed.__module__)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "sqlrunner.api sqlrunner.errors"]
+
+
+def test_every_public_name_resolves() -> None:
+    for name in sqlrunner.__all__:
+        assert getattr(sqlrunner, name) is not None
+    with pytest.raises(AttributeError):
+        sqlrunner.no_such_name  # noqa: B018
+
+
+def test_a_no_op_apply_loads_no_parser_and_no_runner(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_items.sql": ITEMS})
+    sqlrunner.apply(dsn, root)
+
+    code, loaded = modules_loaded_by_cli("--dsn", dsn, "--sql-dir", str(root), "apply")
+
+    assert code == 0
+    heavy = {"click", "pglast", "sqlrunner._pglast.parser", "sqlrunner.runner", "sqlrunner.execute"}
+    assert loaded & heavy == set()
+
+
+def test_a_fresh_apply_loads_the_parser_without_pglasts_python_modules(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set({"forward/0001_items.sql": ITEMS})
+
+    code, loaded = modules_loaded_by_cli("--dsn", dsn, "--sql-dir", str(root), "apply")
+
+    assert code == 0
+    assert "sqlrunner._pglast.parser" in loaded
+    assert {"pglast", "pglast.ast", "pglast.enums"} & loaded == set()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_exits_0_and_lists_every_command(flag: str) -> None:
+    done = python("from sqlrunner.cli import main; main()", flag)
+    assert done.returncode == 0, done.stderr
+    for command in ("apply", "rollback", "seed", "status", "verify", "new", "repair", "history"):
+        assert command in done.stdout
+
+
+def test_version_exits_0() -> None:
+    done = python("from sqlrunner.cli import main; main()", "--version")
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        f"sqlrunner, version {sqlrunner.__version__}",
+    )
+
+
+def test_bare_sqlrunner_prints_help_and_exits_2() -> None:
+    done = python("from sqlrunner.cli import main; main()")
+    assert done.returncode == 2
+    assert "usage: sqlrunner" in done.stderr
+
+
+def test_a_command_help_shows_its_own_options() -> None:
+    done = python("from sqlrunner.cli import main; main()", "apply", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--dry-run" in done.stdout and "--lock-timeout" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["apply"], "apply"),
+        (["--dsn", "apply", "status"], "status"),  # a DSN that happens to read "apply"
+        (["--dsn=x", "-v", "--json", "rollback", "--steps", "2"], "rollback"),
+        (["--sql-dir", "sql", "stop-embedded"], "stop-embedded"),
+        (["frobnicate"], None),
+        (["--help"], None),
+        ([], None),
+    ],
+)
+def test_command_in_finds_the_command_word(argv: list[str], command: str | None) -> None:
+    assert command_in(argv) == command
+
+
+def test_a_parser_built_for_one_command_reads_it_as_the_whole_parser_does(
+    tmp_path: Path,
+) -> None:
+    argv = ["--dsn", "x", "-vv", "apply", "--to", "0003", "--lock-timeout", "1s", "--no-seed"]
+    whole = vars(build_parser().parse_args(argv))
+    one = vars(build_parser(only="apply").parse_args(argv))
+    assert whole == one
+    assert (one["to"], one["lock_timeout"], one["no_seed"], one["verbose"]) == (3, "1s", True, 2)
