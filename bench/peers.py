@@ -40,6 +40,8 @@ Method
   same DSN in the same process.
 * Python floors (processes, same DSN): ``python -c "import psycopg;
   psycopg.connect(DSN).execute('select 1')"`` and ``... .close()``.
+* Server floor: psql in one call with ``synchronous_commit = off`` on a fresh
+  database, once per run: the server's own time for the workload.
 * ``python -X importtime -c CODE`` for ``import psycopg``, ``import sqlrunner``,
   ``import sqlrunner; sqlrunner.apply`` and ``import sqlrunner.cli`` (medians of
   5), and whether click gets imported.
@@ -383,6 +385,7 @@ class Bench:
         self.inproc: dict = {}  # wl -> {"apply": [], "connect": []}
         self.floors: dict = {}  # wl -> {"select1": [], "close": []}
         self.importtime: dict = {}
+        self.server_floor: dict[str, list[float]] = {}
         self.notes: list[str] = []
         self.runs_done = 0
         self.dbmate_bin: Path | None = None
@@ -717,6 +720,18 @@ class Bench:
         ("cli", "import sqlrunner.cli"),
     )
 
+    def measure_server_floor(self, wl: Workload, db: str) -> None:
+        """psql in one call with ``synchronous_commit = off``: the server's own time for the
+        workload without a WAL flush per commit (sqlrunner pays one per run), so what no
+        client can go below; added to the Python floor it bounds any Python tool."""
+        self.admin.create_db(db)
+        try:
+            cmds, env, cwd = self.cmds("psql_one", wl, db, noop=False)
+            env = dict(env, PGOPTIONS="-c synchronous_commit=off")
+            self.server_floor.setdefault(wl.key, []).append(run_cmds(cmds, env, cwd))
+        finally:
+            self.admin.drop_db(db)
+
     def measure_importtime(self) -> None:
         """``python -X importtime`` for psycopg alone, ``import sqlrunner`` (names load
         lazily), the library path (``sqlrunner.apply``) and the CLI module; medians of 5."""
@@ -840,6 +855,8 @@ class Bench:
                 floor_db = dbs.get("psql_one") or next(iter(dbs.values()), None)
                 if floor_db:
                     self.measure_floors(wl, floor_db)
+                if self.tools["psql_one"].available:
+                    self.measure_server_floor(wl, f"b{r}_{wl.key.lower()}_async")
                 for db in dbs.values():
                     self.admin.drop_db(db)
             self.runs_done = r + 1
@@ -947,6 +964,11 @@ class Bench:
                     f"`python -c \"import psycopg; psycopg.connect(DSN).execute('select 1')\"` "
                     f"{fmt_range(fl['select1'])} ms; `... .close()` {fmt_range(fl['close'])} ms"
                 )
+        for wk, times in sorted(self.server_floor.items()):
+            lines.append(
+                f"- {wk} server floor (psql one call, `PGOPTIONS='-c synchronous_commit=off'`, "
+                f"{len(times)} runs): {fmt_range(times)} ms"
+            )
         it = self.importtime
         if it.get("error"):
             lines.append(f"- `python -X importtime`: failed: {it['error']}")
@@ -1014,6 +1036,26 @@ class Bench:
             verdict(
                 ok, f"W1: fresh (process) faster than dbmate: {fmt_ms(s)} ms vs {fmt_ms(dm)} ms"
             )
+            # the same, for the part of the process that is sqlrunner's own work
+            si = self.fresh_med("W1", "sqlrunner_inproc")
+            ok = None if (si is None or p1 is None) else si <= 1.3 * p1
+            verdict(
+                ok,
+                f"W1: fresh in process ≤ 1.3× psql one call: {fmt_ms(si)} ms vs "
+                f"{fmt_ms(1.3 * p1 if p1 else None)} ms (1.3 × {fmt_ms(p1)})",
+            )
+            ok = None if (si is None or dm is None) else si < dm
+            verdict(
+                ok, f"W1: fresh in process faster than dbmate: {fmt_ms(si)} ms vs {fmt_ms(dm)} ms"
+            )
+            fl = med(self.floors.get("W1", {}).get("close", []))
+            sf = med(self.server_floor.get("W1", []))
+            if fl is not None and sf is not None and p1 is not None and dm is not None:
+                lines.append(
+                    f"NOTE    W1: lower bound for any Python process = Python floor "
+                    f"{fmt_ms(fl)} ms + server floor {fmt_ms(sf)} ms = {fmt_ms(fl + sf)} ms, "
+                    f"vs the 1.3 × psql budget {fmt_ms(1.3 * p1)} ms and dbmate {fmt_ms(dm)} ms"
+                )
         else:
             verdict(None, "W1 targets: W1 not run")
         # 4. W2 fresh in process <= 1.0x psql per file
