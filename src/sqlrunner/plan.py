@@ -44,8 +44,7 @@ class FileState:
         return f"{self.kind}/{self.version:04d}_{self.name}"
 
 
-@dataclass(frozen=True)
-class ApplyPlan:
+class ApplyPlan(NamedTuple):
     """What ``apply`` would run, in order."""
 
     forward: tuple[Migration, ...]
@@ -141,8 +140,7 @@ def plan_apply(
     return ApplyPlan(tuple(pending), tuple(seeds), checks, seeds_deferred=seed and not at_head)
 
 
-@dataclass(frozen=True)
-class RollbackStep:
+class RollbackStep(NamedTuple):
     """One applied forward version and the rollback file that undoes it."""
 
     forward: LedgerRow
