@@ -2,7 +2,7 @@
 """Compare sqlrunner with psql, dbmate, yoyo, Alembic, Sqitch (and Flyway).
 
     bash bench/tools/setup.sh            # once: installs the peers
-    python bench/peers.py                # ~5 runs, bounded by --budget (480 s)
+    python bench/peers.py                # 7 runs, bounded by --budget (480 s)
     python bench/peers.py --quick        # 1 run, W1 with 20 files: a smoke run
     python bench/peers.py --pg 15        # Debian's PostgreSQL 15 instead of the wheel
     python bench/peers.py --write-results  # also update bench/RESULTS.md, section 'Peers'
@@ -1224,7 +1224,7 @@ def parse_args(argv: list[str]):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kinds = _server.available_kinds()
-    ap.add_argument("--runs", type=int, default=5, help="runs (default 5)")
+    ap.add_argument("--runs", type=int, default=7, help="runs (default 7)")
     ap.add_argument(
         "--quick", action="store_true", help="smoke run: 1 run, W1 with 20 files, 1 no-op per tool"
     )

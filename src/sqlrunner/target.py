@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from .errors import ConnectionFailed
 _URL_PASSWORD = re.compile(r"^(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<password>[^@]*)@", re.I)
 
 
+@lru_cache(maxsize=64)  # a service applies to the same DSN again and again
 def mask_password(dsn: str) -> str:
     """The DSN as users may see it: any password replaced by ``***``."""
     if "://" in dsn:
