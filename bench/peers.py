@@ -207,6 +207,12 @@ class ToolFailed(Exception):
     pass
 
 
+def floor_code(uri: str, kind: str) -> str:
+    """The Python floor: import psycopg and connect, then ``select 1`` or just close."""
+    then = ".execute('select 1')" if kind == "select1" else ".close()"
+    return f"import psycopg; psycopg.connect({uri!r}){then}"
+
+
 def run_cmds(cmds: list[list[str]], env: dict, cwd: Path | None = None) -> float:
     """Run the commands one after the other; wall time in ms.  Raises ToolFailed."""
     t0 = time.perf_counter()
@@ -710,13 +716,7 @@ class Bench:
         after its fresh apply: the server is still writing out what that apply dirtied
         (200 tables for W1), which slows every process started then, so target 2 compares
         the two under the same load instead of against floors taken at another moment."""
-        floor = [
-            [
-                sys.executable,
-                "-c",
-                f"import psycopg; psycopg.connect({self.server.uri(db)!r}).execute('select 1')",
-            ]
-        ]
+        floor = [[sys.executable, "-c", floor_code(self.server.uri(db), "select1")]]
         pair = self.paired.setdefault(wl.key, {"noop": [], "floor": []})
         for i in range(self.args.noop_reps):
             for which in ("noop", "floor") if i % 2 == 0 else ("floor", "noop"):
@@ -724,14 +724,11 @@ class Bench:
 
     def measure_floors(self, wl: Workload, db: str) -> None:
         uri = self.server.uri(db)
-        codes = {
-            "select1": f"import psycopg; psycopg.connect({uri!r}).execute('select 1')",
-            "close": f"import psycopg; psycopg.connect({uri!r}).close()",
-        }
         fl = self.floors.setdefault(wl.key, {"select1": [], "close": []})
         for i in range(self.args.noop_reps):
             for k in ("select1", "close") if i % 2 == 0 else ("close", "select1"):
-                fl[k].append(run_cmds([[sys.executable, "-c", codes[k]]], self.env, self.work))
+                code = floor_code(uri, k)
+                fl[k].append(run_cmds([[sys.executable, "-c", code]], self.env, self.work))
 
     IMPORT_CASES = (
         ("psycopg", "import psycopg"),
@@ -802,8 +799,8 @@ class Bench:
         wl = Workload("warm", "warm-up", sql_dir)
         wl.migs = _formats.load_sql_set(sql_dir)
         wl.fmt = _formats.write_all(wl.migs, d / "tools", self.server.psql)
-        saved = self.results, self.rels
-        self.results, self.rels = {}, {}
+        saved = self.results, self.rels, self.paired
+        self.results, self.rels, self.paired = {}, {}, {}
         for key in ORDER:
             t = self.tools[key]
             if not t.available:
@@ -816,7 +813,7 @@ class Bench:
                 t.reason = f"failed in warm-up: {e}"
             finally:
                 self.admin.drop_db(db)
-        self.results, self.rels = saved
+        self.results, self.rels, self.paired = saved
 
     def run(self) -> int:
         a = self.args
@@ -985,8 +982,6 @@ class Bench:
                     f"{fmt_range(fl['select1'])} ms; `... .close()` {fmt_range(fl['close'])} ms"
                 )
         for wk, pair in sorted(self.paired.items()):
-            if wk not in {wl.key for wl in self.workloads}:
-                continue  # the untimed warm-up
             lines.append(
                 f"- {wk} no-op as a process, alternating with the Python floor on the same "
                 f"database right after the fresh apply ({len(pair['noop'])} each): sqlrunner "
@@ -1052,31 +1047,21 @@ class Bench:
             )
         # 3. W1 fresh <= 1.3x psql one call and faster than dbmate
         if "W1" in have:
-            s = self.fresh_med("W1", "sqlrunner")
             p1 = self.fresh_med("W1", "psql_one")
             dm = self.fresh_med("W1", "dbmate")
-            ok = None if (s is None or p1 is None) else s <= 1.3 * p1
-            verdict(
-                ok,
-                f"W1: fresh (process) ≤ 1.3× psql one call: {fmt_ms(s)} ms vs "
-                f"{fmt_ms(1.3 * p1 if p1 else None)} ms (1.3 × {fmt_ms(p1)})",
-            )
-            ok = None if (s is None or dm is None) else s < dm
-            verdict(
-                ok, f"W1: fresh (process) faster than dbmate: {fmt_ms(s)} ms vs {fmt_ms(dm)} ms"
-            )
-            # the same, for the part of the process that is sqlrunner's own work
-            si = self.fresh_med("W1", "sqlrunner_inproc")
-            ok = None if (si is None or p1 is None) else si <= 1.3 * p1
-            verdict(
-                ok,
-                f"W1: fresh in process ≤ 1.3× psql one call: {fmt_ms(si)} ms vs "
-                f"{fmt_ms(1.3 * p1 if p1 else None)} ms (1.3 × {fmt_ms(p1)})",
-            )
-            ok = None if (si is None or dm is None) else si < dm
-            verdict(
-                ok, f"W1: fresh in process faster than dbmate: {fmt_ms(si)} ms vs {fmt_ms(dm)} ms"
-            )
+            # as a process, and for the part of it that is sqlrunner's own work
+            for how, key in (("(process)", "sqlrunner"), ("in process", "sqlrunner_inproc")):
+                s = self.fresh_med("W1", key)
+                ok = None if (s is None or p1 is None) else s <= 1.3 * p1
+                verdict(
+                    ok,
+                    f"W1: fresh {how} ≤ 1.3× psql one call: {fmt_ms(s)} ms vs "
+                    f"{fmt_ms(1.3 * p1 if p1 else None)} ms (1.3 × {fmt_ms(p1)})",
+                )
+                ok = None if (s is None or dm is None) else s < dm
+                verdict(
+                    ok, f"W1: fresh {how} faster than dbmate: {fmt_ms(s)} ms vs {fmt_ms(dm)} ms"
+                )
             fl = med(self.floors.get("W1", {}).get("close", []))
             sf = med(self.server_floor.get("W1", []))
             if fl is not None and sf is not None and p1 is not None and dm is not None:

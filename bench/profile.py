@@ -64,7 +64,7 @@ CATEGORIES = (
 )
 
 # Runs in the child: profile the CLI from the first import on, then print the
-# per-category totals as one JSON line on fd 3's stand-in (stderr's last line).
+# per-category totals as one JSON line, the last one on stderr.
 CHILD = r"""
 import json, os, runpy, sys
 from pyinstrument import Profiler

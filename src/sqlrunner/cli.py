@@ -317,17 +317,17 @@ def rollback_options(p: argparse.ArgumentParser) -> None:
     add_lock_options(p)
 
 
+def wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=0.0)
+
+
 def status_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exit-code",
         action="store_true",
         help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
     )
-    p.add_argument("--wait", type=float, default=0.0)
-
-
-def wait_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--wait", type=float, default=0.0)
+    wait_option(p)
 
 
 def new_options(p: argparse.ArgumentParser) -> None:

@@ -238,10 +238,12 @@ class Executor:
         """
         m = script.migration
         done = ledger.done_statements(self.conn, self.tables, m.version, m.checksum)
-        pending = [
-            s for s in script.statements if s.index not in done or s.kind == "VariableSetStmt"
-        ]
-        leftovers = self._invalid_leftovers(pending)
+
+        def done_before(statement: Statement) -> bool:
+            # A SET is session state, not progress: a resumed run needs it again.
+            return statement.index in done and statement.kind != "VariableSetStmt"
+
+        leftovers = self._invalid_leftovers([s for s in script.statements if not done_before(s)])
         self.conn.execute(
             "SET synchronous_commit = off; "
             f"SET client_connection_check_interval = {ledger.literal(CLIENT_CHECK)}"
@@ -249,8 +251,7 @@ class Executor:
         self._lock_timeout_now = None
         attempts = 1
         for statement in script.statements:
-            # A SET is session state, not progress: a resumed run needs it again.
-            if statement.index in done and statement.kind != "VariableSetStmt":
+            if done_before(statement):
                 self.emit(
                     Event(
                         "statement_skipped",
@@ -262,7 +263,7 @@ class Executor:
                 continue
             target = concurrent_index(statement)
             if target is not None and target[2] in leftovers:
-                self._drop_invalid_leftover(m, statement, *leftovers[target[2]])
+                self._drop_invalid_leftover(m, statement, target[2], *leftovers[target[2]])
             attempts = max(attempts, self._autocommit_statement(m, statement))
             if statement.kind == "VariableSetStmt":
                 self._lock_timeout_now = None  # the file may have set it: ours goes again
@@ -394,12 +395,9 @@ class Executor:
         return {str(name): (str(schema), bool(building)) for name, schema, building in rows}
 
     def _drop_invalid_leftover(
-        self, m: Migration, statement: Statement, schema: str, building: bool
+        self, m: Migration, statement: Statement, index: str, schema: str, building: bool
     ) -> None:
         """An INVALID index left by a failed concurrent build would satisfy IF NOT EXISTS."""
-        target = concurrent_index(statement)
-        assert target is not None
-        index = target[2]
         if building:
             raise UsageError(
                 f"{shown_path(m)}:{statement.line}: index {index} is being built by another "
