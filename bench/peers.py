@@ -176,12 +176,12 @@ class Bench:
         """Every available tool on wl, in this run's order, then the relations check."""
         assert self.admin is not None
         keys = [k for k, t in self.tools.items() if t.available and wl.key not in t.failed]
+        dbs = {key: f"b{run}_{wl.key.lower()}_{key}" for key in keys}
         made: dict[str, set[str]] = {}
         try:
             for key in rotated(keys, run):
                 try:
-                    db = f"b{run}_{wl.key.lower()}_{key}"
-                    made[key] = self.measure(self.tools[key], wl, db, self.results)
+                    made[key] = self.measure(self.tools[key], wl, dbs[key], self.results)
                 except ToolFailed as e:
                     self.fail(self.tools[key], wl, str(e))
             reference = made.get("psql_one")
@@ -194,8 +194,8 @@ class Bench:
                         f"{len(missing)} relation(s) missing, e.g. {missing[0]}",
                     )
         finally:
-            for key in keys:
-                self.admin.drop_db(f"b{run}_{wl.key.lower()}_{key}")
+            for db in dbs.values():
+                self.admin.drop_db(db)
 
     def warm_up(self) -> None:
         """Untimed: every tool once on a 3-file W1, so binaries and modules are cached."""
