@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import sqlrunner
+
 from .conftest import SqlSet
 
 ITEMS = "BEGIN;\nCREATE TABLE items (id int PRIMARY KEY);\nCOMMIT;\n"
