@@ -325,7 +325,8 @@ class Cli(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         prog_name = prog_name or "sqlrunner"
         settings = extra.setdefault("obj", Settings())
-        if not argv:  # bare ``sqlrunner``: the help text is the answer, but not a success
+        completing = (complete_var or f"_{prog_name.upper()}_COMPLETE") in os.environ
+        if not argv and not completing:  # bare ``sqlrunner``: the help, but not a success
             click.echo(
                 self.get_help(click.Context(self, info_name=prog_name, **self.context_settings)),
                 err=True,

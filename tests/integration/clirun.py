@@ -54,7 +54,11 @@ def invoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
     clean: dict[str, str | None] = dict.fromkeys(CLEAN_ENV)
     with working_directory(cwd):
         result = CliRunner().invoke(
-            cli, list(args), env={**clean, **(env or {})}, catch_exceptions=False
+            cli,
+            list(args),
+            env={**clean, **(env or {})},
+            catch_exceptions=False,
+            prog_name="sqlrunner",
         )
     return Run(result.exit_code, result.stdout, result.stderr)
 
