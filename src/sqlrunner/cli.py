@@ -427,7 +427,8 @@ def _masked(text: str, argv: Sequence[str]) -> str:
     for word in argv:
         value = word.partition("=")[2] if word.startswith("--") else word
         if value and ("://" in value or "=" in value):
-            text = text.replace(value, mask_password(value))
+            masked = mask_password(value)
+            text = text.replace(repr(value), repr(masked)).replace(value, masked)
     return text
 
 

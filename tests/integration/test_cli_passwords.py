@@ -163,6 +163,7 @@ def test_the_target_line_masks_a_password_behind_a_percent_encoded_key(
         f"postgresql://app:{PASSWORD}@[::1/app",  # an unclosed [
         f"host=localhost password='{PASSWORD}",  # an unclosed quote
         f"postgresql://app:{PASSWORD}@localhost/app?nosuch=1",  # a key libpq does not know
+        f"host=localhost password='{PASSWORD}\\'\"",  # quotes Python's repr() escapes
     ],
 )
 def test_a_dsn_libpq_cannot_parse_is_never_echoed(sql_set: SqlSet, unparsable: str) -> None:
