@@ -255,52 +255,41 @@ def global_options(on_group: bool) -> Callable[[Callable[..., Any]], Callable[..
     return decorate
 
 
-def wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--wait",
-        type=float,
-        callback=seconds,
-        metavar="SECONDS",
-        default=0.0,
-        show_default=True,
-        envvar="SQLRUNNER_WAIT",
-        show_envvar=True,
-        help="Seconds to keep retrying the connection.",
-    )(f)
+def setting(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command's option that reads ``SQLRUNNER_<NAME>`` too; both show in --help."""
+    envvar = "SQLRUNNER_" + name.lstrip("-").replace("-", "_").upper()
+    return click.option(name, envvar=envvar, show_envvar=True, show_default=True, **kwargs)
+
+
+def seconds_setting(name: str, default: float, text: str) -> Callable[..., Any]:
+    return setting(
+        name, type=float, callback=seconds, metavar="SECONDS", default=default, help=text
+    )
+
+
+def version_option(name: str, text: str) -> Callable[..., Any]:
+    return click.option(name, metavar="VERSION", callback=version_number, help=text)
+
+
+wait_option = seconds_setting("--wait", 0.0, "Seconds to keep retrying the connection.")
 
 
 def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--lock-timeout, --lock-retries, --wait, --runner-wait: passed to the api as they are."""
     for option in (
-        click.option(
-            "--runner-wait",
-            type=float,
-            callback=seconds,
-            metavar="SECONDS",
-            default=300.0,
-            show_default=True,
-            envvar="SQLRUNNER_RUNNER_WAIT",
-            show_envvar=True,
-            help="Seconds to wait for another sqlrunner to finish.",
-        ),
+        seconds_setting("--runner-wait", 300.0, "Seconds to wait for another sqlrunner to finish."),
         wait_option,
-        click.option(
+        setting(
             "--lock-retries",
             type=click.IntRange(min=0),
             default=api.DEFAULT_LOCK_RETRIES,
-            show_default=True,
-            envvar="SQLRUNNER_LOCK_RETRIES",
-            show_envvar=True,
             help="Attempts after a lock timeout, with jittered backoff.",
         ),
-        click.option(
+        setting(
             "--lock-timeout",
             callback=lock_timeout,
             metavar="DURATION",
             default="200ms",
-            show_default=True,
-            envvar="SQLRUNNER_LOCK_TIMEOUT",
-            show_envvar=True,
             help="lock_timeout per attempt: the longest anyone queues behind us.",
         ),
     ):
@@ -490,12 +479,7 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
 
 
 @command("apply", help="Apply pending forward files, then new or changed seeds, then verify.")
-@click.option(
-    "--to",
-    metavar="VERSION",
-    callback=version_number,
-    help="Apply up to and including this version.",
-)
+@version_option("--to", "Apply up to and including this version.")
 @click.option("--no-seed", is_flag=True, help="Leave the seed files alone.")
 @click.option("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
 @click.option("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
@@ -521,12 +505,7 @@ def apply_command(
 
 @command("rollback", help="Undo applied forward files, newest first.")
 @click.option("--steps", type=int, help="How many versions to undo (default 1).")
-@click.option(
-    "--to",
-    metavar="VERSION",
-    callback=version_number,
-    help="Undo everything newer than this version.",
-)
+@version_option("--to", "Undo everything newer than this version.")
 @click.option("--dry-run", is_flag=True, help="List what would be undone; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm dropping tables or columns that hold data.")
 @lock_options
@@ -601,24 +580,9 @@ def new_command(s: Settings, name: str, no_transaction: bool) -> None:
 
 
 @command("repair", help="Fix the ledger after a reviewed edit or a hand run (kept in the history).")
-@click.option(
-    "--accept",
-    metavar="VERSION",
-    callback=version_number,
-    help="Record the current checksum of an edited, applied file.",
-)
-@click.option(
-    "--mark-applied",
-    metavar="VERSION",
-    callback=version_number,
-    help="Record a file run by hand with psql as applied.",
-)
-@click.option(
-    "--forget",
-    metavar="VERSION",
-    callback=version_number,
-    help="Remove the ledger row of an applied file that was deleted.",
-)
+@version_option("--accept", "Record the current checksum of an edited, applied file.")
+@version_option("--mark-applied", "Record a file run by hand with psql as applied.")
+@version_option("--forget", "Remove the ledger row of an applied file that was deleted.")
 @click.option("--forget-seeds", is_flag=True, help="Make the next apply re-run every seed.")
 def repair_command(s: Settings, **choice: Any) -> None:
     s.say(repair(s.target(), s.sql_dir, **choice, **s.ledger))
