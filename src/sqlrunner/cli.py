@@ -369,12 +369,12 @@ def error_document(
 ) -> dict[str, Any]:
     """The --json error: a SQL error carries file, line, column, sqlstate and PostgreSQL's
     message; the file follows one rule (``shown_file``) for every kind of error."""
-    is_usage = isinstance(exc, click.UsageError)
+    kind = {click.UsageError: "UsageError", click.Abort: "KeyboardInterrupt"}
     document: dict[str, Any] = {
         "report": "error",
         "exit_code": code,
         "message": message,
-        "error": "UsageError" if is_usage else type(exc).__name__,
+        "error": next((v for k, v in kind.items() if isinstance(exc, k)), type(exc).__name__),
     }
     if isinstance(exc, MigrationFailed):
         e = exc.error

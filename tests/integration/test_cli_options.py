@@ -203,6 +203,18 @@ def test_bash_completion_script_and_answers() -> None:
     assert {"plain,status", "plain,stop-embedded"} <= set(words.stdout.split())
 
 
+def test_a_click_usage_error_in_json_mode_is_one_error_document() -> None:
+    run = invoke("--json", "apply", "--no-such-option")
+
+    refused(run, "--no-such-option")
+    document = json.loads(run.stdout)
+    assert (document["report"], document["exit_code"], document["error"]) == (
+        "error",
+        2,
+        "UsageError",
+    )
+
+
 # --- 9.17: input refused up front ----------------------------------------------------------
 
 
