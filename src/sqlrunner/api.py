@@ -161,10 +161,12 @@ def _apply(
         # Imported here, not at the top: the no-op path above never needs the executor,
         # and `import sqlrunner` is on every service's start-up path.
         from .execute import LockedRun
+        from .notices import relay_server_messages
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify])
-        run = LockedRun(conn, conninfo, tables, policy, runner_wait, on_event, shown, started)
-        return run.apply(files, scripts, to=to, seed=seed, verify=verify, notes=notes)
+        with relay_server_messages(conn, on_event) as listener:
+            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
+            return run.apply(files, scripts, to=to, seed=seed, verify=verify, notes=notes)
 
 
 def _would(m: Migration, action: str) -> FileResult:
@@ -271,8 +273,11 @@ def rollback(
                 + " | nothing was changed; export what you need, then confirm (--yes)",
                 losses,
             )
-        run = LockedRun(conn, conninfo, tables, policy, runner_wait, on_event, shown, started)
-        return run.rollback(rows, scripts, losses)
+        from .notices import relay_server_messages
+
+        with relay_server_messages(conn, on_event) as listener:
+            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
+            return run.rollback(rows, scripts, losses)
 
 
 def seed(

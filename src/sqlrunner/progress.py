@@ -1,17 +1,21 @@
 """What the CLI shows while a run goes on.
 
-Each finished file gets a plain line on stderr. On a terminal, a long statement
-also gets a live line with its elapsed time and, for index builds, the phase
+Each finished file gets one line on stderr (the final report then gives only
+the summary). A statement that runs long is never silent: on a terminal a live
+line shows its elapsed time, and without one (CI, container logs) a heartbeat
+line is printed every ``heartbeat`` seconds; for index builds both add the phase
 and blocks done from ``pg_stat_progress_create_index`` (read on a third
-connection, opened only once a statement has run for a second). In CI and
-container logs (no terminal) there is no live line, only the plain lines.
+connection, opened only once a statement has run for a second). ``log_format
+"json"`` writes the same events as JSON lines, for log shippers.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
@@ -23,6 +27,26 @@ INDEX_PROGRESS = """
 SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
 FROM pg_stat_progress_create_index WHERE pid = %s
 """
+# The least verbosity at which each kind of event is printed (-q is -1: none).
+SHOWN_FROM = {
+    "file_finished": 0,
+    "retry": 0,
+    "waiting": 0,
+    "note": 0,
+    "server_message": 0,
+    "file_started": 1,
+    "statement_skipped": 1,
+    "statement_started": 2,
+}
+
+
+def now() -> str:
+    """The one timestamp format of sqlrunner's output: ISO 8601 with the UTC offset."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def json_line(kind: str, message: str, **fields: Any) -> str:
+    return json.dumps({"ts": now(), "event": kind, "message": message, **fields}, default=str)
 
 
 class ProgressPrinter:
@@ -32,16 +56,22 @@ class ProgressPrinter:
         self,
         stream: TextIO | None = None,
         *,
-        quiet: bool = False,
+        verbosity: int = 0,
         dsn: str | None = None,
         live: bool | None = None,
+        heartbeat: float = 10.0,
+        log_format: str = "text",
     ) -> None:
         self.stream = sys.stderr if stream is None else stream  # stderr as it is now
-        self.quiet = quiet
+        self.verbosity = verbosity
         self.dsn = dsn
-        self.live = self.stream.isatty() if live is None else live
+        self.as_json = log_format == "json"
+        self.live = not self.as_json and (self.stream.isatty() if live is None else live)
+        self.heartbeat = heartbeat
+        self.files_listed = False  # whether a file's line was printed (the report skips them)
         self._current: Event | None = None
         self._started = 0.0
+        self._beats = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -51,16 +81,16 @@ class ProgressPrinter:
         with self._lock:
             self._clear_live()
             if event.kind == "statement_started":
-                self._current, self._started = event, time.monotonic()
-                if self.live and self._ticker is None:
+                self._current, self._started, self._beats = event, time.monotonic(), 0
+                if self.verbosity >= 0 and self._ticker is None:
                     self._ticker = threading.Thread(target=self._tick, daemon=True)
                     self._ticker.start()
+            else:
+                self._current = None
+            if self.verbosity < SHOWN_FROM.get(event.kind, 0):
                 return
-            self._current = None
-            if event.kind in ("file_finished", "retry", "waiting", "note") and not (
-                self.quiet and event.kind == "file_finished"
-            ):
-                print(event.message, file=self.stream, flush=True)
+            self.files_listed |= event.kind == "file_finished"
+            self._print(event.kind, self._detailed(event), **_fields(event))
 
     def close(self) -> None:
         self._stop.set()
@@ -70,6 +100,19 @@ class ProgressPrinter:
             self._clear_live()
         if self._watch is not None:
             self._watch.close()
+
+    def _detailed(self, event: Event) -> str:
+        """-v adds what the plain line leaves out: statements run, attempts."""
+        result = event.result
+        if self.verbosity < 1 or result is None:
+            return event.message
+        attempts = f", {result.attempts} attempts" if result.attempts > 1 else ""
+        mode = ", no-transaction" if result.no_transaction else ""
+        return f"{event.message} [{result.statements} statements{attempts}{mode}]"
+
+    def _print(self, kind: str, message: str, **fields: Any) -> None:
+        line = json_line(kind, message, **fields) if self.as_json else message
+        print(line, file=self.stream, flush=True)
 
     def _clear_live(self) -> None:
         if self.live and self._current is not None:
@@ -82,11 +125,25 @@ class ProgressPrinter:
                 event, elapsed = self._current, time.monotonic() - self._started
             if event is None or elapsed < 1.0:
                 continue
-            line = f"  {event.message[:90]}  {elapsed:5.1f}s{self._index_progress(event)}"
+            beat = not self.live and elapsed >= self.heartbeat * (self._beats + 1)
+            if not (self.live or beat):
+                continue
+            progress = self._index_progress(event)
             with self._lock:
-                if self._current is event:
+                if self._current is not event:
+                    continue
+                if self.live:
+                    line = f"  {event.message[:90]}  {elapsed:5.1f}s{progress}"
                     self.stream.write("\r\x1b[2K" + line)
                     self.stream.flush()
+                else:
+                    self._beats = int(elapsed // self.heartbeat)
+                    self._print(
+                        "heartbeat",
+                        f"  still running after {elapsed:.0f}s: {event.message[:120]}{progress}",
+                        elapsed_s=round(elapsed, 1),
+                        **_fields(event),
+                    )
 
     def _index_progress(self, event: Event) -> str:
         if self.dsn is None or event.backend_pid is None:
@@ -107,3 +164,16 @@ class ProgressPrinter:
         if tuples_total:
             return f"  [{phase}: {tuples_done}/{tuples_total} tuples]"
         return f"  [{phase}]"
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    """The structured part of an event, for JSON lines."""
+    fields: dict[str, Any] = {}
+    if event.migration is not None:
+        fields["file"] = event.migration.display_path
+    if event.statement is not None:
+        fields["line"] = event.statement.line
+    if event.result is not None:
+        fields["duration_ms"] = event.result.duration_ms
+        fields["attempts"] = event.result.attempts
+    return fields

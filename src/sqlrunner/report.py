@@ -137,15 +137,16 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
-def render_text(report: Report) -> str:
-    """What a person reads on the terminal after the run."""
+def render_text(report: Report, files: bool = True) -> str:
+    """What a person reads on the terminal after the run; ``files=False`` leaves out the
+    line of each file run, when the progress printed it already (each fact once)."""
     if isinstance(report, StatusReport):
         return _status_text(report)
     if isinstance(report, VerifyReport):
         return _verify_text(report)
     if isinstance(report, RollbackReport):
-        return _rollback_text(report)
-    return _apply_text(report)
+        return _rollback_text(report, files)
+    return _apply_text(report, files)
 
 
 def _when(state: FileState) -> str:
@@ -180,11 +181,12 @@ def _file_line(result: FileResult) -> str:
     return f"{result.action} {result.label} ({result.duration_ms} ms{retries})"
 
 
-def _apply_text(report: ApplyReport) -> str:
-    lines = [_file_line(r) for r in (*report.applied, *report.seeded)]
+def _apply_text(report: ApplyReport, files: bool = True) -> str:
+    ran = (*report.applied, *report.seeded)
+    lines = [_file_line(r) for r in ran] if files or report.dry_run else []
     lines.extend(report.notes)
     if report.dry_run:
-        lines.append("dry run: nothing was changed" if lines else "dry run: nothing to do")
+        lines.append("dry run: nothing was changed" if ran else "dry run: nothing to do")
     elif not (report.applied or report.seeded):
         lines.append("nothing to apply: up to date")
     else:
@@ -197,8 +199,8 @@ def _apply_text(report: ApplyReport) -> str:
     return "\n".join(lines)
 
 
-def _rollback_text(report: RollbackReport) -> str:
-    lines = [_file_line(r) for r in report.rolled_back]
+def _rollback_text(report: RollbackReport, files: bool = True) -> str:
+    lines = [_file_line(r) for r in report.rolled_back] if files or report.dry_run else []
     lines.extend(f"data at risk: {d}" for d in report.data_at_risk)
     if report.dry_run:
         lines.append("dry run: nothing was changed")

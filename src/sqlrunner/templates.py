@@ -10,8 +10,8 @@ from .files import FILE_NAME, NO_TRANSACTION_MARK, load_migration_set
 TRANSACTIONAL = """\
 -- {label}: {purpose}
 -- Run by hand: psql -X -v ON_ERROR_STOP=1 -f {kind}/{label}.sql
--- Checklist: IF [NOT] EXISTS everywhere, named constraints and indexes,
--- statements on busy existing tables last (see SQL_RULES.md).
+-- Checklist: IF [NOT] EXISTS everywhere, named constraints and indexes, statements
+-- on busy existing tables last; `sqlrunner lint` checks it (README, "Files").
 SET lock_timeout = '5s';
 
 BEGIN;
@@ -25,6 +25,22 @@ NO_TRANSACTION = f"""\
 -- Runs one statement at a time in autocommit (CREATE INDEX CONCURRENTLY, VALIDATE
 -- CONSTRAINT). Every statement must be safe to re-run after a crash at any point.
 """
+
+
+KINDS = ("forward", "rollback", "seed", "verify")
+KEEP = ".gitkeep"  # git keeps no empty folder; the loader ignores this name
+
+
+def create_skeleton(sql_dir: Path) -> list[Path]:
+    """``sqlrunner init``: the four folders of a migration set, each kept by git."""
+    created = []
+    for kind in KINDS:
+        keep = sql_dir / kind / KEEP
+        if not (sql_dir / kind).exists():
+            keep.parent.mkdir(parents=True)
+            keep.touch()
+            created.append(keep.parent)
+    return created
 
 
 def create_pair(sql_dir: Path, name: str, no_transaction: bool) -> list[Path]:

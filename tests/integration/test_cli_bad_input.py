@@ -569,7 +569,7 @@ def test_rollback_that_drops_rows_is_refused_without_yes_and_a_terminal(
     assert snapshot(dsn) == before
 
     confirmed = succeeded(sqlrunner_cli(dsn, tmp_sql, "rollback", "--yes"))
-    assert "rolled back rollback/0001_items.sql" in confirmed.stdout
+    assert "rolled back rollback/0001_items.sql" in confirmed.output  # once, on stderr
     assert scalar(dsn, "SELECT to_regclass('items')") is None
 
 
@@ -767,7 +767,7 @@ def test_repair_accept_after_a_reviewed_edit_lets_apply_run_again(dsn: str, tmp_
     assert "accept 0001_items" in repaired.stdout
 
     applied = succeeded(sqlrunner_cli(dsn, tmp_sql, "apply"))
-    assert "applied forward/0002_tags.sql" in applied.stdout
+    assert "applied forward/0002_tags.sql" in applied.output  # once, on stderr
     history = succeeded(sqlrunner_cli(dsn, tmp_sql, "history"))
     accept = [line for line in history.stdout.splitlines() if " accept " in line]
     assert len(accept) == 1

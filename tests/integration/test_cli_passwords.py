@@ -141,7 +141,8 @@ def test_no_command_on_any_channel_shows_the_password(
     assert all(len(r.errors) == 1 for r in usage)
     assert_hidden([*runs, new, *failed, *usage])
     assert PASSWORD not in left_in_database(dsn)
-    assert "sqlrunner: " in runs[2 * len(COMMANDS) + 1].stderr  # -vv really logged
+    # -vv really showed every statement (issue 12.2: through the progress, not a log copy)
+    assert ".sql:2: " in runs[2 * len(COMMANDS) + 1].stderr
 
 
 def test_the_target_line_masks_a_password_behind_a_percent_encoded_key(
