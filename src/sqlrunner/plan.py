@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -175,3 +176,19 @@ def plan_rollback(
             )
         plan.append(RollbackStep(row, rollback))
     return tuple(plan)
+
+
+def out_of_order(pending: Sequence[Migration], rows: Sequence[LedgerRow]) -> tuple[Migration, ...]:
+    """Pending forward files older than the newest applied one: a branch merged after a
+    newer file ran. They apply in version order like any pending file, but the order
+    differs from what the other databases saw, so it is said (and refused when strict)."""
+    newest = max((r.version for r in rows if r.kind == "forward"), default=None)
+    if newest is None:
+        return ()
+    return tuple(m for m in pending if m.kind == "forward" and m.version < newest)
+
+
+def out_of_order_note(late: Sequence[Migration], rows: Sequence[LedgerRow]) -> str:
+    newest = max(r.version for r in rows if r.kind == "forward")
+    names = ", ".join(m.display_path for m in late)
+    return f"out of order: {names} older than the applied {newest:04d}"

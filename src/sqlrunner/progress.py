@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 
+from .report import when
+
 if TYPE_CHECKING:  # a no-op run creates no events: the module loads with the runner
     from .events import Event
 
@@ -40,13 +42,10 @@ SHOWN_FROM = {
 }
 
 
-def now() -> str:
-    """The one timestamp format of sqlrunner's output: ISO 8601 with the UTC offset."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
 def json_line(kind: str, message: str, **fields: Any) -> str:
-    return json.dumps({"ts": now(), "event": kind, "message": message, **fields}, default=str)
+    """One event for log shippers, timestamped like every other sqlrunner output."""
+    ts = when(datetime.now().astimezone())
+    return json.dumps({"ts": ts, "event": kind, "message": message, **fields}, default=str)
 
 
 class ProgressPrinter:

@@ -112,10 +112,19 @@ def elapsed_ms(started: float) -> int:
 Report = ApplyReport | RollbackReport | StatusReport | VerifyReport
 
 
+SCHEMA_VERSION = 1  # of every --json document: raised when a field changes meaning or goes
+
+
+def when(at: datetime) -> str:
+    """The one timestamp format of sqlrunner's output: ISO 8601 with the UTC offset."""
+    return at.isoformat(timespec="seconds")
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     """The ``--json`` document: the dataclass fields plus the derived verdicts."""
     data = asdict(report)
     data["report"] = type(report).__name__.removesuffix("Report").lower()
+    data["schema_version"] = SCHEMA_VERSION
     if isinstance(report, VerifyReport):
         data["ok"] = report.ok
     if isinstance(report, StatusReport):
@@ -128,12 +137,12 @@ def to_dict(report: Report) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(to_dict(report), default=_json_default, indent=2)
+    return json.dumps(to_dict(report), default=json_default, indent=2)
 
 
-def _json_default(value: object) -> str:
+def json_default(value: object) -> str:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return when(value)
     return str(value)
 
 
@@ -152,7 +161,7 @@ def render_text(report: Report, files: bool = True) -> str:
 def _when(state: FileState) -> str:
     if state.applied_at is None:
         return ""
-    return f"  {state.applied_at:%Y-%m-%d %H:%M:%S%z} by {state.applied_by}"
+    return f"  {when(state.applied_at)} by {state.applied_by}"
 
 
 def _status_text(report: StatusReport) -> str:

@@ -238,3 +238,177 @@ def test_server_messages_are_logged_in_library_mode(
     warned = [r for r in caplog.records if "backfill t by hand" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
     assert warned[0].getMessage() == "forward/0001_t.sql:3: WARNING: backfill t by hand"
+
+
+# --- 10. configuration: flag > env > file > default ----------------------------------------
+
+
+def ledger_tables(dsn: str) -> set[str]:
+    return {t for t in tables(dsn) if not t.endswith(("_history", "_progress"))} - {"items"}
+
+
+def test_a_file_setting_is_used_an_env_var_beats_it_and_a_flag_beats_both(
+    dsn: str, sql_set: SqlSet, tmp_path: Path
+) -> None:
+    rerunnable = ITEMS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
+    root = sql_set({"forward/0001_items.sql": rerunnable})  # runs once per ledger here
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "app"\n\n[tool.sqlrunner]\nledger-table = "from_file"\n'
+        f'sql_dir = "{root}"\n'
+    )
+    assert invoke("--dsn", dsn, "apply", cwd=tmp_path).code == 0
+    assert ledger_tables(dsn) == {"from_file"}
+    env = {"SQLRUNNER_LEDGER_TABLE": "from_env"}
+    assert invoke("--dsn", dsn, "status", cwd=tmp_path, env=env).code == 0
+    assert invoke("--dsn", dsn, "apply", cwd=tmp_path, env=env).code == 0
+    assert ledger_tables(dsn) == {"from_file", "from_env"}
+    flag = invoke("--dsn", dsn, "apply", "--ledger-table", "from_flag", cwd=tmp_path, env=env)
+    assert flag.code == 0, flag.output
+    assert ledger_tables(dsn) == {"from_file", "from_env", "from_flag"}
+
+
+def test_sqlrunner_toml_shows_in_help_and_in_config_with_each_source(tmp_path: Path) -> None:
+    (tmp_path / "sqlrunner.toml").write_text('lock_timeout = "1s"\nlock_retries = 3\n')
+    shown = invoke("apply", "--help", cwd=tmp_path)
+    assert "default: 1s" in shown.stdout and "SQLRUNNER_LOCK_TIMEOUT" in shown.stdout
+    env = {"SQLRUNNER_LOCK_RETRIES": "7", "SQLRUNNER_DSN": "postgresql://app:s3cret@db/app"}
+    config = invoke("--json", "--ledger-schema", "ops", "config", cwd=tmp_path, env=env)
+    assert config.code == 0, config.output
+    settings = json.loads(config.stdout)["settings"]
+    assert settings["lock_timeout"] == {
+        "value": "1s",
+        "source": f"file {tmp_path / 'sqlrunner.toml'}",
+    }
+    assert settings["lock_retries"] == {"value": "7", "source": "env SQLRUNNER_LOCK_RETRIES"}
+    assert settings["ledger_schema"] == {"value": "ops", "source": "flag"}
+    assert settings["runner_wait"] == {"value": 300.0, "source": "default"}
+    assert settings["dsn"]["source"] == "env SQLRUNNER_DSN"
+    assert "s3cret" not in config.output
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('dsn = "postgresql://app:pw@db/app"\n', "unknown setting dsn"),
+        ("lock_timout = 3\n", "unknown setting lock_timout"),
+        ("lock_timeout = \n", "not valid TOML"),
+        ('lock_timeout = "0"\n', "lock-timeout"),
+    ],
+)
+def test_a_wrong_config_file_is_one_line_exit_2(tmp_path: Path, text: str, words: str) -> None:
+    (tmp_path / "sqlrunner.toml").write_text(text)
+    run = invoke("--dsn", "host=/nonexistent", "apply", cwd=tmp_path)
+    assert run.code == 2 and len(run.errors) == 1, run.output
+    assert words in run.errors[0] and "pw@" not in run.output
+
+
+# --- 13. out-of-order files ------------------------------------------------------------------
+
+LATE = "BEGIN;\nCREATE TABLE late (id int);\nCOMMIT;\n"
+
+
+def merged_branch(dsn: str, sql_set: SqlSet) -> Path:
+    root = sql_set({"forward/0002_items.sql": ITEMS})
+    assert invoke("--dsn", dsn, "--sql-dir", str(root), "apply").code == 0
+    (root / "forward" / "0001_late.sql").write_text(LATE)
+    return root
+
+
+def test_an_out_of_order_file_is_reported_by_status_dry_run_and_apply(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = merged_branch(dsn, sql_set)
+    note = "out of order: forward/0001_late.sql older than the applied 0002"
+    for args in (["status"], ["apply", "--dry-run"], ["apply"]):
+        run = invoke("--dsn", dsn, "--sql-dir", str(root), *args)
+        assert run.code == 0 and note in run.stdout, (args, run.output)
+    assert "late" in tables(dsn)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config"),
+    [
+        (["--strict-order"], {}, ""),
+        ([], {"SQLRUNNER_STRICT_ORDER": "1"}, ""),
+        ([], {}, "strict-order = true\n"),
+    ],
+)
+def test_strict_order_refuses_an_out_of_order_file_with_exit_2(
+    dsn: str, sql_set: SqlSet, tmp_path: Path, args: list[str], env: dict[str, str], config: str
+) -> None:
+    root = merged_branch(dsn, sql_set)
+    (tmp_path / "sqlrunner.toml").write_text(config)
+    run = invoke("--dsn", dsn, "--sql-dir", str(root), "apply", *args, env=env, cwd=tmp_path)
+    assert run.code == 2 and len(run.errors) == 1, run.output
+    assert "forward/0001_late.sql" in run.errors[0] and "nothing was run" in run.errors[0]
+    assert "late" not in tables(dsn)
+
+
+# --- 12. --json for every command, one timestamp format, seeds as seeds ----------------------
+
+ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
+
+
+def test_every_command_prints_one_json_document_with_a_schema_version(
+    dsn: str, sql_set: SqlSet, tmp_path: Path
+) -> None:
+    root = sql_set(
+        {
+            "forward/0001_items.sql": ITEMS,
+            "rollback/0001_items.sql": DROP_ITEMS,
+            "seed/0001_items.sql": "BEGIN;\nINSERT INTO items VALUES (1) ON CONFLICT DO NOTHING;\nCOMMIT;\n",
+        }
+    )
+    base = ("--json", "--dsn", dsn, "--sql-dir", str(root))
+    commands = [
+        ("apply", "--dry-run"),
+        ("apply",),
+        ("status",),
+        ("verify",),
+        ("seed",),
+        ("history",),
+        ("repair", "--forget-seeds"),
+        ("rollback", "--yes"),
+        ("new", "add_tags"),
+        ("config",),
+        ("stop-embedded",),
+    ]
+    kinds = []
+    for args in commands:
+        run = invoke(*base, *args, cwd=tmp_path)
+        assert run.code == 0, (args, run.output)
+        doc = json.loads(run.stdout)
+        assert doc["schema_version"] == 1, args
+        kinds.append(doc["report"])
+    assert kinds == [
+        "apply", "apply", "status", "verify", "apply", "history", "repair", "rollback",
+        "created", "config", "stop-embedded",
+    ]  # fmt: skip
+    init = invoke("--json", "init", cwd=tmp_path)
+    assert json.loads(init.stdout)["report"] == "created"
+
+
+def test_a_dry_run_lists_seeds_as_seeds(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set(
+        {
+            "forward/0001_items.sql": ITEMS,
+            "seed/0001_items.sql": "BEGIN;\nINSERT INTO items VALUES (1);\nCOMMIT;\n",
+        }
+    )
+    run = invoke("--json", "--dsn", dsn, "--sql-dir", str(root), "apply", "--dry-run")
+    doc = json.loads(run.stdout)
+    assert [f["kind"] for f in doc["applied"]] == ["forward"]
+    assert [(f["kind"], f["action"]) for f in doc["seeded"]] == [("seed", "would seed")]
+
+
+def test_timestamps_are_iso_8601_with_offset_in_text_and_json(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_items.sql": ITEMS})
+    invoke("--dsn", dsn, "--sql-dir", str(root), "apply")
+    text = invoke("--dsn", dsn, "--sql-dir", str(root), "status").stdout
+    assert re.search(rf"applied  forward/0001_items  {ISO} by ", text), text
+    doc = json.loads(invoke("--json", "--dsn", dsn, "--sql-dir", str(root), "status").stdout)
+    assert re.fullmatch(ISO, doc["files"][0]["applied_at"])
+    history = invoke("--dsn", dsn, "history").stdout
+    assert re.match(ISO, history), history
+    rows = json.loads(invoke("--json", "--dsn", dsn, "history").stdout)["rows"]
+    assert all(re.fullmatch(ISO, r["at"]) for r in rows)

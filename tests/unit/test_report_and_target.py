@@ -177,7 +177,8 @@ def test_status_text_shows_state_label_and_who() -> None:
     )
     lines = render_text(StatusReport(TARGET, files)).splitlines()
 
-    assert lines[0].startswith("applied  forward/0001_base  2024-05-07 09:30:00+0000 by deploy")
+    # ISO 8601 with offset (issue 12, item 12)
+    assert lines[0].startswith("applied  forward/0001_base  2024-05-07T09:30:00+00:00 by deploy")
     assert lines[1] == "pending  forward/0002_users"
     assert lines[-1] == "1 pending, 0 drifted or missing"
     assert render_text(StatusReport(TARGET, ())).splitlines() == [
