@@ -65,7 +65,7 @@ class LedgerTables(NamedTuple):
 CREATE = """
 CREATE TABLE IF NOT EXISTS {ledger} (
     kind              text        NOT NULL CHECK (kind IN ('forward', 'seed')),
-    version           integer     NOT NULL,
+    version           bigint      NOT NULL,
     name              text        NOT NULL,
     checksum          text        NOT NULL,
     applied_at        timestamptz NOT NULL DEFAULT now(),
@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS {history} (
     client            text        NOT NULL,
     action            text        NOT NULL,
     kind              text,
-    version           integer,
+    version           bigint,
     name              text,
     checksum          text,
     outcome           text        NOT NULL,
@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS {history} (
     sqlrunner_version text        NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {progress} (
-    version         integer     NOT NULL,
+    version         bigint      NOT NULL,
     checksum        text        NOT NULL,
     statement_index integer     NOT NULL,
     done_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -114,6 +114,7 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     ).fetchone()
     schema_exists, tables_exist = row if row else (False, False)
     if tables_exist:
+        widen_versions(conn, tables)
         return
     if not schema_exists:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
@@ -122,6 +123,21 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
             ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
         )
     )
+
+
+def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
+    """Make the version columns of a ledger created with ``integer`` ones bigint, so a
+    timestamp version (``20240101120000_init.sql``) fits. Runs with the runner lock held;
+    the rewrite happens once per ledger (the tables are small)."""
+    names = [tables.ledger_name, tables.history_name, tables.progress_name]
+    narrow = conn.execute(
+        "SELECT name FROM unnest(%s::text[]) AS name WHERE EXISTS (SELECT 1 FROM "
+        "pg_catalog.pg_attribute WHERE attrelid = to_regclass(name) AND attname = 'version' "
+        "AND atttypid = 'integer'::regtype)",
+        (names,),
+    ).fetchall()
+    for (name,) in narrow:
+        conn.execute(f"ALTER TABLE {name} ALTER COLUMN version TYPE bigint")
 
 
 def read_rows(
