@@ -304,9 +304,7 @@ def rollback(
         return run.rollback(rows, scripts, losses)
 
 
-def seed(
-    target: Target, sql_dir: SqlDir = None, **options: Any
-) -> ApplyReport:
+def seed(target: Target, sql_dir: SqlDir = None, **options: Any) -> ApplyReport:
     """Apply new or changed seed files; refuses while forward files are pending."""
     current = status(
         target,

@@ -125,9 +125,7 @@ def read_migration_set(root: Path) -> tuple[MigrationSet, tuple[Problem, ...]]:
     )
     forward_labels = {(m.version, m.name) for m in by_kind["forward"]}
     problems.extend(
-        Problem(
-            m.shown_path, None, None, f"rollback without a forward file forward/{m.path.name}"
-        )
+        Problem(m.shown_path, None, None, f"rollback without a forward file forward/{m.path.name}")
         for m in by_kind["rollback"]
         if (m.version, m.name) not in forward_labels
     )
@@ -197,8 +195,9 @@ def _read_file(kind: str, path: Path) -> Migration | Problem:
                 shown,
                 None,
                 None,
-                f"{size / 1024 / 1024:.1f} MiB is over the {MAX_FILE_BYTES // 1024 // 1024} MiB "
-                "limit for one file: split it, or load bulk data with COPY outside migrations",
+                f"{size:,} bytes is over the limit of {MAX_FILE_BYTES:,} "
+                f"({MAX_FILE_BYTES // 2**20} MiB) for one file: split it, or load bulk data "
+                "with COPY outside migrations",
             )
         raw = path.read_bytes()
     except OSError as exc:

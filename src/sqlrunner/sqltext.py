@@ -250,9 +250,7 @@ def problems_of(migration: Migration) -> tuple[Problem, ...]:
     return ()
 
 
-def parse_scripts(
-    run: Sequence[Migration], also_valid: Sequence[Migration] = ()
-) -> list[Script]:
+def parse_scripts(run: Sequence[Migration], also_valid: Sequence[Migration] = ()) -> list[Script]:
     """The scripts of ``run``, once it and ``also_valid`` (files that must be sound but do
     not run now, like the rollback files of pending migrations) are free of problems.
 

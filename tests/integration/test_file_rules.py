@@ -71,9 +71,7 @@ def test_a_nul_byte_refuses_the_file_before_anything_runs(dsn: str, sql_set: Sql
     error = invalid(dsn, root)
 
     assert str(error).startswith("forward/0002_nul.sql:2:25: NUL byte (0x00)")
-    assert [(p.path, p.line, p.column) for p in error.problems] == [
-        ("forward/0002_nul.sql", 2, 25)
-    ]
+    assert [(p.path, p.line, p.column) for p in error.problems] == [("forward/0002_nul.sql", 2, 25)]
 
 
 # --- 10.4: timestamp versions ------------------------------------------------------------
@@ -178,9 +176,7 @@ def test_a_syntax_error_is_a_sql_error_and_nothing_runs(dsn: str, sql_set: SqlSe
 # --- 10.10: empty files ------------------------------------------------------------------
 
 
-def test_empty_and_comment_only_files_are_applied_and_recorded(
-    dsn: str, sql_set: SqlSet
-) -> None:
+def test_empty_and_comment_only_files_are_applied_and_recorded(dsn: str, sql_set: SqlSet) -> None:
     root = sql_set(
         {
             "forward/0001_empty.sql": "",
