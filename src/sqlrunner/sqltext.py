@@ -103,9 +103,8 @@ def split_statements(migration: Migration) -> tuple[Statement, ...]:
     for node in nodes:
         # stmt_location is the first token's byte offset; stmt_len runs to the semicolon
         # (0: to the end of the text); JSON leaves out zeros.
-        start = node.get("stmt_location", 0)
-        end = start + node.get("stmt_len", 0) if node.get("stmt_len") else len(utf8)
-        chunk = utf8[start:end]
+        start, length = node.get("stmt_location", 0), node.get("stmt_len", 0)
+        chunk = utf8[start : start + length if length else len(utf8)]
         # bytes.strip() strips exactly the whitespace PostgreSQL's scanner skips
         spans.append((start + len(chunk) - len(chunk.lstrip()), start + len(chunk.rstrip())))
     statements = []
