@@ -544,7 +544,7 @@ def test_a_file_is_parsed_by_one_call_to_the_parser(monkeypatch: pytest.MonkeyPa
     assert len(calls) == 1
 
 
-@pytest.mark.timeout(20)
+@pytest.mark.timeout(20, func_only=True)  # not the session teardown that may follow
 def test_splitting_is_linear_in_the_number_of_statements() -> None:
     """40,000 multi-line non-ASCII statements: about a second when linear; the quadratic
     position lookups this replaces took over half a minute (200,000 took minutes)."""
