@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import psycopg
+from psycopg import sql
 
 from .plan import LedgerRow
 
@@ -129,15 +130,20 @@ def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerT
     """Make the version columns of a ledger created with ``integer`` ones bigint, so a
     timestamp version (``20240101120000_init.sql``) fits. Runs with the runner lock held;
     the rewrite happens once per ledger (the tables are small)."""
-    names = [tables.ledger_name, tables.history_name, tables.progress_name]
     narrow = conn.execute(
-        "SELECT name FROM unnest(%s::text[]) AS name WHERE EXISTS (SELECT 1 FROM "
-        "pg_catalog.pg_attribute WHERE attrelid = to_regclass(name) AND attname = 'version' "
-        "AND atttypid = 'integer'::regtype)",
-        (names,),
+        "SELECT c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = %s AND c.relname = ANY (%s) AND c.relkind = 'r' "
+        "AND a.attname = 'version' AND a.atttypid = 'integer'::regtype",
+        (tables.schema, [tables.table + suffix for suffix in ("", "_history", "_progress")]),
     ).fetchall()
     for (name,) in narrow:
-        conn.execute(f"ALTER TABLE {name} ALTER COLUMN version TYPE bigint")
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN version TYPE bigint").format(
+                sql.Identifier(tables.schema, str(name))
+            )
+        )
 
 
 def read_rows(

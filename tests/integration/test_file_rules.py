@@ -124,6 +124,21 @@ def test_a_ledger_made_with_integer_versions_is_widened_on_the_next_run(
     assert version_types(dsn) == ["bigint", "bigint", "bigint"]
 
 
+def test_a_ledger_under_another_name_is_widened_too(dsn: str, sql_set: SqlSet) -> None:
+    names = {"ledger_schema": "Ops Schema", "ledger_table": 'mig"ledger'}
+    sqlrunner.apply(dsn, sql_set({"forward/0001_t.sql": TABLE_T}), **names)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("""ALTER TABLE "Ops Schema"."mig""ledger" ALTER COLUMN version TYPE integer""")
+    root = sql_set({"forward/20240101120000_more.sql": "BEGIN;\nCREATE TABLE u ();\nCOMMIT;\n"})
+
+    sqlrunner.apply(dsn, root, **names)
+
+    assert rows(dsn, """SELECT version FROM "Ops Schema"."mig""ledger" ORDER BY 1""") == [
+        (1,),
+        (20240101120000,),
+    ]
+
+
 def test_a_version_past_bigint_is_refused_when_loading(dsn: str, sql_set: SqlSet) -> None:
     root = sql_set({"forward/9223372036854775808_huge.sql": TABLE_T})
 
