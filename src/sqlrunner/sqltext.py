@@ -142,6 +142,12 @@ def _parse_error(migration: Migration, exc: ParseError) -> InvalidMigrationSet |
     line, column = line_and_column(text, offset)
     if text.startswith("\\", offset):
         return _meta_command(migration, text, offset, line, column)
+    variable = PSQL_VARIABLE.match(text, offset)
+    if variable:  # :name, :'name', :"name": psql substitutes them before sending
+        why = f"psql variable {variable[0]}: sqlrunner substitutes no psql variables"
+        return InvalidMigrationSet.listing(
+            [Problem(migration.shown_path, line, column, f"{why}; write the value itself instead")]
+        )
     source_line = text[text.rfind("\n", 0, offset) + 1 :].split("\n", 1)[0]
     detail = SqlErrorDetail(
         path=migration.shown_path,
@@ -156,6 +162,7 @@ def _parse_error(migration: Migration, exc: ParseError) -> InvalidMigrationSet |
     return MigrationFailed(detail, NOTHING_RAN)
 
 
+PSQL_VARIABLE = re.compile(r":(?:[A-Za-z_]\w*|'[A-Za-z_]\w*'|\"[A-Za-z_]\w*\")")
 # What to write instead of the psql meta-commands found in real migration sets.
 META_COMMANDS = {
     ("set", "unset"): "write the value itself where the :variable is used",

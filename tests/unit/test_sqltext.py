@@ -449,6 +449,18 @@ def test_a_psql_meta_command_is_named_with_its_position_and_what_to_write_instea
     assert advice in message
 
 
+@pytest.mark.parametrize(
+    ("statement", "variable", "column"),
+    [("GRANT SELECT ON t TO :role", ":role", 22), ('CREATE SCHEMA :"app"', ':"app"', 15)],
+)
+def test_a_psql_variable_is_named_as_such(statement: str, variable: str, column: int) -> None:
+    assert refused(f"BEGIN;\n{statement};\nCOMMIT;\n") == (
+        f"forward/0001_x.sql:2:{column}: psql variable {variable}: sqlrunner substitutes no "
+        "psql variables; write the value itself instead"
+    )
+    assert body("BEGIN;\nSELECT (ARRAY[1, 2])[1:2], ':role';\nCOMMIT;\n") != []
+
+
 def test_backslashes_inside_strings_dollar_quotes_and_comments_are_sql() -> None:
     text = (
         "BEGIN;\n"
@@ -547,7 +559,7 @@ def test_a_file_is_parsed_by_one_call_to_the_parser(monkeypatch: pytest.MonkeyPa
 @pytest.mark.timeout(20, func_only=True)  # not the session teardown that may follow
 def test_splitting_is_linear_in_the_number_of_statements() -> None:
     """40,000 multi-line non-ASCII statements: about a second when linear; the quadratic
-    position lookups this replaces took over half a minute (200,000 took minutes)."""
+    position lookups this replaces took over a minute (200,000 took six)."""
     count = 40_000
     text = "BEGIN;\n" + "".join(f"INSERT INTO t\nVALUES ({i}, 'é€');\n" for i in range(count))
     statements = script_for(migration(text + "COMMIT;\n")).statements
