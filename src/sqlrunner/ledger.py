@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import psycopg
+from psycopg import sql
 
 from .plan import LedgerRow
 
@@ -65,7 +66,7 @@ class LedgerTables(NamedTuple):
 CREATE = """
 CREATE TABLE IF NOT EXISTS {ledger} (
     kind              text        NOT NULL CHECK (kind IN ('forward', 'seed')),
-    version           integer     NOT NULL,
+    version           bigint      NOT NULL,
     name              text        NOT NULL,
     checksum          text        NOT NULL,
     applied_at        timestamptz NOT NULL DEFAULT now(),
@@ -82,7 +83,7 @@ CREATE TABLE IF NOT EXISTS {history} (
     client            text        NOT NULL,
     action            text        NOT NULL,
     kind              text,
-    version           integer,
+    version           bigint,
     name              text,
     checksum          text,
     outcome           text        NOT NULL,
@@ -91,7 +92,7 @@ CREATE TABLE IF NOT EXISTS {history} (
     sqlrunner_version text        NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {progress} (
-    version         integer     NOT NULL,
+    version         bigint      NOT NULL,
     checksum        text        NOT NULL,
     statement_index integer     NOT NULL,
     done_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -114,6 +115,7 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     ).fetchone()
     schema_exists, tables_exist = row if row else (False, False)
     if tables_exist:
+        widen_versions(conn, tables)
         return
     if not schema_exists:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
@@ -122,6 +124,26 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
             ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
         )
     )
+
+
+def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
+    """Make the version columns of a ledger created with ``integer`` ones bigint, so a
+    timestamp version (``20240101120000_init.sql``) fits. Runs with the runner lock held;
+    the rewrite happens once per ledger (the tables are small)."""
+    narrow = conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = %s AND c.relname = ANY (%s) AND c.relkind = 'r' "
+        "AND a.attname = 'version' AND a.atttypid = 'integer'::regtype",
+        (tables.schema, [tables.table + suffix for suffix in ("", "_history", "_progress")]),
+    ).fetchall()
+    for (name,) in narrow:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN version TYPE bigint").format(
+                sql.Identifier(tables.schema, str(name))
+            )
+        )
 
 
 def read_rows(
