@@ -21,10 +21,12 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .api import apply, rollback, seed, status, verify
     from .errors import (
+        AppliedElsewhere,
         ChecksumMismatch,
         ConnectionFailed,
         DataLossRefused,
         InvalidMigrationSet,
+        LockLost,
         LockTimeout,
         MigrationFailed,
         RunnerBusy,
@@ -47,10 +49,12 @@ _HOME = {
     **dict.fromkeys(("apply", "rollback", "seed", "status", "verify"), "api"),
     **dict.fromkeys(
         (
+            "AppliedElsewhere",
             "ChecksumMismatch",
             "ConnectionFailed",
             "DataLossRefused",
             "InvalidMigrationSet",
+            "LockLost",
             "LockTimeout",
             "MigrationFailed",
             "RunnerBusy",
@@ -90,6 +94,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AppliedElsewhere",
     "ApplyReport",
     "CheckResult",
     "ChecksumMismatch",
@@ -97,6 +102,7 @@ __all__ = [
     "DataLossRefused",
     "FileResult",
     "InvalidMigrationSet",
+    "LockLost",
     "LockTimeout",
     "MigrationFailed",
     "Report",
