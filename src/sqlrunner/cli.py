@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
@@ -474,12 +476,25 @@ def run(argv: Sequence[str]) -> int:
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a deploy stopping the container), unwound like Ctrl-C so the run rolls
+    back its open transaction and records itself as interrupted."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure becomes one line on stderr and its exit code."""
     args = list(argv) if argv is not None else sys.argv[1:]
     as_json = "--json" in args
+    if threading.current_thread() is threading.main_thread():  # signals live there only
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = run(args)
+    except Terminated:
+        _fail(INTERRUPTED.replace("interrupted", "terminated (SIGTERM)", 1), 143, as_json)
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130, as_json)
     except VerificationFailed as exc:
