@@ -102,9 +102,7 @@ def test_watchdog_killing_the_lock_backend_stops_the_run_before_a_second_apply(
     assert_first_stopped_and_fix_ran_once(dsn, first, second)
 
 
-def test_dropped_lock_flow_stops_the_run_before_a_second_apply(
-    dsn: str, sql_set: SqlSet
-) -> None:
+def test_dropped_lock_flow_stops_the_run_before_a_second_apply(dsn: str, sql_set: SqlSet) -> None:
     with proxy_to(dsn) as proxy:
 
         def drop() -> None:  # a NAT or firewall forgets the idle flow and resets it
@@ -112,9 +110,7 @@ def test_dropped_lock_flow_stops_the_run_before_a_second_apply(
             assert len(flows) == 1, [f.application_name for f in proxy.flows]
             flows[0].reset()
 
-        first, second = lose_the_lock_inside_the_data_fix(
-            dsn, sql_set, drop, first_dsn=proxy.dsn()
-        )
+        first, second = lose_the_lock_inside_the_data_fix(dsn, sql_set, drop, first_dsn=proxy.dsn())
     assert_first_stopped_and_fix_ran_once(dsn, first, second)
 
 
@@ -155,9 +151,7 @@ def test_runner_lock_is_immune_to_transaction_timeout(dsn: str, sql_set: SqlSet)
     ]
 
 
-def test_no_transaction_statement_never_starts_without_the_lock(
-    dsn: str, sql_set: SqlSet
-) -> None:
+def test_no_transaction_statement_never_starts_without_the_lock(dsn: str, sql_set: SqlSet) -> None:
     root = sql_set(
         {
             "forward/0001_base.sql": BASE,
@@ -187,14 +181,16 @@ def test_seed_rewrite_cannot_be_recorded_twice(dsn: str, sql_set: SqlSet) -> Non
     from sqlrunner.ledger import RunContext
 
     tables, ctx = LedgerTables(), RunContext.new()
-    root = sql_set({"forward/0001_base.sql": BASE, "seed/0001_s.sql": "BEGIN;\nSELECT 1;\nCOMMIT;\n"})
+    root = sql_set(
+        {"forward/0001_base.sql": BASE, "seed/0001_s.sql": "BEGIN;\nSELECT 1;\nCOMMIT;\n"}
+    )
     sqlrunner.apply(dsn, root)
     write = ledger.record_applied(tables, "seed", 1, "s", "new", "0", ctx)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(write)  # another checksum before: updated
-        assert conn.execute("SELECT checksum FROM sqlrunner_ledger WHERE kind = 'seed'").fetchall() == [
-            ("new",)
-        ]
+        assert conn.execute(
+            "SELECT checksum FROM sqlrunner_ledger WHERE kind = 'seed'"
+        ).fetchall() == [("new",)]
         with pytest.raises(psycopg.errors.UniqueViolation) as caught:
             conn.execute(write)  # the same content again: refused
         assert ledger.is_duplicate(caught.value, tables)
@@ -244,9 +240,7 @@ def test_stopped_runner_releases_its_table_within_seconds(dsn: str, stalling_set
     assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == [(0,)]
 
 
-def test_blackholed_runner_releases_its_table_within_seconds(
-    dsn: str, stalling_set: str
-) -> None:
+def test_blackholed_runner_releases_its_table_within_seconds(dsn: str, stalling_set: str) -> None:
     with proxy_to(dsn) as proxy:
         runner = spawn("--sql-dir", stalling_set, "apply", dsn=proxy.dsn())
         try:
@@ -291,7 +285,9 @@ def unprivileged(dsn: str) -> Iterator[str]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{name}"')
         with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as conn:
-            conn.execute(f'REVOKE ALL ON DATABASE "{conninfo_to_dict(dsn)["dbname"]}" FROM "{name}"')
+            conn.execute(
+                f'REVOKE ALL ON DATABASE "{conninfo_to_dict(dsn)["dbname"]}" FROM "{name}"'
+            )
             conn.execute(f'DROP ROLE "{name}"')
 
 
@@ -304,7 +300,13 @@ def test_table_lock_blocker_hidden_from_the_role_is_named_with_the_privilege(
     blocker.execute("SELECT count(*) FROM accounts")  # ACCESS SHARE, idle in transaction
     try:
         result = cli(
-            "--sql-dir", str(root), "apply", "--lock-timeout", "100ms", "--lock-retries", "2",
+            "--sql-dir",
+            str(root),
+            "apply",
+            "--lock-timeout",
+            "100ms",
+            "--lock-retries",
+            "2",
             dsn=unprivileged,
         )
     finally:
@@ -344,8 +346,14 @@ def test_interrupted_run_writes_a_history_row(
     )
     runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
     wait_until(
-        lambda: query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                      "'%SELECT pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()")[0][0] == 1,
+        lambda: (
+            query(
+                dsn,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                "'%SELECT pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
+            )[0][0]
+            == 1
+        ),
         message="the slow migration",
     )
     runner.send_signal(signum)
@@ -355,6 +363,13 @@ def test_interrupted_run_writes_a_history_row(
     assert query(
         dsn,
         "SELECT action, outcome, detail FROM sqlrunner_ledger_history WHERE kind = 'run'",
-    ) == [("apply", "interrupted", "interrupted (KeyboardInterrupt)" if signum == signal.SIGINT
-           else "interrupted (Terminated)")]
+    ) == [
+        (
+            "apply",
+            "interrupted",
+            "interrupted (KeyboardInterrupt)"
+            if signum == signal.SIGINT
+            else "interrupted (Terminated)",
+        )
+    ]
     assert query(dsn, "SELECT version FROM sqlrunner_ledger") == [(1,)]
