@@ -227,3 +227,34 @@ def pgbouncer(dsn: str, settings: str) -> Iterator[str]:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_in_network_namespace(target_dsn: str, argv: list[str]) -> int:
+    """Inside a fresh network namespace (``unshare -n``): bring up its own loopback, put
+    the proxy on it, run ``sqlrunner ARGV`` through the proxy, and on SIGUSR1 take that
+    loopback down. Packets then really vanish (nothing acknowledges them, unlike a proxy
+    that merely stops forwarding), as on a partitioned network; the server's side of
+    the proxy is its Unix socket, outside this namespace, and stays up."""
+    import sys
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with proxy_to(target_dsn) as proxy:
+        signal.signal(
+            signal.SIGUSR1,
+            lambda *_: subprocess.run(["ip", "link", "set", "lo", "down"], check=True),
+        )
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "sqlrunner", "--dsn", proxy.dsn(), *argv],
+            stdin=subprocess.DEVNULL,
+        )
+        while True:
+            try:
+                return runner.wait()
+            except InterruptedError:
+                continue
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_run_in_network_namespace(sys.argv[1], sys.argv[2:]))

@@ -9,8 +9,11 @@ the test opens, so both runners are inside it at once, deterministically.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -21,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import sqlrunner
 from sqlrunner.ledger import LedgerTables
 
+from ..conftest import REPO
 from .conftest import SqlSet, cli, spawn
 from .faults import pgbouncer, proxy_to, silent_server
 from .test_concurrency import advisory_locks, query, wait_until
@@ -174,6 +178,31 @@ def test_no_transaction_statement_never_starts_without_the_lock(dsn: str, sql_se
     assert query(dsn, "SELECT count(*) FROM fixes") == [(0,)]
 
 
+def test_file_recorded_by_someone_else_meanwhile_is_rolled_back_not_overwritten(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    """Another writer records the data fix while the runner is inside it (a runner that
+    lost its lock, or a hand repair): the runner's plain INSERT fails on the ledger's key
+    and it says so, instead of upserting over the other row and committing a second copy."""
+    root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_data_fix.sql": DATA_FIX})
+    sqlrunner.apply(dsn, root, to=1)
+    runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
+    try:
+        wait_until(lambda: at_gate(dsn) == 1, message="the runner inside the data fix")
+        query(
+            dsn,
+            "INSERT INTO sqlrunner_ledger (kind, version, name, checksum, duration_ms, "
+            "sqlrunner_version) VALUES ('forward', 2, 'data_fix', 'elsewhere', 0, 'x') RETURNING 1",
+        )
+    finally:
+        query(dsn, "UPDATE gate SET open = true RETURNING 1")
+    code, err = finish(runner)
+    assert code == 5, err
+    assert "another sqlrunner applied and recorded this file" in err and "0002_data_fix" in err
+    assert query(dsn, "SELECT count(*) FROM fixes") == [(0,)]
+    assert query(dsn, "SELECT checksum FROM sqlrunner_ledger WHERE version = 2") == [("elsewhere",)]
+
+
 def test_seed_rewrite_cannot_be_recorded_twice(dsn: str, sql_set: SqlSet) -> None:
     """The seed ledger write updates a row only from another checksum: a second runner
     recording the same seed content fails instead of overwriting."""
@@ -251,6 +280,39 @@ def test_blackholed_runner_releases_its_table_within_seconds(dsn: str, stalling_
             runner.kill()
             runner.wait(timeout=10)
     wait_until(lambda: advisory_locks(dsn) == 0, timeout=15, message="the runner lock to go")
+
+
+def test_partitioned_runner_exits_instead_of_hanging_and_frees_its_table(
+    dsn: str, stalling_set: str
+) -> None:
+    """A real partition: the runner and a proxy in their own network namespace, whose
+    loopback goes down mid-migration. The server frees the table within seconds; the
+    runner's keepalives and tcp_user_timeout end its wait with an error."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.fail("needs unshare(1) and ip(8) (util-linux, iproute2)")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace needs root (CI runs as root)")
+    argv = ["unshare", "-n", sys.executable, "-m", "tests.integration.faults", dsn]
+    runner = subprocess.Popen(
+        [*argv, "--sql-dir", stalling_set, "apply"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: query(dsn, IN_SLEEP)[0][0] == 1, message="the migration's sleep")
+        runner.send_signal(signal.SIGUSR1)  # the partition
+        started = time.monotonic()
+        assert application_query_seconds(dsn) < 10
+        code, err = finish(runner, timeout=40)
+        took = time.monotonic() - started
+    finally:
+        runner.kill()
+    assert code not in (0, None) and "Traceback" not in err, err
+    assert "timed out" in err.lower(), err
+    assert took < 30, f"the runner hung for {took:.0f}s"
 
 
 # --- 11. connecting has a timeout -----------------------------------------------------------
