@@ -91,7 +91,7 @@ class RetryPolicy:
 
 HOLDER_QUERY = """
 SELECT a.pid, coalesce(a.application_name, ''), a.usename, a.client_addr::text,
-       a.backend_start, a.xact_start, a.state
+       a.backend_start, a.xact_start, a.state, a.query = '<insufficient privilege>'
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
@@ -101,37 +101,41 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 # Run inside the run-long lock transaction, so: clock_timestamp(), not the frozen now(),
 # and pg_stat_clear_snapshot() first, or pg_stat_activity is read once per transaction.
 BLOCKERS_QUERY = """
-SELECT pid, coalesce(application_name, ''), usename, state,
+SELECT pid, coalesce(application_name, ''), usename, coalesce(state, ''),
        extract(epoch FROM clock_timestamp() - state_change)::int,
-       left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 200)
+       left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 200),
+       query = '<insufficient privilege>'
 FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids({pid:d}))
 """
 
 # pg_stat_activity shows another role's session to members of that role and of
-# pg_read_all_stats only: to anyone else its state, start times, client and query are NULL.
+# pg_read_all_stats only: anyone else sees its pid, role and application_name, NULL for
+# its state, start times and client, and '<insufficient privilege>' for its query.
 HIDDEN = "not visible to this role: grant it pg_read_all_stats to see it"
 
 
 def describe_blockers(rows: list[tuple[Any, ...]]) -> list[str]:
     """One readable line per blocking backend: pid, application_name, state, idle time, query."""
     lines = []
-    for pid, app, role, state, secs, query in rows:
+    for pid, app, role, state, secs, query, hidden in rows:
         who = f"pid {pid} ({app or 'no application_name'}"
-        if state is None:  # another role's session, hidden from us
-            lines.append(f"{who}, role {role or '?'}): state and query {HIDDEN}")
+        if hidden:
+            lines.append(f"{who}, role {role or '?'}): its state and query are {HIDDEN}")
         else:
-            lines.append(f"{who}, {state} for {secs}s): {query}")
+            idle = f" for {secs}s" if secs is not None else ""
+            lines.append(f"{who}, {state or 'no state'}{idle}): {query}")
     return lines
 
 
 def describe_holder(row: tuple[Any, ...]) -> str:
     """The runner-lock holder in one line, saying plainly what this role cannot see."""
-    pid, app, role, client, started, xact_start, state = row
+    pid, app, role, client, started, xact_start, state, hidden = row
     name = f"pid {pid} ({app or 'no application_name'})"
-    if state is None:
+    if hidden:
         return f"{name} of role {role or '?'}; its client, start time and state are {HIDDEN}"
-    since = (xact_start or started).isoformat(timespec="seconds")
-    return f"{name} from {client or 'local'}, holding since {since}, {state}"
+    since = xact_start or started
+    when = f", holding since {since.isoformat(timespec='seconds')}" if since else ""
+    return f"{name} from {client or 'local'}{when}, {state or 'no state'}"
 
 
 # SQLSTATE of the check below (a user-defined class: no PostgreSQL error uses "SR").
