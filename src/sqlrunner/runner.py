@@ -199,7 +199,7 @@ class Executor:
             f"BEGIN; SET LOCAL lock_timeout = {ledger.literal(self.policy.lock_timeout_setting)}; "
             "SET LOCAL synchronous_commit = off; "
             f"SET LOCAL client_connection_check_interval = {ledger.literal(CLIENT_CHECK)}; "
-            f"{MIGRATION_LIMITS};\n"
+            f"{MIGRATION_LIMITS}; {self.lock.held_check()};\n"
         )
         commit = ";\n" + ";\n".join(
             [self.lock.held_check(), *finish(ledger.TRANSACTION_DURATION_MS), "COMMIT"]
