@@ -178,6 +178,33 @@ def test_no_transaction_statement_never_starts_without_the_lock(dsn: str, sql_se
     assert query(dsn, "SELECT count(*) FROM fixes") == [(0,)]
 
 
+def test_lock_lost_while_retrying_a_lock_timeout_stops_at_once(dsn: str, sql_set: SqlSet) -> None:
+    """The runner is retrying an ALTER behind an application's lock when its lock flow
+    is reset: it stops with exit 5 at the next attempt instead of retrying for a minute
+    (and perhaps committing after another runner took over)."""
+    root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_stalls.sql": STALLS})
+    sqlrunner.apply(dsn, root, to=1)
+    blocker = psycopg.connect(dsn, application_name="report-job")
+    blocker.execute("SELECT count(*) FROM accounts")  # ACCESS SHARE, idle in transaction
+    try:
+        with proxy_to(dsn) as proxy:
+            runner = spawn(
+                "--sql-dir", str(root), "apply", "--lock-timeout", "100ms",
+                "--lock-retries", "100", dsn=proxy.dsn(),
+            )  # fmt: skip
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'accounts'::regclass"
+            wait_until(lambda: query(dsn, waiting)[0][0] == 1, message="the ALTER to queue")
+            proxy.named("sqlrunner lock")[0].reset()
+            started = time.monotonic()
+            code, err = finish(runner, timeout=30)
+            took = time.monotonic() - started
+    finally:
+        blocker.close()
+    assert code == 5 and "lost the runner lock" in err, err
+    assert took < 5, f"kept retrying for {took:.1f}s without the lock"
+    assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == [(0,)]
+
+
 def test_file_recorded_by_someone_else_meanwhile_is_rolled_back_not_overwritten(
     dsn: str, sql_set: SqlSet
 ) -> None:
@@ -282,6 +309,18 @@ def test_blackholed_runner_releases_its_table_within_seconds(dsn: str, stalling_
     wait_until(lambda: advisory_locks(dsn) == 0, timeout=15, message="the runner lock to go")
 
 
+def unix_dsn(dsn: str) -> str:
+    """``dsn`` over the server's Unix socket, which a network namespace cannot cut off."""
+    if str(conninfo_to_dict(dsn).get("host", "")).startswith("/"):
+        return dsn
+    with psycopg.connect(dsn) as conn:
+        directories = str(conn.execute("SHOW unix_socket_directories").fetchone()[0])  # type: ignore[index]
+        port = str(conn.execute("SHOW port").fetchone()[0])  # type: ignore[index]
+    if not directories:
+        pytest.fail("the test server has no Unix socket (unix_socket_directories is empty)")
+    return make_conninfo(dsn, host=directories.split(",")[0].strip(), port=port)
+
+
 def test_partitioned_runner_exits_instead_of_hanging_and_frees_its_table(
     dsn: str, stalling_set: str
 ) -> None:
@@ -292,7 +331,7 @@ def test_partitioned_runner_exits_instead_of_hanging_and_frees_its_table(
         pytest.fail("needs unshare(1) and ip(8) (util-linux, iproute2)")
     if os.geteuid() != 0:
         pytest.skip("a network namespace needs root (CI runs as root)")
-    argv = ["unshare", "-n", sys.executable, "-m", "tests.integration.faults", dsn]
+    argv = ["unshare", "-n", sys.executable, "-m", "tests.integration.faults", unix_dsn(dsn)]
     runner = subprocess.Popen(
         [*argv, "--sql-dir", stalling_set, "apply"],
         cwd=REPO,
