@@ -14,6 +14,14 @@ transaction on a second connection for the length of the run:
   waits only for transactions that hold one. Waiting runners poll a *try* lock
   in short transactions for the same reason: a runner blocked inside
   ``pg_advisory_lock()`` holds a snapshot and would deadlock against the build.
+
+Holding it is not enough: its connection can die mid-run (a watchdog that kills
+idle transactions, a NAT drop, PgBouncer's ``idle_transaction_timeout``) and another
+runner take over. So every migration checks, inside its own transaction and in the
+same round trip as its ledger row and COMMIT, that the lock's backend still holds
+the key (``RunnerLock.held_check``); a no-transaction statement checks before it
+starts. A lost lock ends the run with ``LockLost`` (exit 5) and nothing commits
+without it.
 """
 
 from __future__ import annotations
@@ -211,7 +219,7 @@ class RunnerLock:
             f"AND classid = {classid:d}::pg_catalog.int8::pg_catalog.oid "
             f"AND objid = {objid:d}::pg_catalog.int8::pg_catalog.oid AND objsubid = 1) "
             f"THEN RAISE EXCEPTION USING ERRCODE = '{LOCK_LOST_SQLSTATE}', "
-            f"MESSAGE = 'the runner lock (backend pid {self.pid:d}) is no longer held'; "
+            f"MESSAGE = 'its backend (pid {self.pid:d}) is gone or no longer holds it'; "
             "END IF; END$sqlrunner$"
         )
 
