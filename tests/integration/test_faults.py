@@ -144,14 +144,14 @@ def test_runner_lock_is_immune_to_transaction_timeout(dsn: str, sql_set: SqlSet)
     fixes = {
         f"forward/000{n}_fix_{n}.sql": f"BEGIN;\nINSERT INTO fixes (note) VALUES ('fix {n}');\n"
         "SELECT pg_sleep(0.4);\nCOMMIT;\n"
-        for n in range(2, 6)
+        for n in range(2, 8)
     }
     root = sql_set({"forward/0001_base.sql": BASE, **fixes})
     runners = [spawn("--sql-dir", str(root), "apply", dsn=dsn) for _ in range(2)]
     outcomes = [finish(p) for p in runners]
     assert [code for code, _ in outcomes] == [0, 0], outcomes
     assert query(dsn, "SELECT note, count(*) FROM fixes GROUP BY 1 ORDER BY 1") == [
-        (f"fix {n}", 1) for n in range(2, 6)
+        (f"fix {n}", 1) for n in range(2, 8)
     ]
 
 
