@@ -17,12 +17,14 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 import click
 import psycopg
@@ -300,6 +302,15 @@ def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
 # --- the group and its one error handler ---------------------------------------------------
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a deploy stopping the container), unwound like Ctrl-C so the run rolls
+    back its open transaction and records itself as interrupted."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
+
+
 class Cli(click.Group):
     """click's group, with every failure turned into one line and its exit code here."""
 
@@ -336,7 +347,9 @@ def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> i
     """One ``sqlrunner: error:`` line on stderr (and the error document in --json mode)."""
     as_json = settings.as_json or "--json" in argv
     report: Report | None = None
-    if isinstance(exc, click.Abort):  # click's name for KeyboardInterrupt
+    if isinstance(exc, click.Abort) and isinstance(exc.__cause__, Terminated):
+        message, code = INTERRUPTED.replace("interrupted", "terminated (SIGTERM)", 1), 143
+    elif isinstance(exc, click.Abort):  # click's name for KeyboardInterrupt
         message, code = INTERRUPTED, 130
     elif isinstance(exc, click.UsageError):
         where = f"{exc.ctx.command_path} --help" if exc.ctx else "sqlrunner --help"
@@ -617,7 +630,9 @@ def stop_embedded_command(s: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run the CLI and exit with its code."""
+    """The console script: SIGTERM unwinds like Ctrl-C; exits with the CLI's code."""
+    if threading.current_thread() is threading.main_thread():  # signals live there only
+        signal.signal(signal.SIGTERM, _terminate)
     cli.main(argv, prog_name="sqlrunner")
 
 

@@ -143,3 +143,13 @@ class LockTimeout(SqlRunnerError):
 
 class RunnerBusy(LockTimeout):
     """Another sqlrunner held the runner lock for longer than we agreed to wait."""
+
+
+class LockLost(LockTimeout):
+    """The runner lock ended mid-run (its connection or backend died): the run stopped
+    before anything committed without it."""
+
+
+class AppliedElsewhere(LockLost):
+    """Another runner recorded the same file first (one of the two had lost the runner
+    lock); this run's copy was rolled back, so nothing ran twice."""

@@ -188,18 +188,38 @@ def record_applied(
     duration_ms: str,
     ctx: RunContext,
 ) -> str:
-    """Upsert the ledger row (seeds are re-applied when their checksum changes).
+    """Record an applied file so that the same file can never be recorded twice.
 
-    ``duration_ms`` is SQL: a number, or TRANSACTION_DURATION_MS.
+    A forward file is a plain INSERT: a second runner that applied it too fails on the
+    primary key (see ``is_duplicate``) instead of overwriting the first one's row. A
+    seed is re-applied when its checksum changes: its row is updated only when it holds
+    another checksum, and otherwise inserted, which fails the same way when a runner
+    already recorded this very content. ``duration_ms`` is SQL: a number, or
+    TRANSACTION_DURATION_MS.
     """
+    columns = "(kind, version, name, checksum, duration_ms, sqlrunner_version)"
+    values = (
+        f"{literal(kind)}, {version:d}, {literal(name)}, {literal(checksum)}, {duration_ms}, "
+        f"{literal(ctx.version)}"
+    )
+    insert = f"INSERT INTO {tables.ledger_name} {columns}"
+    if kind != "seed":
+        return f"{insert} VALUES ({values})"
     return (
-        f"INSERT INTO {tables.ledger_name} "
-        "(kind, version, name, checksum, duration_ms, sqlrunner_version) VALUES "
-        f"({literal(kind)}, {version:d}, {literal(name)}, {literal(checksum)}, {duration_ms}, "
-        f"{literal(ctx.version)}) ON CONFLICT (kind, version) DO UPDATE SET "
-        "name = excluded.name, checksum = excluded.checksum, applied_at = now(), "
-        "applied_by = current_user, duration_ms = excluded.duration_ms, "
-        "sqlrunner_version = excluded.sqlrunner_version"
+        f"WITH changed AS (UPDATE {tables.ledger_name} SET name = {literal(name)}, "
+        f"checksum = {literal(checksum)}, applied_at = now(), applied_by = current_user, "
+        f"duration_ms = {duration_ms}, sqlrunner_version = {literal(ctx.version)} "
+        f"WHERE kind = 'seed' AND version = {version:d} AND checksum <> {literal(checksum)} "
+        f"RETURNING 1) {insert} SELECT {values} WHERE NOT EXISTS (SELECT FROM changed)"
+    )
+
+
+def is_duplicate(exc: psycopg.Error, tables: LedgerTables) -> bool:
+    """Whether ``exc`` is record_applied failing because the file is already recorded."""
+    return (
+        isinstance(exc, psycopg.errors.UniqueViolation)
+        and exc.diag.schema_name == tables.schema
+        and exc.diag.table_name == tables.table
     )
 
 
