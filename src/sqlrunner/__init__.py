@@ -12,10 +12,12 @@ does not load click.
 from ._version import __version__
 from .api import apply, rollback, seed, status, verify
 from .errors import (
+    AppliedElsewhere,
     ChecksumMismatch,
     ConnectionFailed,
     DataLossRefused,
     InvalidMigrationSet,
+    LockLost,
     LockTimeout,
     MigrationFailed,
     RunnerBusy,
@@ -35,6 +37,7 @@ from .report import (
 )
 
 __all__ = [
+    "AppliedElsewhere",
     "ApplyReport",
     "CheckResult",
     "ChecksumMismatch",
@@ -42,6 +45,7 @@ __all__ = [
     "DataLossRefused",
     "FileResult",
     "InvalidMigrationSet",
+    "LockLost",
     "LockTimeout",
     "MigrationFailed",
     "Report",

@@ -17,17 +17,12 @@ import psycopg
 
 if TYPE_CHECKING:
     from .events import Listener
+    from .report import CheckReport
     from .sqltext import Script
 
 from . import ledger
-from .errors import (
-    ConnectionFailed,
-    DataLossRefused,
-    OutOfOrder,
-    UsageError,
-    VerificationFailed,
-)
-from .files import BackgroundLoad, Migration, MigrationSet, load_migration_set
+from .errors import DataLossRefused, OutOfOrder, Problem, UsageError, VerificationFailed
+from .files import Migration, MigrationSet, load_migration_set, read_migration_set
 from .ledger import LedgerTables
 from .locking import RetryPolicy, lock_timeout_ms
 from .plan import (
@@ -43,7 +38,16 @@ from .report import ApplyReport, FileResult, RollbackReport, StatusReport, Verif
 from .target import connect, mask_password
 
 Target = str | psycopg.Connection[Any]
+# A directory, or a set already loaded by a caller that applies repeatedly in one process.
+SqlDir = str | os.PathLike[str] | MigrationSet | None
 DEFAULT_LOCK_RETRIES = RetryPolicy().retries
+
+
+def load_files(sql_dir: SqlDir) -> MigrationSet:
+    """The migration set, read before connecting (a broken set is the error to report first)."""
+    if isinstance(sql_dir, MigrationSet):
+        return sql_dir
+    return load_migration_set(resolve_sql_dir(sql_dir))
 
 
 def resolve_sql_dir(sql_dir: str | os.PathLike[str] | None) -> Path:
@@ -87,18 +91,41 @@ def _require_supported_server(conn: psycopg.Connection[Any]) -> None:
         raise UsageError(f"PostgreSQL 14.4 or newer is required; this server is {version}")
 
 
-def parse_all(migrations: Sequence[Migration]) -> list[Script]:
-    """Parse every file that will run, so a broken one stops the run before anything runs."""
-    if not migrations:
+def parse_all(
+    migrations: Sequence[Migration], also_valid: Sequence[Migration] = ()
+) -> list[Script]:
+    """Parse every file that will run (and check ``also_valid``), so a broken one stops the
+    run before anything runs; every problem is reported at once."""
+    if not migrations and not also_valid:
         return []
-    from .sqltext import script_for  # pglast loads only when something will run
+    from .sqltext import parse_scripts  # pglast loads only when something will run
 
-    return [script_for(m) for m in migrations]
+    return parse_scripts(migrations, also_valid)
+
+
+def check(sql_dir: SqlDir = None) -> CheckReport:
+    """Every problem of the whole set at once, without a database: names, versions, pairs,
+    NUL bytes and sizes, then every forward, rollback, seed and verify file parsed and held
+    to its transaction rules.
+
+    Problems are reported, never raised: ``report.ok`` is False when there is any
+    (the CLI exits 2), and each carries path, line, column and message.
+    """
+    from .report import CheckReport
+    from .sqltext import problems_of
+
+    problems: tuple[Problem, ...] = ()
+    if isinstance(sql_dir, MigrationSet):
+        files = sql_dir
+    else:
+        files, problems = read_migration_set(resolve_sql_dir(sql_dir))
+    found = (*problems, *(p for m in files for p in problems_of(m)))
+    return CheckReport(str(files.root), len(tuple(files)), found)
 
 
 def apply(
     target: Target,
-    sql_dir: str | os.PathLike[str] | None = None,
+    sql_dir: SqlDir = None,
     *,
     to: int | None = None,
     seed: bool = True,
@@ -122,31 +149,26 @@ def apply(
     started = time.monotonic()
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
-    loading = BackgroundLoad(resolve_sql_dir(sql_dir))
-    try:
-        return _apply(
-            target,
-            loading,
-            tables,
-            policy,
-            started,
-            to=to,
-            seed=seed,
-            verify=verify,
-            dry_run=dry_run,
-            strict_order=strict_order,
-            wait=wait,
-            runner_wait=runner_wait,
-            on_event=on_event,
-        )
-    except ConnectionFailed:
-        loading.result()  # a broken migration set is the error to report first
-        raise
+    return _apply(
+        target,
+        load_files(sql_dir),
+        tables,
+        policy,
+        started,
+        to=to,
+        seed=seed,
+        verify=verify,
+        dry_run=dry_run,
+        strict_order=strict_order,
+        wait=wait,
+        runner_wait=runner_wait,
+        on_event=on_event,
+    )
 
 
 def _apply(
     target: Target,
-    loading: BackgroundLoad,
+    files: MigrationSet,
     tables: LedgerTables,
     policy: RetryPolicy,
     started: float,
@@ -163,15 +185,16 @@ def _apply(
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables, when=False)
-        files = loading.result()
         refuse_drift(files, rows)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
         notes: tuple[str, ...] = (
             ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
         )
         notes += _order_notes(plan.forward, rows, strict_order)
+        # the rollback files of what is about to be applied must be sound too
+        undo = [r for r in map(files.rollback_for, (m.version for m in plan.forward)) if r]
         if dry_run or plan.empty:
-            parse_all([*plan.forward, *plan.seeds])
+            parse_all([*plan.forward, *plan.seeds], undo)
             would = tuple(_would(m, "would apply") for m in plan.forward) if dry_run else ()
             seeds = tuple(_would(m, "would seed") for m in plan.seeds) if dry_run else ()
             return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes)
@@ -180,7 +203,7 @@ def _apply(
         from .execute import LockedRun
         from .notices import relay_server_messages
 
-        scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify])
+        scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with relay_server_messages(conn, on_event) as listener:
             run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
             return run.apply(files, scripts, to=to, seed=seed, verify=verify, notes=notes)
@@ -209,17 +232,17 @@ def _would(m: Migration, action: str) -> FileResult:
 
 @contextmanager
 def _read_only(
-    target: Target, sql_dir: str | os.PathLike[str] | None, wait: float, tables: LedgerTables
+    target: Target, sql_dir: SqlDir, wait: float, tables: LedgerTables
 ) -> Iterator[tuple[MigrationSet, list[LedgerRow], psycopg.Connection[Any], str]]:
     """Files, ledger rows, connection and masked target: what status and verify read."""
-    files = load_migration_set(resolve_sql_dir(sql_dir))
+    files = load_files(sql_dir)
     with _session(target, wait) as (conn, _conninfo, shown):
         yield files, ledger.read_rows(conn, tables), conn, shown
 
 
 def status(
     target: Target,
-    sql_dir: str | os.PathLike[str] | None = None,
+    sql_dir: SqlDir = None,
     *,
     wait: float = 0,
     ledger_schema: str = "public",
@@ -239,7 +262,7 @@ def status(
 
 def verify(
     target: Target,
-    sql_dir: str | os.PathLike[str] | None = None,
+    sql_dir: SqlDir = None,
     *,
     wait: float = 0,
     ledger_schema: str = "public",
@@ -265,7 +288,7 @@ def verify(
 
 def rollback(
     target: Target,
-    sql_dir: str | os.PathLike[str] | None = None,
+    sql_dir: SqlDir = None,
     *,
     steps: int | None = 1,
     to: int | None = None,
@@ -286,7 +309,7 @@ def rollback(
     (they are idempotent, and the tables they fill may have been dropped).
     """
     started = time.monotonic()
-    files = load_migration_set(resolve_sql_dir(sql_dir))
+    files = load_files(sql_dir)
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
     with _session(target, wait) as (conn, conninfo, shown):
@@ -316,9 +339,7 @@ def rollback(
             return run.rollback(rows, scripts, losses)
 
 
-def seed(
-    target: Target, sql_dir: str | os.PathLike[str] | None = None, **options: Any
-) -> ApplyReport:
+def seed(target: Target, sql_dir: SqlDir = None, **options: Any) -> ApplyReport:
     """Apply new or changed seed files; refuses while forward files are pending."""
     current = status(
         target,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 import click
 import psycopg
@@ -375,7 +375,7 @@ class Interrupted(Exception):
         self.terminated = signal_name is not None
 
 
-def _terminate(signum: int, frame: object) -> None:
+def _terminate(signum: int, frame: object) -> NoReturn:
     raise Terminated()
 
 
@@ -726,6 +726,13 @@ def verify_command(s: Settings, wait: float) -> None:
     s.show(api.verify(s.target(), s.sql_dir, wait=wait, **s.ledger))
 
 
+@command("check", help="Every problem of the migration set at once, without a database.")
+def check_command(s: Settings) -> int:
+    report = api.check(s.sql_dir)
+    s.show(report)
+    return 0 if report.ok else 2
+
+
 @command("new", help="Create the next NNNN_NAME forward + rollback pair from a template.")
 @click.argument("name", callback=migration_name)
 @click.option("--no-transaction", is_flag=True, help="For CREATE INDEX CONCURRENTLY / VALIDATE.")
@@ -836,7 +843,7 @@ def setting_source(key: str, s: Settings, ctx: click.Context) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run the CLI and exit with its code."""
+    """The console script: run the CLI (SIGTERM unwinds like Ctrl-C) and exit with its code."""
     cli.main(argv, prog_name="sqlrunner")
 
 

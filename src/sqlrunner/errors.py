@@ -16,10 +16,42 @@ class SqlRunnerError(Exception):
     exit_code = 2
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One flaw of a migration set, located as precisely as it can be (no line: the whole file)."""
+
+    path: str | None
+    line: int | None
+    column: int | None
+    message: str
+    sqlstate: str | None = None  # 42601 for a syntax error
+
+    def describe(self) -> str:
+        """``path:line:column: message``, the form editors and CI annotations understand."""
+        where = self.path or ""
+        if self.line is not None:
+            where += f":{self.line}:{self.column}"
+        message = f"SQLSTATE {self.sqlstate}: {self.message}" if self.sqlstate else self.message
+        return f"{where}: {message}" if where else message
+
+
 class InvalidMigrationSet(SqlRunnerError):
-    """The sql/ folder breaks a file rule; raised before anything runs."""
+    """The sql/ folder breaks a file rule; raised before anything runs.
+
+    ``problems`` lists every flaw found, not only the first.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+    @classmethod
+    def listing(cls, problems: Sequence[Problem]) -> InvalidMigrationSet:
+        """One line naming every problem, the only one as it is or ``N problems: a; b``."""
+        text = "; ".join(p.describe() for p in problems)
+        return cls(text if len(problems) == 1 else f"{len(problems)} problems: {text}", problems)
 
 
 class UsageError(SqlRunnerError):
@@ -111,6 +143,16 @@ class LockTimeout(SqlRunnerError):
 
 class RunnerBusy(LockTimeout):
     """Another sqlrunner held the runner lock for longer than we agreed to wait."""
+
+
+class LockLost(LockTimeout):
+    """The runner lock ended mid-run (its connection or backend died): the run stopped
+    before anything committed without it."""
+
+
+class AppliedElsewhere(LockLost):
+    """Another runner recorded the same file first (one of the two had lost the runner
+    lock); this run's copy was rolled back, so nothing ran twice."""
 
 
 class OutOfOrder(InvalidMigrationSet):

@@ -82,7 +82,7 @@ class LockedRun:
             try:
                 applied.extend(executor.forward(script(m)) for m in plan.forward)
                 seeded.extend(executor.seed(script(m)) for m in plan.seeds)
-            except Exception as exc:
+            except BaseException as exc:
                 record_failed_run(executor, "apply", self._ms(), exc)
                 raise
             verification = None
@@ -118,14 +118,25 @@ class LockedRun:
             try:
                 for index, script in enumerate(scripts):
                     done.append(executor.rollback(script, last=index == len(scripts) - 1))
-            except Exception as exc:
+            except BaseException as exc:
                 record_failed_run(executor, "rollback", self._ms(), exc)
                 raise
             executor.finish_run("rollback", "ok", self._ms(), f"{len(done)} rolled back")
         return RollbackReport(self.shown, tuple(done), self._ms(), False, tuple(losses))
 
 
-def record_failed_run(executor: Executor, action: str, duration_ms: int, exc: Exception) -> None:
-    """Best effort: when the connection itself died, the original error is what matters."""
+def record_failed_run(
+    executor: Executor, action: str, duration_ms: int, exc: BaseException
+) -> None:
+    """Best effort: when the connection itself died, the original error is what matters.
+
+    An interruption (Ctrl-C, or SIGTERM, which the CLI turns into one) may arrive inside
+    a migration's transaction: that is rolled back first, so the row can be written.
+    """
+    interrupted = not isinstance(exc, Exception)
+    outcome = "interrupted" if interrupted else "failed"
+    detail = f"interrupted ({type(exc).__name__})" if interrupted else str(exc)[:2000]
     with contextlib.suppress(psycopg.Error):
-        executor.finish_run(action, "failed", duration_ms, str(exc)[:2000])
+        if executor.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            executor.conn.execute("ROLLBACK")
+        executor.finish_run(action, outcome, duration_ms, detail)

@@ -1,29 +1,31 @@
-"""Read an sql/ folder into Migration values, refusing a broken set before anything runs."""
+"""Read an sql/ folder into Migration values, finding every flaw of the set before anything runs."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
-import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
-from .errors import InvalidMigrationSet
+from .errors import InvalidMigrationSet, Problem
 
 KINDS = ("forward", "rollback", "seed", "verify")
 NO_TRANSACTION_MARK = "-- sqlrunner: no-transaction"
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 IGNORED_NAMES = frozenset({".gitkeep", ".keep"})
+# The ledger's version columns are bigint.
+MAX_VERSION = 2**63 - 1
+# A file is parsed whole and its parse tree kept (up to ~100 bytes of tree per byte of
+# dense SQL such as VALUES rows): 4 MiB bounds that at a few seconds and ~400 MB, while a
+# 4 MiB schema dump parses in about a second. Bigger is a data load: COPY, not a migration.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-class Migration(NamedTuple):
-    """One SQL file, parsed once: what it is, where it is, and what it says.
-
-    Values every process makes at start-up are NamedTuples, not frozen
-    dataclasses: defining one costs ~0.2 ms instead of ~1 ms, and making one
-    (200 files) a third of the time; both matter to a no-op ``apply``.
-    """
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One SQL file, read once: what it is, where it is, and what it says."""
 
     kind: str
     version: int
@@ -50,9 +52,19 @@ class Migration(NamedTuple):
         """``forward/0002_x.sql``: short, and the same on every machine."""
         return f"{self.kind}/{self.path.name}"
 
+    @property
+    def shown_path(self) -> str:
+        """The path error messages name: see ``shown_path``."""
+        return shown_path(self.path, self.display_path)
 
-class MigrationSet(NamedTuple):
-    """All files of an sql/ folder, each kind sorted by version."""
+
+@dataclass(frozen=True, slots=True)
+class MigrationSet:
+    """All files of an sql/ folder, each kind sorted by version.
+
+    A caller that applies repeatedly in one process may load it once
+    (``load_migration_set``) and pass it instead of a directory.
+    """
 
     root: Path
     forward: tuple[Migration, ...]
@@ -66,6 +78,17 @@ class MigrationSet(NamedTuple):
     def forward_by_version(self, version: int) -> Migration | None:
         return next((m for m in self.forward if m.version == version), None)
 
+    def __iter__(self) -> Iterator[Migration]:
+        """Every file: forward, rollback, seed, then verify."""
+        yield from (*self.forward, *self.rollback, *self.seed, *self.verify)
+
+
+def shown_path(path: Path, from_root: str) -> str:
+    """How messages name a file: from the working directory when the file is inside it
+    (a path the user can open), else from the sql dir (``from_root``)."""
+    here = os.path.relpath(path)
+    return from_root if here == ".." or here.startswith("../") else here
+
 
 def checksum_of(raw: bytes) -> str:
     """SHA-256 with CRLF/CR normalised to LF, so a Windows checkout is not drift."""
@@ -74,138 +97,140 @@ def checksum_of(raw: bytes) -> str:
 
 
 def load_migration_set(root: Path) -> MigrationSet:
-    """Discover and validate every file under ``root``; raise InvalidMigrationSet on any flaw."""
+    """Discover and validate every file under ``root``; raise InvalidMigrationSet listing
+    every flaw found."""
+    files, problems = read_migration_set(root)
+    if problems:
+        raise InvalidMigrationSet.listing(problems)
+    return files
+
+
+def read_migration_set(root: Path) -> tuple[MigrationSet, tuple[Problem, ...]]:
+    """Every file that could be read, and every problem of the set (for ``check``)."""
     if not root.is_dir():
-        raise InvalidMigrationSet(f"sql directory not found: {root}")
-    by_kind = {kind: _load_kind(root, kind) for kind in KINDS}
-    unknown = sorted(
-        p.name
-        for p in root.iterdir()
+        empty = MigrationSet(root, (), (), (), ())
+        return empty, (Problem(None, None, None, f"sql directory not found: {root}"),)
+    problems: list[Problem] = []
+    by_kind: dict[str, tuple[Migration, ...]] = {}
+    for kind in KINDS:
+        by_kind[kind], found = _read_kind(root, kind)
+        problems.extend(found)
+    problems.extend(
+        Problem(shown_path(p, p.name), None, None, "SQL file outside forward/rollback/seed/verify")
+        for p in sorted(root.iterdir())
         if p.name not in KINDS
         and p.name not in IGNORED_NAMES
         and not p.name.startswith(".")
         and p.suffix == ".sql"
     )
-    if unknown:
-        raise InvalidMigrationSet(
-            f"{root}: SQL file outside forward/rollback/seed/verify: {', '.join(unknown)}"
-        )
     forward_labels = {(m.version, m.name) for m in by_kind["forward"]}
-    for rollback in by_kind["rollback"]:
-        if (rollback.version, rollback.name) not in forward_labels:
-            raise InvalidMigrationSet(
-                f"{rollback.display_path}: rollback without a forward file "
-                f"forward/{rollback.path.name}"
-            )
-    return MigrationSet(root=root, **by_kind)
+    problems.extend(
+        Problem(m.shown_path, None, None, f"rollback without a forward file forward/{m.path.name}")
+        for m in by_kind["rollback"]
+        if (m.version, m.name) not in forward_labels
+    )
+    forward_versions = {version for version, _ in forward_labels}
+    problems.extend(
+        Problem(
+            m.shown_path,
+            None,
+            None,
+            f"verify file without a forward file of version {m.version:04d}: it would never run",
+        )
+        for m in by_kind["verify"]
+        if m.version not in forward_versions
+    )
+    return MigrationSet(root=root, **by_kind), tuple(problems)
 
 
-def _load_kind(root: Path, kind: str) -> tuple[Migration, ...]:
+def _read_kind(root: Path, kind: str) -> tuple[tuple[Migration, ...], list[Problem]]:
     folder = root / kind
     if not folder.exists():
-        return ()
+        return (), []
     if not folder.is_dir():
-        raise InvalidMigrationSet(f"{folder}: expected a directory")
-    with os.scandir(folder) as listing:
-        entries = sorted((e for e in listing if e.name not in IGNORED_NAMES), key=_name)
-    migrations = [_load_file(kind, folder, entry) for entry in entries]
+        return (), [Problem(shown_path(folder, kind), None, None, "expected a directory")]
+    migrations: list[Migration] = []
+    problems: list[Problem] = []
+    for path in sorted(p for p in folder.iterdir() if p.name not in IGNORED_NAMES):
+        read = _read_file(kind, path)
+        if isinstance(read, Problem):
+            problems.append(read)
+        else:
+            migrations.append(read)
     migrations.sort(key=lambda m: m.version)
     seen: dict[int, Migration] = {}
     for migration in migrations:
         twin = seen.setdefault(migration.version, migration)
         if twin is not migration:
-            raise InvalidMigrationSet(
-                f"{kind}/: duplicate version {migration.version:04d}: "
-                f"{twin.path.name} and {migration.path.name}"
+            problems.append(
+                Problem(
+                    f"{shown_path(folder, kind)}/",
+                    None,
+                    None,
+                    f"duplicate version {migration.version:04d}: "
+                    f"{twin.path.name} and {migration.path.name}",
+                )
             )
-    return tuple(migrations)
+    return tuple(migrations), problems
 
 
-# Files already read by this process, keyed by what changes when a file changes:
-# a service calling apply() repeatedly, or a big set, then costs one stat per file.
-_read_cache: dict[str, tuple[tuple[int, int, int, int, int], Migration]] = {}
-
-
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
-def _load_file(kind: str, folder: Path, entry: os.DirEntry[str]) -> Migration:
-    try:
-        info = entry.stat()  # follows symlinks, like reading the file does
-        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-    except OSError:
-        key = (0, 0, 0, 0, 0)
-    cached = _read_cache.get(entry.path)
-    if cached is not None and cached[0] == key and cached[1].kind == kind:
-        return cached[1]
-    migration = _read_file(kind, folder, entry.name, entry.path)
-    _read_cache[entry.path] = (key, migration)
-    return migration
-
-
-def _read_file(kind: str, folder: Path, name: str, where: str) -> Migration:
-    match = FILE_NAME.match(name)
+def _read_file(kind: str, path: Path) -> Migration | Problem:
+    shown = shown_path(path, f"{kind}/{path.name}")
+    match = FILE_NAME.match(path.name)
     if match is None:
-        raise InvalidMigrationSet(f"{kind}/{name}: unknown file; expected NNNN_snake_case_name.sql")
+        return Problem(shown, None, None, "unknown file; expected NNNN_snake_case_name.sql")
+    version = int(match["version"])
+    if version > MAX_VERSION:
+        return Problem(
+            shown,
+            None,
+            None,
+            f"version {version} is too large: the ledger stores versions as bigint "
+            f"(at most {MAX_VERSION}, e.g. a 14-digit timestamp)",
+        )
     try:  # a directory or a broken symlink named like a migration is unreadable, not unknown
-        raw = _read_bytes(where)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return Problem(
+                shown,
+                None,
+                None,
+                f"{size:,} bytes is over the limit of {MAX_FILE_BYTES:,} "
+                f"({MAX_FILE_BYTES // 2**20} MiB) for one file: split it, or load bulk data "
+                "with COPY outside migrations",
+            )
+        raw = path.read_bytes()
     except OSError as exc:
-        raise InvalidMigrationSet(f"{kind}/{name}: cannot read: {exc.strerror}") from None
+        return Problem(shown, None, None, f"cannot read: {exc.strerror}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidMigrationSet(
-            f"{kind}/{name}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})"
-        ) from None
+        return Problem(shown, None, None, f"not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})")
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        return _nul_problem(shown, text)
     first_line = text[: text.find("\n")] if "\n" in text else text
     return Migration(
         kind,
-        int(match["version"]),
+        version,
         match["name"],
-        folder / name,
+        path,
         checksum_of(raw),
         text,
         first_line.strip() == NO_TRANSACTION_MARK,
     )
 
 
-def _read_bytes(where: str) -> bytes:
-    """The whole file with plain system calls: half the cost of ``open().read()`` per small file."""
-    fd = os.open(where, os.O_RDONLY)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-class BackgroundLoad:
-    """Read an sql/ folder on a thread while the connection is being set up.
-
-    Both sides mostly wait (for the server's authentication, for stat and read
-    calls), so overlapping them takes the file scan off a no-op apply's path.
-    ``result()`` returns the set or raises what load_migration_set raised.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self._files: MigrationSet | None = None
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._load, args=(root,), daemon=True)
-        self._thread.start()
-
-    def _load(self, root: Path) -> None:
-        try:
-            self._files = load_migration_set(root)
-        except Exception as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> MigrationSet:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._files is not None
-        return self._files
+def _nul_problem(shown: str, text: str) -> Problem:
+    """PostgreSQL's parser and libpq read C strings: the SQL would silently end at a NUL."""
+    offset = text.index("\x00")
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    utf16 = " (UTF-16? save the file as UTF-8)" if text.count("\x00") * 4 > len(text) else ""
+    return Problem(
+        shown,
+        line,
+        column,
+        "NUL byte (0x00): PostgreSQL would silently cut the file here, and nothing after it "
+        f"would run{utf16}; remove it",
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import psycopg
+from psycopg import sql
 
 from .plan import LedgerRow
 
@@ -65,7 +66,7 @@ class LedgerTables(NamedTuple):
 CREATE = """
 CREATE TABLE IF NOT EXISTS {ledger} (
     kind              text        NOT NULL CHECK (kind IN ('forward', 'seed')),
-    version           integer     NOT NULL,
+    version           bigint      NOT NULL,
     name              text        NOT NULL,
     checksum          text        NOT NULL,
     applied_at        timestamptz NOT NULL DEFAULT now(),
@@ -82,7 +83,7 @@ CREATE TABLE IF NOT EXISTS {history} (
     client            text        NOT NULL,
     action            text        NOT NULL,
     kind              text,
-    version           integer,
+    version           bigint,
     name              text,
     checksum          text,
     outcome           text        NOT NULL,
@@ -91,7 +92,7 @@ CREATE TABLE IF NOT EXISTS {history} (
     sqlrunner_version text        NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {progress} (
-    version         integer     NOT NULL,
+    version         bigint      NOT NULL,
     checksum        text        NOT NULL,
     statement_index integer     NOT NULL,
     done_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -114,6 +115,7 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     ).fetchone()
     schema_exists, tables_exist = row if row else (False, False)
     if tables_exist:
+        widen_versions(conn, tables)
         return
     if not schema_exists:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
@@ -122,6 +124,26 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
             ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
         )
     )
+
+
+def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
+    """Make the version columns of a ledger created with ``integer`` ones bigint, so a
+    timestamp version (``20240101120000_init.sql``) fits. Runs with the runner lock held;
+    the rewrite happens once per ledger (the tables are small)."""
+    narrow = conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = %s AND c.relname = ANY (%s) AND c.relkind = 'r' "
+        "AND a.attname = 'version' AND a.atttypid = 'integer'::regtype",
+        (tables.schema, [tables.table + suffix for suffix in ("", "_history", "_progress")]),
+    ).fetchall()
+    for (name,) in narrow:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN version TYPE bigint").format(
+                sql.Identifier(tables.schema, str(name))
+            )
+        )
 
 
 def read_rows(
@@ -166,18 +188,38 @@ def record_applied(
     duration_ms: str,
     ctx: RunContext,
 ) -> str:
-    """Upsert the ledger row (seeds are re-applied when their checksum changes).
+    """Record an applied file so that the same file can never be recorded twice.
 
-    ``duration_ms`` is SQL: a number, or TRANSACTION_DURATION_MS.
+    A forward file is a plain INSERT: a second runner that applied it too fails on the
+    primary key (see ``is_duplicate``) instead of overwriting the first one's row. A
+    seed is re-applied when its checksum changes: its row is updated only when it holds
+    another checksum, and otherwise inserted, which fails the same way when a runner
+    already recorded this very content. ``duration_ms`` is SQL: a number, or
+    TRANSACTION_DURATION_MS.
     """
+    columns = "(kind, version, name, checksum, duration_ms, sqlrunner_version)"
+    values = (
+        f"{literal(kind)}, {version:d}, {literal(name)}, {literal(checksum)}, {duration_ms}, "
+        f"{literal(ctx.version)}"
+    )
+    insert = f"INSERT INTO {tables.ledger_name} {columns}"
+    if kind != "seed":
+        return f"{insert} VALUES ({values})"
     return (
-        f"INSERT INTO {tables.ledger_name} "
-        "(kind, version, name, checksum, duration_ms, sqlrunner_version) VALUES "
-        f"({literal(kind)}, {version:d}, {literal(name)}, {literal(checksum)}, {duration_ms}, "
-        f"{literal(ctx.version)}) ON CONFLICT (kind, version) DO UPDATE SET "
-        "name = excluded.name, checksum = excluded.checksum, applied_at = now(), "
-        "applied_by = current_user, duration_ms = excluded.duration_ms, "
-        "sqlrunner_version = excluded.sqlrunner_version"
+        f"WITH changed AS (UPDATE {tables.ledger_name} SET name = {literal(name)}, "
+        f"checksum = {literal(checksum)}, applied_at = now(), applied_by = current_user, "
+        f"duration_ms = {duration_ms}, sqlrunner_version = {literal(ctx.version)} "
+        f"WHERE kind = 'seed' AND version = {version:d} AND checksum <> {literal(checksum)} "
+        f"RETURNING 1) {insert} SELECT {values} WHERE NOT EXISTS (SELECT FROM changed)"
+    )
+
+
+def is_duplicate(exc: psycopg.Error, tables: LedgerTables) -> bool:
+    """Whether ``exc`` is record_applied failing because the file is already recorded."""
+    return (
+        isinstance(exc, psycopg.errors.UniqueViolation)
+        and exc.diag.schema_name == tables.schema
+        and exc.diag.table_name == tables.table
     )
 
 

@@ -14,6 +14,14 @@ transaction on a second connection for the length of the run:
   waits only for transactions that hold one. Waiting runners poll a *try* lock
   in short transactions for the same reason: a runner blocked inside
   ``pg_advisory_lock()`` holds a snapshot and would deadlock against the build.
+
+Holding it is not enough: its connection can die mid-run (a watchdog that kills
+idle transactions, a NAT drop, PgBouncer's ``idle_transaction_timeout``) and another
+runner take over. So every migration checks, inside its own transaction and in the
+same round trip as its ledger row and COMMIT, that the lock's backend still holds
+the key (``RunnerLock.held_check``); a no-transaction statement checks before it
+starts. A lost lock ends the run with ``LockLost`` (exit 5) and nothing commits
+without it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from typing import Any
 
 import psycopg
 
-from .errors import RunnerBusy, UsageError
+from .errors import AppliedElsewhere, LockLost, RunnerBusy, UsageError
+from .ledger import LedgerTables, is_duplicate
+from .target import connect
 
 log = logging.getLogger("sqlrunner")
 
@@ -88,8 +98,8 @@ class RetryPolicy:
 
 
 HOLDER_QUERY = """
-SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'),
-       a.backend_start, a.xact_start, a.state
+SELECT a.pid, coalesce(a.application_name, ''), a.usename, a.client_addr::text,
+       a.backend_start, a.xact_start, a.state, a.query = '<insufficient privilege>'
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
@@ -99,24 +109,74 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 # Run inside the run-long lock transaction, so: clock_timestamp(), not the frozen now(),
 # and pg_stat_clear_snapshot() first, or pg_stat_activity is read once per transaction.
 BLOCKERS_QUERY = """
-SELECT pid, coalesce(application_name, ''), coalesce(state, ''),
+SELECT pid, coalesce(application_name, ''), usename, coalesce(state, ''),
        extract(epoch FROM clock_timestamp() - state_change)::int,
-       left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 200)
+       left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 200),
+       query = '<insufficient privilege>'
 FROM pg_stat_activity WHERE pid = ANY (pg_blocking_pids({pid:d}))
 """
+
+# pg_stat_activity shows another role's session to members of that role and of
+# pg_read_all_stats only: anyone else sees its pid, role and application_name, NULL for
+# its state, start times and client, and '<insufficient privilege>' for its query.
+HIDDEN = "not visible to this role: grant it pg_read_all_stats to see it"
 
 
 def describe_blockers(rows: list[tuple[Any, ...]]) -> list[str]:
     """One readable line per blocking backend: pid, application_name, state, idle time, query."""
-    return [
-        f"pid {pid} ({app or 'no application_name'}, {state or 'unknown state'} "
-        f"for {secs}s): {query}"
-        for pid, app, state, secs, query in rows
-    ]
+    lines = []
+    for pid, app, role, state, secs, query, hidden in rows:
+        who = f"pid {pid} ({app or 'no application_name'}"
+        if hidden:
+            lines.append(f"{who}, role {role or '?'}): its state and query are {HIDDEN}")
+        else:
+            idle = f" for {secs}s" if secs is not None else ""
+            lines.append(f"{who}, {state or 'no state'}{idle}): {query}")
+    return lines
+
+
+def describe_holder(row: tuple[Any, ...]) -> str:
+    """The runner-lock holder in one line, saying plainly what this role cannot see."""
+    pid, app, role, client, started, xact_start, state, hidden = row
+    name = f"pid {pid} ({app or 'no application_name'})"
+    if hidden:
+        return f"{name} of role {role or '?'}; its client, start time and state are {HIDDEN}"
+    since = xact_start or started
+    when = f", holding since {since.isoformat(timespec='seconds')}" if since else ""
+    return f"{name} from {client or 'local'}{when}, {state or 'no state'}"
+
+
+# SQLSTATE of the check below (a user-defined class: no PostgreSQL error uses "SR").
+LOCK_LOST_SQLSTATE = "SRL01"
+
+# The lock connection's transaction must outlive any idle or transaction timeout the
+# DBA set for the role or database: it idles on purpose, for the whole run. The
+# server-side keepalives make the server drop it (and the lock) within seconds when the
+# runner's host vanishes; the TCP settings are no-ops on Unix sockets.
+LOCK_SESSION_LIMITS = (
+    "SET LOCAL idle_in_transaction_session_timeout = 0; "
+    "SET LOCAL tcp_keepalives_idle = 5; SET LOCAL tcp_keepalives_interval = 2; "
+    "SET LOCAL tcp_keepalives_count = 3; SET LOCAL tcp_user_timeout = 10000"
+)
+
+# Inside each migration transaction. The runner never idles there on purpose (it sends
+# the next statement as soon as the last one answered), so a runner that stops
+# (SIGSTOP, a frozen VM, a dead network) releases its ACCESS EXCLUSIVE locks after
+# this long. 5 s is far above any gap a busy client shows and short enough that the
+# application's queued queries survive their own timeouts.
+MIGRATION_LIMITS = (
+    "SET LOCAL idle_in_transaction_session_timeout = '5s'; "
+    "SET LOCAL tcp_keepalives_idle = 5; SET LOCAL tcp_keepalives_interval = 2; "
+    "SET LOCAL tcp_keepalives_count = 3; SET LOCAL tcp_user_timeout = 10000"
+)
 
 
 class RunnerLock:
-    """Hold the runner lock for the duration of a ``with`` block (see module docstring)."""
+    """Hold the runner lock for the duration of a ``with`` block (see module docstring).
+
+    ``pid`` is the lock backend's server pid (behind PgBouncer libpq's is not), and
+    ``held_check()`` the SQL that fails unless that backend still holds the key.
+    """
 
     def __init__(
         self,
@@ -130,8 +190,10 @@ class RunnerLock:
         self.key = key
         self.wait_seconds = wait_seconds
         self.on_wait = on_wait
-        self.conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-            conninfo, application_name=application_name, prepare_threshold=None
+        self.pid = 0
+        self.lost_reason: str | None = None
+        self.conn: psycopg.Connection[tuple[Any, ...]] = connect(
+            conninfo, autocommit=False, application_name=application_name
         )
 
     def __enter__(self) -> RunnerLock:
@@ -145,6 +207,62 @@ class RunnerLock:
     def __exit__(self, *exc: object) -> None:
         self.conn.close()  # ends the transaction and releases the lock
 
+    def held_check(self) -> str:
+        """SQL for the migration connection: raises LOCK_LOST_SQLSTATE unless our lock
+        backend still holds the key. A migration's last round trip runs it just before its
+        ledger rows and COMMIT, so nothing commits after the lock is gone. (A pid is
+        reused only after the kernel's pid space wraps: not within one run.)"""
+        classid, objid = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
+        return (
+            "DO $sqlrunner$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks "
+            f"WHERE locktype = 'advisory' AND granted AND pid = {self.pid:d} "
+            f"AND classid = {classid:d}::pg_catalog.int8::pg_catalog.oid "
+            f"AND objid = {objid:d}::pg_catalog.int8::pg_catalog.oid AND objsubid = 1) "
+            f"THEN RAISE EXCEPTION USING ERRCODE = '{LOCK_LOST_SQLSTATE}', "
+            f"MESSAGE = 'its backend (pid {self.pid:d}) is gone or no longer holds it'; "
+            "END IF; END$sqlrunner$"
+        )
+
+    def ensure_held(self, conn: psycopg.Connection[Any], where: str) -> None:
+        """Raise LockLost unless the lock is still ours; one short round trip on ``conn``
+        (for statements that run outside a transaction, before each one starts)."""
+        if self.lost_reason is None:
+            try:
+                conn.execute(self.held_check())
+            except psycopg.Error as exc:
+                if exc.sqlstate != LOCK_LOST_SQLSTATE:
+                    raise
+                self.lost_reason = exc.diag.message_primary or "the runner lock is gone"
+        if self.lost_reason is not None:
+            raise self.lost(where)
+
+    def lost(self, where: str) -> LockLost:
+        """The error for a run that found its lock gone; ``where`` says what stopped."""
+        reason = self.lost_reason or "the runner lock is gone"
+        return LockLost(
+            f"lost the runner lock: {reason}; stopped {where} | the lock connection died"
+            " (a session killer, a network or NAT drop, a pooler's idle_transaction_timeout);"
+            " another sqlrunner may be running now: check 'status', then run apply again"
+        )
+
+    def commit_failure(
+        self, exc: psycopg.Error, tables: LedgerTables, path: str
+    ) -> LockLost | None:
+        """What a failed commit round trip of ``path`` means when the lock explains it:
+        the lock check failed, or another runner recorded the file first."""
+        if exc.sqlstate == LOCK_LOST_SQLSTATE:
+            self.lost_reason = exc.diag.message_primary or self.lost_reason
+            return self.lost(f"before committing {path}, which was rolled back")
+        if is_duplicate(exc, tables):
+            return AppliedElsewhere(
+                f"{path}: another sqlrunner applied and recorded this file while this run was"
+                " applying it (one of the two had lost the runner lock); this run's copy was"
+                " rolled back, so it ran once | check 'status', then run apply again"
+            )
+        if self.lost_reason is not None:
+            return self.lost(f"at {path}, which was rolled back")
+        return None
+
     def blockers_of(self, pid: int) -> list[str]:
         """Who blocks backend ``pid`` right now (queried from the idle lock transaction)."""
         try:
@@ -153,6 +271,9 @@ class RunnerLock:
             # and CREATE INDEX CONCURRENTLY waits for every transaction holding one.
             self.conn.execute("SELECT pg_stat_clear_snapshot()")
             rows = self.conn.execute(BLOCKERS_QUERY.format(pid=pid)).fetchall()
+        except psycopg.OperationalError as exc:  # the lock connection died: the lock too
+            self.lost_reason = f"its connection failed: {' '.join(str(exc).split())[:200]}"
+            return []
         except psycopg.Error:
             return []
         return describe_blockers(rows)
@@ -162,11 +283,15 @@ class RunnerLock:
         delay, announced = 0.05, False
         classid, objid = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
         while True:
-            row = self.conn.execute(f"SELECT pg_try_advisory_xact_lock({self.key:d})").fetchone()
+            row = self.conn.execute(
+                f"SELECT pg_try_advisory_xact_lock({self.key:d}), pg_backend_pid()"
+            ).fetchone()
             if row is not None and row[0]:
-                # The lock lives as long as this idle transaction: don't let the
-                # server's idle_in_transaction_session_timeout end it mid-run.
-                self.conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+                self.pid = int(row[1])
+                limits = LOCK_SESSION_LIMITS
+                if self.conn.info.server_version >= 170000:  # transaction_timeout is new in 17
+                    limits += "; SET LOCAL transaction_timeout = 0"
+                self.conn.execute(limits)
                 return
             self.conn.rollback()  # hold no snapshot, no transaction, while waiting
             holder = self._holder(classid, objid)
@@ -184,13 +309,4 @@ class RunnerLock:
     def _holder(self, classid: int, objid: int) -> str:
         rows = self.conn.execute(HOLDER_QUERY, (classid, objid)).fetchall()
         self.conn.rollback()
-        if not rows:
-            return "the holder just finished"
-        pid, app, client, started, xact_start, state = rows[0]
-        since = (
-            (xact_start or started).isoformat(timespec="seconds")
-            if (xact_start or started)
-            else "?"
-        )
-        name = app or "no application_name"
-        return f"pid {pid} ({name}) from {client}, holding since {since}, {state}"
+        return describe_holder(rows[0]) if rows else "the holder just finished"

@@ -149,8 +149,13 @@ class ProgressPrinter:
             return ""
         try:
             if self._watch is None:
+                from .target import connection_options  # keepalives, connect timeout
+
                 self._watch = psycopg.connect(
-                    self.dsn, autocommit=True, application_name="sqlrunner progress"
+                    self.dsn,
+                    autocommit=True,
+                    application_name="sqlrunner progress",
+                    **connection_options(self.dsn),  # type: ignore[arg-type]
                 )
             row = self._watch.execute(INDEX_PROGRESS, (event.backend_pid,)).fetchone()
         except psycopg.Error:

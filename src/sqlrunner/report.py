@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .errors import Problem
 from .plan import FileState
 
 
@@ -104,12 +105,25 @@ class StatusReport:
         return not self.pending and not self.drifted
 
 
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """``check``: every problem of a migration set, found without a database."""
+
+    sql_dir: str
+    files: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 def elapsed_ms(started: float) -> int:
     """Milliseconds since ``started`` (a time.monotonic() reading), as reports show them."""
     return int((time.monotonic() - started) * 1000)
 
 
-Report = ApplyReport | RollbackReport | StatusReport | VerifyReport
+Report = ApplyReport | RollbackReport | StatusReport | VerifyReport | CheckReport
 
 
 SCHEMA_VERSION = 1  # of every --json document: raised when a field changes meaning or goes
@@ -125,7 +139,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     data = asdict(report)
     data["report"] = type(report).__name__.removesuffix("Report").lower()
     data["schema_version"] = SCHEMA_VERSION
-    if isinstance(report, VerifyReport):
+    if isinstance(report, VerifyReport | CheckReport):
         data["ok"] = report.ok
     if isinstance(report, StatusReport):
         data["up_to_date"] = report.up_to_date
@@ -155,6 +169,8 @@ def render_text(report: Report, files: bool = True) -> str:
         return _verify_text(report)
     if isinstance(report, RollbackReport):
         return _rollback_text(report, files)
+    if isinstance(report, CheckReport):
+        return _check_text(report)
     return _apply_text(report, files)
 
 
@@ -217,4 +233,11 @@ def _rollback_text(report: RollbackReport, files: bool = True) -> str:
         lines.append(
             f"rolled back {len(report.rolled_back)} migration(s) in {report.duration_ms} ms"
         )
+    return "\n".join(lines)
+
+
+def _check_text(report: CheckReport) -> str:
+    lines = [p.describe() for p in report.problems]
+    found = f"{len(report.problems)} problem(s)" if report.problems else "no problems"
+    lines.append(f"check: {report.files} file(s) in {report.sql_dir}, {found}")
     return "\n".join(lines)

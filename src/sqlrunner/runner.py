@@ -26,7 +26,7 @@ from .errors import LockTimeout, MigrationFailed, SqlErrorDetail, UsageError
 from .events import Event, Listener
 from .files import Migration
 from .ledger import LedgerTables, RunContext
-from .locking import RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
+from .locking import MIGRATION_LIMITS, RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
 from .report import FileResult, elapsed_ms
 from .sqltext import Script, Statement, concurrent_index, line_and_column, runs_without_lock_timeout
 
@@ -198,9 +198,12 @@ class Executor:
         begin = (
             f"BEGIN; SET LOCAL lock_timeout = {ledger.literal(self.policy.lock_timeout_setting)}; "
             "SET LOCAL synchronous_commit = off; "
-            f"SET LOCAL client_connection_check_interval = {ledger.literal(CLIENT_CHECK)};\n"
+            f"SET LOCAL client_connection_check_interval = {ledger.literal(CLIENT_CHECK)}; "
+            f"{MIGRATION_LIMITS}; {self.lock.held_check()};\n"
         )
-        commit = ";\n" + ";\n".join([*finish(ledger.TRANSACTION_DURATION_MS), "COMMIT"])
+        commit = ";\n" + ";\n".join(
+            [self.lock.held_check(), *finish(ledger.TRANSACTION_DURATION_MS), "COMMIT"]
+        )
         statements = script.statements or (None,)
         delays = self.policy.delays()
         attempt = 0
@@ -215,6 +218,9 @@ class Executor:
                 return attempt
             except psycopg.Error as exc:
                 self._rollback_quietly()
+                lock_failure = self.lock.commit_failure(exc, self.tables, shown_path(m))
+                if lock_failure is not None:
+                    raise lock_failure from None
                 if exc.sqlstate in RETRYABLE_SQLSTATES:
                     self._wait_before_retry(m, statement, exc, attempt, delays)
                     continue
@@ -261,6 +267,11 @@ class Executor:
                     )
                 )
                 continue
+            self.lock.ensure_held(
+                self.conn,
+                f"before {shown_path(m)}:{statement.line}; the statements before it are done "
+                "and recorded",
+            )
             target = concurrent_index(statement)
             if target is not None and target[2] in leftovers:
                 self._drop_invalid_leftover(m, statement, target[2], *leftovers[target[2]])
@@ -273,16 +284,21 @@ class Executor:
             )
         # The file's own SETs (and ours) must not leak into the files that follow.
         self.conn.execute("RESET ALL")
-        self.conn.execute(
-            "; ".join(
-                [
-                    "BEGIN",
-                    "SET LOCAL synchronous_commit = off",
-                    *finish(str(elapsed_ms(started))),
-                    "COMMIT",
-                ]
+        try:
+            self.conn.execute(
+                "; ".join(
+                    [
+                        "BEGIN",
+                        "SET LOCAL synchronous_commit = off",
+                        self.lock.held_check(),
+                        *finish(str(elapsed_ms(started))),
+                        "COMMIT",
+                    ]
+                )
             )
-        )
+        except psycopg.Error as exc:
+            self._rollback_quietly()
+            raise self.lock.commit_failure(exc, self.tables, shown_path(m)) or exc from None
         return attempts
 
     def _autocommit_statement(self, m: Migration, statement: Statement) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 from urllib.parse import unquote
@@ -77,24 +78,57 @@ def _only_masked_secrets(masked: str, original: dict[str, Any]) -> bool:
     return all(params.get(k) == MASK for k in SECRET_KEYS if original.get(k))
 
 
-def connect(
-    dsn: str, *, wait: float = 0, autocommit: bool = True
-) -> psycopg.Connection[tuple[Any, ...]]:
-    """Open the run's connection, retrying for up to ``wait`` seconds (containers start first).
+# Every connection sqlrunner opens notices a dead peer within seconds instead of the
+# kernel's two hours: TCP keepalives probe an idle flow (and keep NAT/firewall state for it
+# alive), tcp_user_timeout aborts when sent data stays unacknowledged. libpq ignores
+# them on Unix-domain sockets, where the kernel reports a dead peer at once.
+TCP_LIMITS = {
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",  # milliseconds
+}
+# Seconds for one connection attempt (a server that accepts TCP and never answers):
+# libpq counts it per host, and its minimum is 2.
+CONNECT_TIMEOUT = 10
 
+
+def connection_options(dsn: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, str]:
+    """TCP_LIMITS and a connect timeout, for the keys the DSN does not set itself."""
+    given = conninfo_to_dict(dsn)
+    wanted = {**TCP_LIMITS, "connect_timeout": str(max(2, math.ceil(timeout)))}
+    return {key: value for key, value in wanted.items() if key not in given}
+
+
+def connect(
+    dsn: str,
+    *,
+    wait: float = 0,
+    autocommit: bool = True,
+    application_name: str | None = None,
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """Open a connection, retrying for up to ``wait`` seconds (containers start first).
+
+    Each attempt is bounded (CONNECT_TIMEOUT, or what is left of ``wait``).
     ``prepare_threshold=None``: never prepare statements, so PgBouncer in
     transaction-pooling mode cannot hand us a server connection that lacks them.
     """
     deadline = time.monotonic() + max(0.0, wait)
     delay = 0.25
+    names: dict[str, str] = (
+        {"application_name": application_name}
+        if application_name is not None
+        else {"fallback_application_name": "sqlrunner"}  # the DSN's own name wins
+    )
     while True:
         try:
-            return psycopg.connect(
-                dsn,
-                autocommit=autocommit,
-                prepare_threshold=None,
-                fallback_application_name="sqlrunner",  # the DSN's own name wins
+            remaining = deadline - time.monotonic()
+            limits = connection_options(
+                dsn, min(CONNECT_TIMEOUT, remaining) if remaining > 0 else CONNECT_TIMEOUT
             )
+            conninfo = make_conninfo(dsn, **names, **limits)
+            return psycopg.connect(conninfo, autocommit=autocommit, prepare_threshold=None)
         except psycopg.OperationalError as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or _is_final(exc):

@@ -199,7 +199,7 @@ def test_transaction_control_inside_the_pair_is_refused_before_anything_runs(
     assert snapshot(dsn) == (None, [])  # 0001 did not run either
 
 
-def test_a_syntax_error_is_refused_with_its_position_before_anything_runs(
+def test_a_syntax_error_is_a_sql_error_with_its_position_before_anything_runs(
     dsn: str, tmp_sql: Path
 ) -> None:
     write(
@@ -212,7 +212,13 @@ def test_a_syntax_error_is_refused_with_its_position_before_anything_runs(
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply")
 
-    refused(run, 2, "forward/0002_typo.sql:2:8: syntax error", '"TABEL"')
+    refused(
+        run,
+        4,  # issue 10.9: a SQL error in a file, like one found while running
+        "forward/0002_typo.sql:2:8: SQLSTATE 42601: syntax error",
+        '"TABEL"',
+        "nothing was run",
+    )
     assert snapshot(dsn) == (None, [])
 
 

@@ -412,3 +412,18 @@ def test_timestamps_are_iso_8601_with_offset_in_text_and_json(dsn: str, sql_set:
     assert re.match(ISO, history), history
     rows = json.loads(invoke("--json", "--dsn", dsn, "history").stdout)["rows"]
     assert all(re.fullmatch(ISO, r["at"]) for r in rows)
+
+
+# --- wired from the other branches: check ----------------------------------------------------
+
+
+def test_check_reports_every_problem_without_a_database_and_exits_2(sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_items.sql": ITEMS})
+    ok = invoke("--sql-dir", str(root), "check")
+    assert ok.code == 0, ok.output
+    (root / "forward" / "0002_bad.sql").write_text("BEGIN;\nSELEC 1;\nCOMMIT;\n")
+    (root / "forward" / "notes.txt").write_text("x")
+    bad = invoke("--json", "--sql-dir", str(root), "check")
+    assert bad.code == 2, bad.output
+    doc = json.loads(bad.stdout)
+    assert doc["report"] == "check" and doc["schema_version"] == 1 and len(doc["problems"]) == 2

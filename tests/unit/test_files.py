@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 import pytest
 
 from sqlrunner.errors import InvalidMigrationSet
-from sqlrunner.files import checksum_of, load_migration_set
+from sqlrunner.files import MAX_FILE_BYTES, checksum_of, load_migration_set, read_migration_set
 
 TX = "BEGIN;\nSELECT 1;\nCOMMIT;\n"
 
@@ -288,3 +289,133 @@ def test_checksum_is_sha256_hex_of_the_normalised_bytes() -> None:
 def test_text_has_lf_line_endings_whatever_the_checkout(tmp_path: Path) -> None:
     write(tmp_path, "forward/0001_x.sql", b"BEGIN;\r\nSELECT 1;\r\nCOMMIT;\r\n")
     assert load_migration_set(tmp_path).forward[0].text == "BEGIN;\nSELECT 1;\nCOMMIT;\n"
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def test_migrations_and_sets_are_frozen_slotted_values(tmp_path: Path) -> None:
+    write(tmp_path, "forward/0001_x.sql")
+    files = load_migration_set(tmp_path)
+    migration = files.forward[0]
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        migration.version = 2  # type: ignore[misc]
+    assert not hasattr(migration, "__dict__") and not hasattr(files, "__dict__")
+    assert list(files) == [migration]
+    assert load_migration_set(tmp_path) == files
+
+
+# --- refused contents --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["forward", "rollback", "seed", "verify"])
+def test_a_nul_byte_anywhere_is_refused_with_its_position(tmp_path: Path, kind: str) -> None:
+    write(tmp_path, "forward/0001_x.sql")
+    write(tmp_path, f"{kind}/0001_x.sql", b"BEGIN;\nSELECT 'caf\xc3\xa9\x00';\nCOMMIT;\n")
+
+    message = refusal(tmp_path)
+
+    assert message == (
+        f"{kind}/0001_x.sql:2:13: NUL byte (0x00): PostgreSQL would silently cut the file "
+        "here, and nothing after it would run; remove it"
+    )
+
+
+def test_a_utf16_file_is_recognised_by_its_nul_bytes(tmp_path: Path) -> None:
+    write(tmp_path, "forward/0001_x.sql", TX.encode("utf-16-le"))
+
+    assert "(UTF-16? save the file as UTF-8)" in refusal(tmp_path)
+
+
+def test_timestamp_versions_are_accepted_up_to_bigint(tmp_path: Path) -> None:
+    write(tmp_path, "forward/20240101120000_init.sql")
+    write(tmp_path, "forward/9223372036854775807_last.sql")
+
+    assert [m.version for m in load_migration_set(tmp_path).forward] == [
+        20240101120000,
+        9223372036854775807,
+    ]
+
+
+def test_a_version_past_bigint_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "forward/9223372036854775808_x.sql")
+
+    message = refusal(tmp_path)
+
+    assert message.startswith("forward/9223372036854775808_x.sql: version 9223372036854775808")
+    assert "bigint" in message
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = write(tmp_path, "seed/0001_big.sql", b"")
+    with path.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: the limit is read from stat, not the data
+
+    message = refusal(tmp_path)
+
+    assert message == (
+        "seed/0001_big.sql: 4,194,305 bytes is over the limit of 4,194,304 (4 MiB) for one "
+        "file: split it, or load bulk data with COPY outside migrations"
+    )
+
+
+def test_a_verify_file_needs_a_forward_file_of_its_version_not_of_its_name(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "forward/0003_indexes.sql")
+    write(tmp_path, "verify/0003_llm_management.sql", "SELECT 'c', true, '';\n")
+    assert len(load_migration_set(tmp_path).verify) == 1
+
+    write(tmp_path, "verify/0004_orphan.sql", "SELECT 'c', true, '';\n")
+
+    assert refusal(tmp_path) == (
+        "verify/0004_orphan.sql: verify file without a forward file of version 0004: "
+        "it would never run"
+    )
+
+
+# --- every problem at once ---------------------------------------------------------------
+
+
+def test_every_problem_of_the_set_is_reported_at_once(tmp_path: Path) -> None:
+    write(tmp_path, "forward/0001_a.sql")
+    write(tmp_path, "forward/0001_b.sql")
+    write(tmp_path, "forward/0002_Bad.sql")
+    write(tmp_path, "forward/0003_nul.sql", "BEGIN;\x00\nCOMMIT;\n")
+    write(tmp_path, "rollback/0009_orphan.sql")
+    write(tmp_path, "stray.sql")
+
+    with pytest.raises(InvalidMigrationSet) as caught:
+        load_migration_set(tmp_path)
+
+    assert [p.describe() for p in caught.value.problems] == [
+        "forward/0002_Bad.sql: unknown file; expected NNNN_snake_case_name.sql",
+        "forward/0003_nul.sql:1:7: NUL byte (0x00): PostgreSQL would silently cut the file "
+        "here, and nothing after it would run; remove it",
+        "forward/: duplicate version 0001: 0001_a.sql and 0001_b.sql",
+        "stray.sql: SQL file outside forward/rollback/seed/verify",
+        "rollback/0009_orphan.sql: rollback without a forward file forward/0009_orphan.sql",
+    ]
+    assert str(caught.value).startswith("5 problems: forward/0002_Bad.sql: unknown file;")
+
+
+def test_read_migration_set_returns_the_readable_files_and_the_problems(tmp_path: Path) -> None:
+    write(tmp_path, "forward/0001_ok.sql")
+    write(tmp_path, "forward/0002_latin1.sql", b"SELECT '\xe9';\n")
+
+    files, problems = read_migration_set(tmp_path)
+
+    assert [m.label for m in files.forward] == ["0001_ok"]
+    assert [(p.path, p.message) for p in problems] == [
+        ("forward/0002_latin1.sql", "not UTF-8 (byte 8: 0xe9)")
+    ]
+
+
+def test_paths_are_named_from_the_working_directory_when_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "sql/forward/0001_x.sql", b"\x00")
+    monkeypatch.chdir(tmp_path)
+
+    assert refusal(Path("sql")).startswith("sql/forward/0001_x.sql:1:1: NUL byte")

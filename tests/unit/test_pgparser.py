@@ -1,6 +1,8 @@
-"""pgparser loads pglast's C parser alone; pglast itself must keep working in the same process.
+"""pglast is imported plainly: parsing never touches the host's import system or sys.modules.
 
-Each case runs in a fresh interpreter: what is imported is the point.
+A library that a service imports must not rewrite the service's ``sys.meta_path``
+or stand in for a dependency's modules. Each case runs in a fresh interpreter:
+what is imported is the point.
 """
 
 from __future__ import annotations
@@ -18,61 +20,45 @@ def run_python(code: str) -> str:
     return result.stdout.strip()
 
 
-def test_the_parser_loads_without_pglasts_python_modules() -> None:
+def test_importing_sqlrunner_does_not_load_the_parser() -> None:
     out = run_python(
         """
         import sys
-        from sqlrunner import pgparser
-        p = pgparser.parser()
-        print(p.split("select 1; select $$a;b$$", only_slices=True))
-        print(sorted(m for m in sys.modules if m == "pglast" or m.startswith("pglast.")))
+        import sqlrunner, sqlrunner.api
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "pglast"))
         """
     )
-    slices, loaded = out.splitlines()
-    assert slices == "(slice(0, 8, None), slice(10, 24, None))"
-    assert "pglast.ast" not in loaded and "pglast.enums" not in loaded and "'pglast'" not in loaded
+    assert out == "[]"
 
 
-def test_a_syntax_error_is_parse_error_with_its_offset() -> None:
+def test_parsing_leaves_the_import_system_as_it_was() -> None:
     out = run_python(
         """
-        from sqlrunner import pgparser
-        p = pgparser.parser()
-        try:
-            p.parse_sql_json("select 1;\\nselec 2")
-        except p.ParseError as exc:
-            print(exc.args)
+        import sys
+        from pathlib import Path
+        before = (list(sys.meta_path), list(sys.path_hooks))
+        from sqlrunner.files import Migration
+        from sqlrunner.sqltext import script_for
+        text = "BEGIN;\\nSELECT $$a;b$$;\\nCOMMIT;\\n"
+        m = Migration("forward", 1, "x", Path("forward/0001_x.sql"), "c", text, False)
+        print([s.text for s in script_for(m).statements])
+        print((list(sys.meta_path), list(sys.path_hooks)) == before)
+        print([n for n in sys.modules if "pglast" in n and not n.startswith("pglast")])
+        import pglast, pglast.parser
+        print(all(sys.modules[n].__name__ == n for n in sys.modules if n.startswith("pglast")))
+        print(type(pglast.parse_sql("select 1")[0].stmt).__name__, pglast.prettify("select a"))
         """
     )
-    assert out == "('syntax error at or near \"selec\"', 10)"
+    assert out.splitlines() == ["['SELECT $$a;b$$']", "True", "[]", "True", "SelectStmt SELECT a"]
 
 
-def test_pglast_imported_afterwards_is_whole() -> None:
-    out = run_python(
-        """
-        from sqlrunner import pgparser
-        light = pgparser.parser()
-        light.split("select 1")
-        import pglast
-        import pglast.parser
-        print(pglast.parser is light, pglast.error.Error is pglast.Error)
-        print(type(pglast.parse_sql("select 1")[0].stmt).__name__)
-        try:
-            pglast.parse_sql("selec")
-        except pglast.Error as exc:
-            print("caught", type(exc).__name__)
-        print(pglast.prettify("select a from b"))
-        """
-    )
-    assert out.splitlines() == ["True True", "SelectStmt", "caught ParseError", "SELECT a", "FROM b"]
-
-
-def test_pglast_imported_first_is_simply_reused() -> None:
+def test_the_parser_is_pglasts_own() -> None:
     out = run_python(
         """
         import pglast.parser
-        from sqlrunner import pgparser
-        print(pgparser.parser() is pglast.parser)
+        from sqlrunner import sqltext
+        print(sqltext.parse_sql_json is pglast.parser.parse_sql_json)
+        print(sqltext.ParseError is pglast.parser.ParseError and issubclass(sqltext.ParseError, pglast.Error))
         """
     )
-    assert out == "True"
+    assert out.splitlines() == ["True", "True"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sqlrunner.errors import InvalidMigrationSet
+from sqlrunner import sqltext
+from sqlrunner.errors import InvalidMigrationSet, MigrationFailed
 from sqlrunner.files import NO_TRANSACTION_MARK, Migration, checksum_of
 from sqlrunner.sqltext import (
     Statement,
@@ -15,6 +16,8 @@ from sqlrunner.sqltext import (
     dropped_objects,
     inserted_rows,
     line_and_column,
+    parse_scripts,
+    problems_of,
     runs_without_lock_timeout,
     script_for,
     split_statements,
@@ -128,22 +131,35 @@ def test_offsets_and_columns_count_characters_not_bytes() -> None:
     assert [s.index for s in statements] == [0, 1, 2, 3]
 
 
-def test_a_syntax_error_is_refused_with_line_and_column() -> None:
-    text = "BEGIN;\nCREATE TABLE t (a int);\n  SELEC 1;\nCOMMIT;\n"
-    with pytest.raises(InvalidMigrationSet) as caught:
+def syntax_error(text: str) -> MigrationFailed:
+    with pytest.raises(MigrationFailed) as caught:
         split_statements(migration(text))
+    assert caught.value.exit_code == 4
+    assert caught.value.sqlstate == "42601"
+    return caught.value
 
-    message = str(caught.value)
-    assert message.startswith("forward/0001_x.sql:3:3: syntax error")
-    assert 'at or near "SELEC"' in message
+
+def test_a_syntax_error_is_a_sql_error_in_the_file_with_line_and_column() -> None:
+    error = syntax_error("BEGIN;\nCREATE TABLE t (a int);\n  SELEC 1;\nCOMMIT;\n")
+
+    assert (error.file, error.line, error.column) == ("forward/0001_x.sql", 3, 3)
+    assert str(error) == (
+        'forward/0001_x.sql:3:3: SQLSTATE 42601: syntax error at or near "SELEC" | '
+        "statement: SELEC 1; | nothing was run; fix the file and run the command again"
+    )
 
 
 def test_a_syntax_error_after_multibyte_text_has_a_character_column() -> None:
-    text = "SELECT 'é€';\nSELECT 'ü' FROM;\n"
-    with pytest.raises(InvalidMigrationSet) as caught:
-        split_statements(migration(text))
+    error = syntax_error("SELECT 'é€';\nSELECT 'ü' FROM;\n")
 
-    assert str(caught.value).startswith("forward/0001_x.sql:2:16: syntax error")
+    assert (error.line, error.column) == (2, 16)
+
+
+def test_a_syntax_error_at_the_end_of_the_file_points_after_the_last_token() -> None:
+    error = syntax_error("BEGIN;\nSELECT (1\n\n")
+
+    assert (error.line, error.column) == (2, 10)
+    assert error.error.message == "syntax error at end of input"
 
 
 def test_line_and_column_maps_character_offsets() -> None:
@@ -281,11 +297,13 @@ def test_commit_without_begin_is_refused_with_a_position() -> None:
     assert "BEGIN" in message
 
 
-def test_an_empty_transactional_file_is_refused() -> None:
-    message = refused("-- nothing at all\n")
-
-    assert message.startswith("forward/0001_x.sql")
-    assert "BEGIN" in message
+@pytest.mark.parametrize("kind", ["forward", "rollback", "seed", "verify"])
+@pytest.mark.parametrize(
+    "text", ["", "\n\n", "-- a placeholder\n", "/* nothing\n here */\n;\n", ";"]
+)
+def test_an_empty_or_comment_only_file_is_a_file_with_nothing_in_it(text: str, kind: str) -> None:
+    assert body(text, kind) == []
+    assert body(f"{NO_TRANSACTION_MARK}\n{text}", kind) == []
 
 
 def test_begin_with_options_is_refused() -> None:
@@ -404,3 +422,149 @@ def test_inserted_rows_names_the_insert_target_and_counts_values_rows() -> None:
     )
     assert inserted_rows(one("INSERT INTO t SELECT 1 ON CONFLICT DO NOTHING")) == (None, "t", 0)
     assert inserted_rows(one("UPDATE t SET a = 1")) is None
+
+
+# --- psql meta-commands ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "command", "advice"),
+    [
+        ("\\set ON_ERROR_STOP on\nBEGIN;\nCOMMIT;\n", "1:1", "\\set: ", "always stops at the"),
+        ("BEGIN;\n\\set owner app\nCOMMIT;\n", "2:1", "\\set: ", "write the value itself"),
+        ("BEGIN;\n  \\i common.sql\nCOMMIT;\n", "2:3", "\\i: ", "included file's SQL here"),
+        ("BEGIN;\n\\echo creating t\nCOMMIT;\n", "2:1", "\\echo: ", "RAISE NOTICE"),
+        ("BEGIN;\nSELECT format('GRANT ...') \\gexec\nCOMMIT;\n", "2:28", "\\gexec: ", "DO block"),
+        ("BEGIN;\nSELECT 'é' \\if :x\nCOMMIT;\n", "2:12", "\\if: ", "IF ... END IF"),
+        ("BEGIN;\n\\timing on\nCOMMIT;\n", "2:1", "\\timing: ", "delete it"),
+    ],
+)
+def test_a_psql_meta_command_is_named_with_its_position_and_what_to_write_instead(
+    text: str, where: str, command: str, advice: str
+) -> None:
+    message = refused(text)
+
+    assert message.startswith(f"forward/0001_x.sql:{where}: psql meta-command {command}")
+    assert "sqlrunner does not run psql meta-commands; " in message
+    assert advice in message
+
+
+@pytest.mark.parametrize(
+    ("statement", "variable", "column"),
+    [("GRANT SELECT ON t TO :role", ":role", 22), ('CREATE SCHEMA :"app"', ':"app"', 15)],
+)
+def test_a_psql_variable_is_named_as_such(statement: str, variable: str, column: int) -> None:
+    assert refused(f"BEGIN;\n{statement};\nCOMMIT;\n") == (
+        f"forward/0001_x.sql:2:{column}: psql variable {variable}: sqlrunner substitutes no "
+        "psql variables; write the value itself instead"
+    )
+    assert body("BEGIN;\nSELECT (ARRAY[1, 2])[1:2], ':role';\nCOMMIT;\n") != []
+
+
+def test_backslashes_inside_strings_dollar_quotes_and_comments_are_sql() -> None:
+    text = (
+        "BEGIN;\n"
+        "SELECT E'\\\\set x', '\\i y';\n"
+        "-- \\echo in a comment\n"
+        "DO $$ BEGIN RAISE NOTICE '\\gexec'; END $$;\n"
+        "COMMIT;\n"
+    )
+    assert len(body(text)) == 2
+
+
+# --- the whole set at once ---------------------------------------------------------------
+
+
+def test_parse_scripts_reports_every_broken_file_at_once() -> None:
+    good = migration("BEGIN;\nSELECT 1;\nCOMMIT;\n", name="0001_good")
+    unwrapped = migration("SELECT 1;\n", name="0002_unwrapped")
+    meta = migration("BEGIN;\n\\echo hi\nCOMMIT;\n", "rollback", name="0003_meta")
+
+    with pytest.raises(InvalidMigrationSet) as caught:
+        parse_scripts([good, unwrapped], also_valid=[meta])
+
+    assert [(p.path, p.line, p.column) for p in caught.value.problems] == [
+        ("forward/0002_unwrapped.sql", 1, 1),
+        ("rollback/0003_meta.sql", 2, 1),
+    ]
+    assert str(caught.value).startswith("2 problems: forward/0002_unwrapped.sql:1:1: must be")
+
+
+def test_a_syntax_error_anywhere_makes_it_a_sql_error_naming_the_other_problems() -> None:
+    unwrapped = migration("SELECT 1;\n", name="0001_unwrapped")
+    typo = migration("BEGIN;\nCREATE TABEL t (a int);\nCOMMIT;\n", "rollback", name="0002_typo")
+
+    with pytest.raises(MigrationFailed) as caught:
+        parse_scripts([unwrapped], also_valid=[typo])
+
+    assert (caught.value.file, caught.value.line, caught.value.column) == (
+        "rollback/0002_typo.sql",
+        2,
+        8,
+    )
+    assert "nothing was run" in str(caught.value)
+    assert "other problems: forward/0001_unwrapped.sql:1:1: must be wrapped" in str(caught.value)
+
+
+def test_parse_scripts_returns_only_the_files_that_run() -> None:
+    run = migration("BEGIN;\nSELECT 1;\nCOMMIT;\n", name="0001_run")
+    checked = migration("BEGIN;\nSELECT 2;\nCOMMIT;\n", "rollback", name="0001_run")
+
+    assert [s.migration for s in parse_scripts([run], also_valid=[checked])] == [run]
+
+
+def test_problems_of_lists_without_raising() -> None:
+    assert problems_of(migration("BEGIN;\nSELECT 1;\nCOMMIT;\n")) == ()
+    (problem,) = problems_of(migration("BEGIN;\nSELEC 1;\nCOMMIT;\n"))
+    assert (problem.line, problem.column, problem.sqlstate) == (2, 1, "42601")
+
+
+# --- bounded and linear ------------------------------------------------------------------
+
+
+def test_a_file_over_the_statement_limit_is_refused_before_its_tree_is_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqltext, "MAX_STATEMENTS", 3)
+    decoded: list[str] = []
+    monkeypatch.setattr(sqltext.json, "loads", lambda s: decoded.append(s))  # type: ignore[func-returns-value]
+
+    message = refused("BEGIN;\n" + "SELECT 1;\n" * 3 + "COMMIT;\n")
+
+    assert message == (
+        "forward/0001_x.sql: 5 statements is over the limit of 3 for one file: split it, "
+        "or load bulk data with COPY outside migrations"
+    )
+    assert decoded == []
+    monkeypatch.undo()
+    monkeypatch.setattr(sqltext, "MAX_STATEMENTS", 3)
+    assert "over the limit" in refused("SELECT 1; SELECT 2; SELECT 3; SELECT 4")  # no final ;
+
+
+def test_a_file_is_parsed_by_one_call_to_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = sqltext.parse_sql_json
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(sqltext, "parse_sql_json", counting)
+    text = "BEGIN;\n" + "SELECT 'é';\n" * 500 + "COMMIT;\n"
+
+    assert len(body(text)) == 500
+    assert len(calls) == 1
+
+
+@pytest.mark.timeout(20, func_only=True)  # not the session teardown that may follow
+def test_splitting_is_linear_in_the_number_of_statements() -> None:
+    """40,000 multi-line non-ASCII statements: about a second when linear; the quadratic
+    position lookups this replaces took over a minute (200,000 took six)."""
+    count = 40_000
+    text = "BEGIN;\n" + "".join(f"INSERT INTO t\nVALUES ({i}, 'é€');\n" for i in range(count))
+    statements = script_for(migration(text + "COMMIT;\n")).statements
+
+    assert len(statements) == count
+    last = statements[-1]
+    assert (last.line, last.column, last.offset) == (2 * count, 1, text.rindex("INSERT"))
+    assert last.text == f"INSERT INTO t\nVALUES ({count - 1}, 'é€')"
