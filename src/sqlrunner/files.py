@@ -105,6 +105,13 @@ def load_migration_set(root: Path) -> MigrationSet:
     return files
 
 
+def editor_leftover(name: str) -> bool:
+    """Files editors and systems leave beside the ones being edited (vim's .swp, emacs's
+    ``~`` backups and ``.#`` locks, any dotfile such as .DS_Store): never migrations, so
+    ignored rather than refused; any other unknown name stays an error."""
+    return name.startswith(".") or name.endswith(("~", ".swp", ".swo"))
+
+
 def read_migration_set(root: Path) -> tuple[MigrationSet, tuple[Problem, ...]]:
     """Every file that could be read, and every problem of the set (for ``check``)."""
     if not root.is_dir():
@@ -151,7 +158,7 @@ def _read_kind(root: Path, kind: str) -> tuple[tuple[Migration, ...], list[Probl
         return (), [Problem(shown_path(folder, kind), None, None, "expected a directory")]
     migrations: list[Migration] = []
     problems: list[Problem] = []
-    for path in sorted(p for p in folder.iterdir() if p.name not in IGNORED_NAMES):
+    for path in sorted(p for p in folder.iterdir() if not editor_leftover(p.name)):
         read = _read_file(kind, path)
         if isinstance(read, Problem):
             problems.append(read)

@@ -427,3 +427,21 @@ def test_check_reports_every_problem_without_a_database_and_exits_2(sql_set: Sql
     assert bad.code == 2, bad.output
     doc = json.loads(bad.stdout)
     assert doc["report"] == "check" and doc["schema_version"] == 1 and len(doc["problems"]) == 2
+
+
+# --- 7. editor leftovers ---------------------------------------------------------------------
+
+
+def test_editor_leftovers_are_ignored_and_other_unknown_files_still_refused(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set({"forward/0001_items.sql": ITEMS, "rollback/0001_items.sql": DROP_ITEMS})
+    for name in (".0001_items.sql.swp", "0001_items.sql~", ".#0001_items.sql", ".DS_Store"):
+        (root / "forward" / name).write_text("junk")
+        (root / "rollback" / name).write_text("junk")
+    for args in (["check"], ["status"], ["apply"], ["rollback"]):
+        run = invoke("--dsn", dsn, "--sql-dir", str(root), *args)
+        assert run.code == 0, (args, run.output)
+    (root / "forward" / "notes.txt").write_text("x")
+    refused = invoke("--dsn", dsn, "--sql-dir", str(root), "status")
+    assert refused.code == 2 and "notes.txt" in refused.errors[0], refused.output
