@@ -35,7 +35,7 @@ from .config import KEYS, ConfigFile, read_config
 from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
 from .locking import lock_timeout_ms
 from .maintenance import history, repair
-from .progress import ProgressPrinter
+from .progress import ProgressPrinter, json_line
 from .report import (
     SCHEMA_VERSION,
     ApplyReport,
@@ -103,7 +103,7 @@ class Settings:
     def note(self, text: str) -> None:
         """A line about the run (the target, a warning): stderr, silenced by -q."""
         if self.verbosity >= 0:
-            click.echo(text, err=True)
+            click.echo(json_line("note", text) if self.log_format == "json" else text, err=True)
 
     def show(self, report: Report, listed: bool = False) -> None:
         """The report; ``listed`` when the progress already printed each file's line,

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -445,3 +446,64 @@ def test_editor_leftovers_are_ignored_and_other_unknown_files_still_refused(
     (root / "forward" / "notes.txt").write_text("x")
     refused = invoke("--dsn", dsn, "--sql-dir", str(root), "status")
     assert refused.code == 2 and "notes.txt" in refused.errors[0], refused.output
+
+
+# --- 11. logs a person and a machine can follow ---------------------------------------------
+
+SLEEPY = "BEGIN;\nCREATE TABLE items (id int);\nSELECT pg_sleep(2.6);\nCOMMIT;\n"
+
+
+def test_without_a_terminal_a_long_statement_prints_a_heartbeat(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set({"forward/0001_items.sql": SLEEPY})
+    run = run_process("--dsn", dsn, "--sql-dir", str(root), "--heartbeat", "1", "apply")
+    assert run.code == 0, run.output
+    beats = [line for line in run.stderr.splitlines() if "still running after" in line]
+    assert len(beats) >= 2, run.stderr
+    assert "forward/0001_items.sql:3: SELECT pg_sleep(2.6)" in beats[0]
+    assert "\r" not in run.stderr and "\x1b" not in run.stderr  # no live line in a log
+
+
+def test_log_format_json_writes_one_json_event_per_line_on_stderr(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set({"forward/0001_items.sql": SLEEPY})
+    run = run_process(
+        "--dsn", dsn, "--sql-dir", str(root), "--log-format", "json", "--heartbeat", "1", "apply"
+    )
+    assert run.code == 0, run.output
+    events = [json.loads(line) for line in run.stderr.splitlines()]  # every line, target too
+    kinds = [e["event"] for e in events]
+    assert "heartbeat" in kinds and "file_finished" in kinds, run.stderr
+    done = next(e for e in events if e["event"] == "file_finished")
+    assert done["file"] == "forward/0001_items.sql" and re.fullmatch(ISO, done["ts"])
+
+
+def test_on_a_terminal_a_long_statement_gets_a_live_line_not_heartbeats(
+    dsn: str, sql_set: SqlSet, tmp_path: Path
+) -> None:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed for the terminal test (apt-get install tmux)")
+    root = sql_set({"forward/0001_items.sql": SLEEPY.replace("2.6", "4")})
+    socket = f"sqlrunner-{os.getpid()}"
+    command = (
+        f"{shlex.quote(sys.executable)} -m sqlrunner --dsn {shlex.quote(dsn)} --sql-dir {root} "
+        f"--heartbeat 1 apply; sleep 60"
+    )
+    tmux = ["tmux", "-L", socket]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "200", "-y", "20", command], check=True)
+    try:
+        deadline, screen = time.monotonic() + 20, ""
+        while "s" not in screen.partition("pg_sleep(4)")[2]:
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.3)
+            screen = subprocess.run(
+                [*tmux, "capture-pane", "-p"], capture_output=True, text=True
+            ).stdout
+        assert re.search(r"forward/0001_items.sql:3: SELECT pg_sleep\(4\)\s+\d+\.\ds", screen)
+        time.sleep(1.5)
+        screen = subprocess.run(
+            [*tmux, "capture-pane", "-p"], capture_output=True, text=True
+        ).stdout
+        assert "still running after" not in screen, screen
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
