@@ -540,8 +540,9 @@ class Executor:
         )
 
     def _rollback_quietly(self) -> None:
+        """ROLLBACK undoes the file's settings, not the session advisory locks it took."""
         with contextlib.suppress(psycopg.Error):
-            self.conn.execute("ROLLBACK")
+            send(self.conn, ["ROLLBACK", *self.session().release_locks()])
 
     def _is_lost(self, exc: psycopg.Error) -> bool:
         """The connection is gone (not a SQL error): closed, or ended by the server."""
