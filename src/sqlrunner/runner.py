@@ -314,7 +314,9 @@ class Executor:
                 return attempt
             except PartFailed as failed:
                 if self._is_lost(failed.error):
-                    raise self._connection_lost(m, statement, failed.error, action) from None
+                    owner = parts[failed.index][1]
+                    at = owner if isinstance(owner, Statement) else None
+                    raise self._connection_lost(m, at, failed.error, action) from None
                 self._rollback_quietly()
                 if failed.error.sqlstate in RETRYABLE_SQLSTATES:
                     self._wait_before_retry(m, statement, failed.error, attempt, delays)
@@ -322,7 +324,8 @@ class Executor:
                 raise self._failed(m, script, parts[failed.index][1], failed, action) from None
             except psycopg.OperationalError as exc:
                 if self._is_lost(exc):
-                    raise self._connection_lost(m, statement, exc, action) from None
+                    committing = bool(parts) and parts[-1][1] == "COMMIT"
+                    raise self._connection_lost(m, statement, exc, action, committing) from None
                 raise
 
     def _autocommit(self, script: Script, finish: Finish, started: float, action: str) -> int:
@@ -581,11 +584,24 @@ class Executor:
         return MigrationFailed(detail, next_step)
 
     def _connection_lost(
-        self, m: Migration, statement: Statement | None, exc: psycopg.Error, action: str
+        self,
+        m: Migration,
+        statement: Statement | None,
+        exc: psycopg.Error,
+        action: str,
+        committing: bool = False,
     ) -> ConnectionLost:
         """Not a SQL error in the file: say so, and what the ledger shows on reconnecting."""
         reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:300]
-        where = f"while running line {statement.line}" if statement is not None else "at COMMIT"
+        if statement is None:
+            where = "while committing the file"
+        elif committing:
+            where = (
+                f"while running line {statement.line} and committing the file "
+                "(the COMMIT may have gone through)"
+            )
+        else:
+            where = f"while running line {statement.line}"
         done, why = self._ledger_shows(m)
         if done is None:
             verdict = (
