@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,13 +67,30 @@ def _session(target: Target, wait: float) -> Iterator[tuple[psycopg.Connection[A
         try:
             yield target, psycopg.conninfo.make_conninfo(**params), mask_password(target.info.dsn)
         finally:
-            target.autocommit, target.prepare_threshold = autocommit, threshold
+            _hand_back(target, autocommit, threshold)
         return
     conn = connect(target, wait=wait)
     try:
         yield conn, target, mask_password(target)
     finally:
         conn.close()
+
+
+def _hand_back(conn: psycopg.Connection[Any], autocommit: bool, threshold: int | None) -> None:
+    """The caller's connection as it came: no open transaction, its own autocommit and
+    prepare_threshold (the runner restores session settings after each file itself).
+
+    Never raises: on an interrupted or failed run the original error is what matters,
+    and a connection that died stays closed for the caller to see.
+    """
+    if conn.closed:
+        return
+    with suppress(psycopg.Error):
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+    with suppress(psycopg.Error):
+        conn.autocommit = autocommit
+    conn.prepare_threshold = threshold
 
 
 def _require_supported_server(conn: psycopg.Connection[Any]) -> None:

@@ -94,6 +94,20 @@ class ConnectionFailed(SqlRunnerError):
     exit_code = 3
 
 
+class ConnectionLost(ConnectionFailed):
+    """The run's connection died mid-file (backend terminated, network gone, server down).
+
+    Not a SQL error in the file: ``applied`` says what the ledger showed on
+    reconnecting (True: the file's COMMIT went through; False: it did not;
+    None: the ledger could not be read).
+    """
+
+    def __init__(self, message: str, file: str, applied: bool | None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.applied = applied
+
+
 @dataclass(frozen=True)
 class SqlErrorDetail:
     """What PostgreSQL said about a failing statement, located in its file."""
@@ -106,6 +120,7 @@ class SqlErrorDetail:
     detail: str | None
     hint: str | None
     statement: str
+    context: str | None = None  # PostgreSQL's CONTEXT (PL/pgSQL line, SQL statement), one line
 
     def describe(self) -> str:
         parts = [f"{self.path}:{self.line}:{self.column}: SQLSTATE {self.sqlstate}: {self.message}"]
@@ -113,6 +128,8 @@ class SqlErrorDetail:
             parts.append(f"DETAIL: {self.detail}")
         if self.hint:
             parts.append(f"HINT: {self.hint}")
+        if self.context:
+            parts.append(f"CONTEXT: {self.context}")
         parts.append(f"statement: {self.statement}")
         return " | ".join(parts)
 

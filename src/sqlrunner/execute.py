@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from . import ledger
-from .checks import run_checks
+from .checks import refuse_unsafe_checks, run_checks
 from .errors import UsageError, VerificationFailed
 from .events import Event, Listener, fan_out
 from .files import Migration, MigrationSet
@@ -47,6 +47,17 @@ class LockedRun:
             on_wait=lambda message: emit(Event("waiting", message)),
         )
 
+    def _executor(self, lock: RunnerLock, ctx: RunContext) -> Executor:
+        return Executor(
+            self.conn,
+            lock,
+            self.tables,
+            self.policy,
+            ctx,
+            fan_out(self.listener),
+            conninfo=self.conninfo,
+        )
+
     def _ms(self) -> int:
         return elapsed_ms(self.started)
 
@@ -66,6 +77,7 @@ class LockedRun:
         def script(m: Migration) -> Script:
             return scripts.get(m.path) or script_for(m)
 
+        refuse_unsafe_checks([script(m) for m in files.verify if m.path in scripts])
         ctx = RunContext.new()
         with self._lock(ctx) as lock:
             ledger.create_tables(self.conn, self.tables)
@@ -74,9 +86,7 @@ class LockedRun:
             plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
             if plan.empty:  # the runner we waited for did it all
                 return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
-            executor = Executor(
-                self.conn, lock, self.tables, self.policy, ctx, fan_out(self.listener)
-            )
+            executor = self._executor(lock, ctx)
             applied: list[FileResult] = []
             seeded: list[FileResult] = []
             try:
@@ -87,7 +97,13 @@ class LockedRun:
                 raise
             verification = None
             if plan.verify:
-                verification = run_checks(self.conn, [script(m) for m in plan.verify], self.shown)
+                verification = run_checks(
+                    self.conn,
+                    [script(m) for m in plan.verify],
+                    self.shown,
+                    lock_timeout=self.policy.lock_timeout_setting,
+                    state=executor.session(),
+                )
             outcome = "ok" if verification is None or verification.ok else "verify failed"
             executor.finish_run(
                 "apply", outcome, self._ms(), f"{len(applied)} applied, {len(seeded)} seeded"
@@ -111,9 +127,7 @@ class LockedRun:
                     "the ledger changed while waiting for another sqlrunner; nothing was "
                     "rolled back: check 'status' and run rollback again"
                 )
-            executor = Executor(
-                self.conn, lock, self.tables, self.policy, ctx, fan_out(self.listener)
-            )
+            executor = self._executor(lock, ctx)
             done: list[FileResult] = []
             try:
                 for index, script in enumerate(scripts):
