@@ -94,7 +94,10 @@ class StatusReport:
 
     @property
     def pending(self) -> tuple[FileState, ...]:
-        return self._with("pending", "changed", "failed")
+        """What apply would run; with future versions applied, seeds wait for the newer
+        release (their newest schema is its schema), so they are not pending here."""
+        waiting = self._with("pending", "changed", "failed")
+        return tuple(f for f in waiting if f.kind == "forward") if self.future else waiting
 
     @property
     def failed(self) -> tuple[FileState, ...]:
