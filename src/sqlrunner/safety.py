@@ -94,13 +94,21 @@ ORDER BY a.attnum
 """
 
 
+# Statements whose effect cannot be read from their text: confirmed like a data loss.
+UNCHECKED = {
+    "DoStmt": "a DO block runs SQL that cannot be checked for data loss",
+    "CallStmt": "CALL runs a procedure that cannot be checked for data loss",
+    "DropOwnedStmt": "DROP OWNED drops whatever a role owns: not checked for data loss",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """A rollback statement that drops or empties something, and where it is."""
 
     where: str  # rollback/0003_app.sql:4
     text: str  # DROP SCHEMA app CASCADE
-    named: bool = False  # the table or column is named by the statement itself
+    named: bool = False  # the statement names the table or column itself: no "why" needed
 
     def why(self, verb: str) -> str:
         return f"{verb} by {self.text} at {self.where}"
@@ -178,7 +186,7 @@ def data_at_risk(
             entry.whole = (origin, "emptied")
     if not at_risk:
         return plan.unchecked
-    seeds = _seed_rows(seed_scripts)
+    seeds = _seed_rows(conn, seed_scripts)
     losses: list[str] = []
     for entry in at_risk.values():
         losses.extend(_losses(conn, entry, seeds))
@@ -200,13 +208,9 @@ def _read(scripts: Sequence[Script]) -> _Plan:
 def _read_statement(plan: _Plan, statement: Statement, where: str) -> None:
     fields = statement.fields
     kind = statement.kind
-    if kind in ("DoStmt", "CallStmt", "DropOwnedStmt"):
-        what = {
-            "DoStmt": "a DO block runs SQL",
-            "CallStmt": "CALL runs a procedure",
-            "DropOwnedStmt": "DROP OWNED drops every object of a role, which",
-        }[kind]
-        plan.unchecked.append(f"{where}: {what} that cannot be checked for data loss")
+    unchecked = UNCHECKED.get(kind)
+    if unchecked is not None:
+        plan.unchecked.append(f"{where}: {unchecked}")
         return
     origin = len(plan.origins)
     cascade = fields.get("behavior") == "DROP_CASCADE"
@@ -217,7 +221,7 @@ def _read_statement(plan: _Plan, statement: Statement, where: str) -> None:
             lookup_name = _drop_target(str(remove), obj)
             if lookup_name is not None:
                 plan.drops.append(Drop(*lookup_name, None, cascade, origin))
-        plan.origins.append(Origin(where, summary, named=remove == "OBJECT_TABLE"))
+        plan.origins.append(Origin(where, summary))
     elif kind == "TruncateStmt":
         for relation in fields.get("relations", ()):
             rangevar = relation["RangeVar"]
@@ -232,7 +236,7 @@ def _read_statement(plan: _Plan, statement: Statement, where: str) -> None:
             if cmd.get("subtype") == "AT_DropColumn":
                 column_cascade = cmd.get("behavior") == "DROP_CASCADE"
                 plan.drops.append(Drop("column", table, str(cmd["name"]), column_cascade, origin))
-        plan.origins.append(Origin(where, summary, named=True))
+        plan.origins.append(Origin(where, summary))
 
 
 def _drop_target(remove: str, obj: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -285,7 +289,7 @@ def _reached(conn: psycopg.Connection[tuple[Any, ...]], plan: _Plan) -> dict[int
         if subid == 0 and relkind != "r":
             partitioned.add(int(oid))
             continue
-        why = plan.origins[origin] if direct else replace(plan.origins[origin], named=False)
+        why = replace(plan.origins[origin], named=bool(direct))
         entry = at_risk.setdefault(int(oid), _AtRisk(int(oid)))
         if subid == 0 and entry.whole is None:
             entry.whole = (why, "dropped")
@@ -332,13 +336,16 @@ def _emptied(conn: psycopg.Connection[tuple[Any, ...]], plan: _Plan) -> list[tup
             [t.cascade for t in plan.truncates],
         ),
     ).fetchall()
-    return [(int(oid), replace(plan.origins[origin], named=False)) for oid, origin in rows]
+    return [(int(oid), plan.origins[origin]) for oid, origin in rows]
 
 
 # --- seed rows ---------------------------------------------------------------------------------
 
 
-def _seed_rows(scripts: Sequence[Script]) -> list[SeedRows]:
+def _seed_rows(
+    conn: psycopg.Connection[tuple[Any, ...]], scripts: Sequence[Script]
+) -> list[tuple[int, SeedRows]]:
+    """Every seed INSERT ... VALUES, with the oid of the table it fills (if it exists)."""
     found: list[SeedRows] = []
     for script in scripts:
         for statement in script.statements:
@@ -355,7 +362,14 @@ def _seed_rows(scripts: Sequence[Script]) -> list[SeedRows]:
                 columns = tuple(names)
             rows = tuple(tuple(_constant(item) for item in row["List"]["items"]) for row in values)
             found.append(SeedRows(_qualified(fields["relation"]), columns, rows))
-    return found
+    if not found:
+        return []
+    oids = conn.execute(
+        "SELECT to_regclass(name)::oid FROM unnest(%s::text[]) WITH ORDINALITY AS u(name, i) "
+        "ORDER BY i",
+        ([seed.table for seed in found],),
+    ).fetchall()
+    return [(int(row[0]), seed) for row, seed in zip(oids, found, strict=True) if row[0]]
 
 
 def _constant(node: Mapping[str, Any]) -> str | _Unknown | None:
@@ -390,14 +404,14 @@ class _Column:
 
 
 def _losses(
-    conn: psycopg.Connection[tuple[Any, ...]], entry: _AtRisk, seeds: list[SeedRows]
+    conn: psycopg.Connection[tuple[Any, ...]], entry: _AtRisk, seeds: list[tuple[int, SeedRows]]
 ) -> Iterator[str]:
     row = conn.execute("SELECT %s::oid::regclass::text", (entry.oid,)).fetchone()
     name = str(row[0]) if row else str(entry.oid)
     table_columns = [_Column(*r) for r in conn.execute(COLUMNS_QUERY, (entry.oid,)).fetchall()]
     by_name = {c.name: c for c in table_columns}
     wanted = [] if entry.whole else [by_name[c] for c in entry.columns if c in by_name]
-    key, seed_keys = _seed_keys(conn, entry.oid, table_columns, seeds)
+    key, seed_keys = _seed_keys(entry.oid, table_columns, seeds)
     try:
         total, not_seed, *values = _count(
             conn, name, entry.whole is not None, wanted, key, seed_keys
@@ -421,10 +435,9 @@ def _losses(
 
 
 def _seed_keys(
-    conn: psycopg.Connection[tuple[Any, ...]],
     oid: int,
     table_columns: list[_Column],
-    seeds: list[SeedRows],
+    seeds: list[tuple[int, SeedRows]],
 ) -> tuple[list[_Column], list[list[str | None]] | None]:
     """The columns to compare on and each seed row's values in them (None: no seed here).
 
@@ -432,13 +445,11 @@ def _seed_keys(
     are compared; a seed whose rows cannot be compared at all leaves its table's
     rows counted as data.
     """
-    mine: list[tuple[list[str], SeedRows]] = []
-    for seed in seeds:
-        row = conn.execute("SELECT to_regclass(%s)::oid = %s", (seed.table, oid)).fetchone()
-        if not (row and row[0]):
-            continue
-        names = list(seed.columns) if seed.columns else [c.name for c in table_columns]
-        mine.append((names, seed))
+    mine = [
+        (list(seed.columns) if seed.columns else [c.name for c in table_columns], seed)
+        for table, seed in seeds
+        if table == oid
+    ]
     if not mine:
         return [], None
     comparable: set[str] | None = None
