@@ -156,6 +156,7 @@ class _Plan:
     origins: list[Origin] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
     truncates: list[Truncate] = field(default_factory=list)
+    attributes: list[Drop] = field(default_factory=list)  # ALTER TYPE ... DROP ATTRIBUTE
     unchecked: list[str] = field(default_factory=list)
 
 
@@ -184,13 +185,14 @@ def data_at_risk(
         entry = at_risk.setdefault(oid, _AtRisk(oid))
         if entry.whole is None:
             entry.whole = (origin, "emptied")
+    attribute_losses = list(_attributes(conn, plan, at_risk))
     if not at_risk:
-        return plan.unchecked
+        return [*attribute_losses, *plan.unchecked]
     seeds = _seed_rows(conn, seed_scripts)
     losses: list[str] = []
     for entry in at_risk.values():
         losses.extend(_losses(conn, entry, seeds))
-    return [*losses, *plan.unchecked]
+    return [*losses, *attribute_losses, *plan.unchecked]
 
 
 # --- reading the statements ----------------------------------------------------------------
@@ -229,13 +231,14 @@ def _read_statement(plan: _Plan, statement: Statement, where: str) -> None:
                 Truncate(_qualified(rangevar), bool(rangevar.get("inh")), cascade, origin)
             )
         plan.origins.append(Origin(where, summary))
-    elif kind == "AlterTableStmt" and fields.get("objtype") == "OBJECT_TABLE":
+    elif kind == "AlterTableStmt" and fields.get("objtype") in ("OBJECT_TABLE", "OBJECT_TYPE"):
         table = _qualified(fields["relation"])
+        dropped = plan.drops if fields["objtype"] == "OBJECT_TABLE" else plan.attributes
         for command in fields.get("cmds", ()):
             cmd = command.get("AlterTableCmd", {})
             if cmd.get("subtype") == "AT_DropColumn":
                 column_cascade = cmd.get("behavior") == "DROP_CASCADE"
-                plan.drops.append(Drop("column", table, str(cmd["name"]), column_cascade, origin))
+                dropped.append(Drop("column", table, str(cmd["name"]), column_cascade, origin))
         plan.origins.append(Origin(where, summary))
 
 
@@ -318,6 +321,47 @@ def _resolve(conn: psycopg.Connection[tuple[Any, ...]], drop: Drop) -> tuple[Any
         (drop.name,),
     ).fetchone()
     return (row[0], row[1], 0) if row else (None, None, 0)
+
+
+def _attributes(
+    conn: psycopg.Connection[tuple[Any, ...]], plan: _Plan, at_risk: dict[int, _AtRisk]
+) -> Iterator[str]:
+    """ALTER TYPE ... DROP ATTRIBUTE: the attribute's values vanish from every column of
+    that composite type (no CASCADE needed), and with CASCADE the typed tables (CREATE
+    TABLE ... OF type) lose that column, added to ``at_risk``."""
+    for drop in plan.attributes:
+        origin = plan.origins[drop.origin]
+        row = conn.execute(
+            "SELECT oid FROM pg_type WHERE oid = to_regtype(%s) AND typtype = 'c'", (drop.name,)
+        ).fetchone()
+        if row is None:
+            continue
+        if drop.cascade:
+            for oid, attname in conn.execute(
+                "SELECT c.oid, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+                "WHERE c.reloftype = %s AND a.attname = %s AND NOT a.attisdropped",
+                (row[0], drop.column),
+            ).fetchall():
+                at_risk.setdefault(int(oid), _AtRisk(int(oid))).columns.setdefault(
+                    str(attname), origin
+                )
+        users = conn.execute(
+            "SELECT a.attrelid::regclass::text, a.attname FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE a.atttypid = %s AND c.relkind IN ('r', 'p') AND NOT a.attisdropped "
+            "ORDER BY a.attrelid, a.attnum",
+            (row[0],),
+        ).fetchall()
+        for table, column in users:
+            query = sql.SQL("SELECT count(*) FROM {} WHERE ({}).{} IS NOT NULL").format(
+                sql.SQL(str(table)), sql.Identifier(column), sql.Identifier(str(drop.column))
+            )
+            counted = conn.execute(query).fetchone()
+            if counted and counted[0]:
+                yield (
+                    f"column {table}.{column}: {counted[0]} values of its attribute "
+                    f"{drop.column} ({origin.why('dropped')})"
+                )
 
 
 def _emptied(conn: psycopg.Connection[tuple[Any, ...]], plan: _Plan) -> list[tuple[int, Origin]]:

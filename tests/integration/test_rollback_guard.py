@@ -253,3 +253,49 @@ def test_drop_schema_without_cascade_and_an_empty_schema_lose_nothing(
     sqlrunner.apply(dsn, root)
 
     assert [r.version for r in sqlrunner.rollback(dsn, root).rolled_back] == [2]
+
+
+def test_drop_extension_cascade_counts_columns_of_its_types(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_email.sql": tx(
+                "CREATE EXTENSION IF NOT EXISTS citext", "ALTER TABLE base ADD COLUMN email citext"
+            ),
+            "rollback/0002_email.sql": tx("DROP EXTENSION citext CASCADE"),
+        }
+    )
+    sqlrunner.apply(dsn, root)
+    execute(dsn, "INSERT INTO base VALUES (1, 'a@example.org')")
+
+    assert refused(dsn, root) == (
+        "column base.email: 1 values besides NULL and its default "
+        "(dropped by DROP EXTENSION citext CASCADE at rollback/0002_email.sql:2)",
+    )
+
+
+def test_alter_type_drop_attribute_counts_the_values_it_removes(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_address.sql": tx(
+                "CREATE TYPE address AS (street text, city text)",
+                "ALTER TABLE base ADD COLUMN home address",
+                "CREATE TABLE offices OF address",
+                "ALTER TYPE address ADD ATTRIBUTE zip text CASCADE",
+            ),
+            "rollback/0002_address.sql": tx("ALTER TYPE address DROP ATTRIBUTE zip CASCADE"),
+        }
+    )
+    sqlrunner.apply(dsn, root)
+    execute(
+        dsn,
+        "INSERT INTO base VALUES (1, ROW('main st', 'x', '1234')), (2, ROW('side st', 'y', NULL))",
+        "INSERT INTO offices VALUES ('a', 'b', '99'), ('c', 'd', '98')",
+    )
+
+    why = "dropped by ALTER TYPE address DROP ATTRIBUTE zip CASCADE at rollback/0002_address.sql:2"
+    assert refused(dsn, root) == (
+        f"column offices.zip: 2 values besides NULL and its default ({why})",
+        f"column base.home: 1 values of its attribute zip ({why})",
+    )
