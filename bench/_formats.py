@@ -46,7 +46,6 @@ Everything here only writes files; nothing talks to a server.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -333,8 +332,3 @@ def write_all(migs: list[Migration], dest: Path, psql: str = "psql") -> dict[str
         "alembic": write_alembic(migs, dest),
         "sqitch": write_sqitch(migs, dest, psql),
     }
-
-
-def copy_sql_set(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest)
-    return dest

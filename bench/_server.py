@@ -29,6 +29,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 __all__ = ["Server", "available_kinds", "start_server"]
@@ -157,71 +158,40 @@ class DebianServer(Server):
         self._log.touch()
         self.port = _free_port()
         self._as_user: list[str] = []
-        if os.geteuid() == 0:
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             import pwd
 
             pw = pwd.getpwnam("postgres")
             for p in (self._pgdata, self.sockdir, self._log):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
-        subprocess.run(
-            [
-                *self._as_user,
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self._pgdata),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
+        self._run(
+            "initdb",
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
             stderr=subprocess.PIPE,
         )
-        opts = f"-c listen_addresses='' -k {self.sockdir} -p {self.port}"
         atexit.register(self.stop)
-        subprocess.run(
-            [
-                *self._as_user,
-                str(self.bindir / "pg_ctl"),
-                "-D",
-                str(self._pgdata),
-                "-l",
-                str(self._log),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                opts,
-                "start",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        opts = f"-c listen_addresses='' -k {self.sockdir} -p {self.port}"
+        self._run("pg_ctl", "-l", str(self._log), "-w", "-t", "60", "-o", opts, "start")
+
+    def _run(self, program: str, *args: str, **kw: Any) -> None:
+        """program -D pgdata args..., as the postgres user when we are root."""
+        cmd = [*self._as_user, str(self.bindir / program), "-D", str(self._pgdata), *args]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         try:
-            subprocess.run(
-                [
-                    *self._as_user,
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(self._pgdata),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "stop",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=60,
-            )
+            self._run("pg_ctl", "-m", "fast", "-w", "stop", stderr=subprocess.DEVNULL, timeout=60)
+        except (subprocess.SubprocessError, OSError):
+            pass
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
 

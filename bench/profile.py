@@ -18,7 +18,8 @@ Samples are put in one category each:
 * ``parsing (libpg_query)``: pglast's C ``split`` and ``parse_sql_json`` and
   sqlrunner's ``split_statements`` around them;
 * ``sqlrunner``: sqlrunner's code, including the file scan and hashing;
-* ``argparse``, ``other``.
+* ``CLI parsing (argparse, click)``: the CLI library, whichever sqlrunner uses;
+* ``other``.
 
 Cases: W1 (``w1.py``, 200 tiny migrations) and W2 (the repo's ``sql/``), each
 fresh (a new database) and no-op (the same command again).  Needs the bench
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +50,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _server  # noqa: E402
+import psycopg  # noqa: E402
 import w1 as _w1  # noqa: E402
 
 CATEGORIES = (
@@ -55,7 +58,7 @@ CATEGORIES = (
     "import psycopg",
     "import sqlrunner",
     "import pglast (C parser)",
-    "argparse",
+    "CLI parsing (argparse, click)",
     "waiting for PostgreSQL",
     "psycopg (client)",
     "parsing (libpg_query)",
@@ -70,14 +73,15 @@ import json, os, runpy, sys
 from pyinstrument import Profiler
 
 WAITS = {"poll", "select", "wait", "wait_conn", "wait_c", "wait_epoll", "wait_select"}
+CLI = "CLI parsing (argparse, click)"
 IMPORTED = {"psycopg": "import psycopg", "sqlrunner": "import sqlrunner",
-            "pglast": "import pglast (C parser)", "argparse": "argparse"}
+            "pglast": "import pglast (C parser)", "argparse": CLI, "click": CLI}
 
 def package(path):
     p = (path or "").replace(os.sep, "/")
     if not p or p.startswith("<built-in"):
         return None
-    for name in ("psycopg_binary", "psycopg", "pglast", "sqlrunner", "argparse"):
+    for name in ("psycopg_binary", "psycopg", "pglast", "sqlrunner", "argparse", "click"):
         if f"/{name}/" in p or p.endswith(f"/{name}.py") or f"/_{name}" in p:
             return "psycopg" if name == "psycopg_binary" else name
     return "stdlib"
@@ -98,7 +102,7 @@ def walk(frame, imported, parent_pkg, parent_function, totals):
     if imported is not None and function == "<module>" and own_pkg:
         # psycopg's or pglast's modules (and what they import) count as theirs, even
         # when sqlrunner imports them; the standard library sqlrunner imports is sqlrunner's
-        if imported in ("?", "sqlrunner") and own_pkg in ("psycopg", "pglast", "argparse"):
+        if imported in ("?", "sqlrunner") and own_pkg in ("psycopg", "pglast", "argparse", "click"):
             imported = own_pkg
         elif imported == "?":
             imported = own_pkg
@@ -110,7 +114,9 @@ def walk(frame, imported, parent_pkg, parent_function, totals):
         category = "parsing (libpg_query)"
     elif pkg == "psycopg":
         category = "psycopg (client)"
-    elif pkg in ("sqlrunner", "argparse"):
+    elif pkg in ("argparse", "click"):
+        category = CLI
+    elif pkg == "sqlrunner":
         category = pkg
     else:
         category = "other"
@@ -154,6 +160,46 @@ def profiled(argv: list[str], env: dict[str, str]) -> dict[str, float]:
     return result["ms"]
 
 
+Rows = dict[str, dict[str, list[float]]]  # case -> category -> ms per run
+
+
+def profile_run(
+    server: _server.Server,
+    admin: psycopg.Connection,
+    run: int,
+    cases: dict[str, Path],
+    env: dict[str, str],
+    rows: Rows,
+) -> None:
+    """One run: each case on a new database, fresh then no-op, profiled into rows."""
+    for key, sql_dir in cases.items():
+        db = f"p{run}_{key.lower()}"
+        admin.execute(f"DROP DATABASE IF EXISTS {db}")
+        admin.execute(f"CREATE DATABASE {db}")
+        cli = ["--dsn", server.uri(db), "--sql-dir", str(sql_dir), "-q", "apply"]
+        for what in ("fresh", "no-op"):
+            ms = profiled([*cli, "--no-verify"], env)
+            ms["interpreter start-up"] = startup_ms(env)
+            case = rows.setdefault(f"{key} {what}", {})
+            for category in CATEGORIES:
+                case.setdefault(category, []).append(ms.get(category, 0.0))
+        admin.execute(f"DROP DATABASE {db}")
+
+
+def print_table(rows: Rows, runs: int) -> None:
+    names = list(rows)
+    print(f"| category (ms, median of {runs}) | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for category in CATEGORIES:
+        cells = [f"{statistics.median(rows[n][category]):.1f}" for n in names]
+        print(f"| {category} | " + " | ".join(cells) + " |")
+    totals = [
+        f"{statistics.median([sum(v[i] for v in rows[n].values()) for i in range(runs)]):.0f}"
+        for n in names
+    ]
+    print("| **total** | " + " | ".join(totals) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="profiled runs per case (default 5)")
@@ -164,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("pyinstrument is missing: bash bench/tools/setup.sh", file=sys.stderr)
         return 2
-    import psycopg
-
     import sqlrunner
 
     package_dir = Path(sqlrunner.__file__).parent
@@ -176,37 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         server = _server.start_server(a.pg)
     work = Path(tempfile.mkdtemp(prefix="sqlrunner-profile-"))
     cases = {"W1": _w1.generate(work / "w1", 200), "W2": REPO / "sql"}
-    rows: dict[str, dict[str, list[float]]] = {}
+    rows: Rows = {}
     admin = psycopg.connect(server.uri("postgres"), autocommit=True)
     try:
         for run in range(a.runs):
-            for key, sql_dir in cases.items():
-                db = f"p{run}_{key.lower()}"
-                admin.execute(f"DROP DATABASE IF EXISTS {db}")
-                admin.execute(f"CREATE DATABASE {db}")
-                cli = ["--dsn", server.uri(db), "--sql-dir", str(sql_dir), "-q", "apply"]
-                for what in ("fresh", "no-op"):
-                    ms = profiled([*cli, "--no-verify"], env)
-                    ms["interpreter start-up"] = startup_ms(env)
-                    case = rows.setdefault(f"{key} {what}", {})
-                    for category in CATEGORIES:
-                        case.setdefault(category, []).append(ms.get(category, 0.0))
-                admin.execute(f"DROP DATABASE {db}")
+            profile_run(server, admin, run, cases, env, rows)
             print(f"run {run + 1}/{a.runs} done", file=sys.stderr)
     finally:
         admin.close()
         server.stop()
-    names = list(rows)
-    print(f"| category (ms, median of {a.runs}) | " + " | ".join(names) + " |")
-    print("|---|" + "---:|" * len(names))
-    for category in CATEGORIES:
-        cells = [f"{statistics.median(rows[n][category]):.1f}" for n in names]
-        print(f"| {category} | " + " | ".join(cells) + " |")
-    totals = [
-        f"{statistics.median([sum(v[i] for v in rows[n].values()) for i in range(a.runs)]):.0f}"
-        for n in names
-    ]
-    print("| **total** | " + " | ".join(totals) + " |")
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(rows, a.runs)
     return 0
 
 

@@ -1,42 +1,57 @@
-"""``sqlrunner`` / ``python -m sqlrunner``: flags in, core call, report rendered.
+"""``sqlrunner`` / ``python -m sqlrunner``: click commands, each flags in, api call, report out.
 
-Exceptions become a one-line message and an exit code in exactly one place,
-``main()``; no command contains logic of its own.
+The options every command shares (``--dsn``, ``--sql-dir``, ``--json``, ``-v/-q``,
+the ledger names) live on a ``Settings`` context object; they are accepted
+before or after the command. Exceptions become a one-line message and an exit
+code in exactly one place, ``Cli.main``. Adding a command::
 
-The parser is the standard library's argparse: a CLI that often has nothing to
-do (a container start, a deploy step) should cost little more than Python and
-psycopg themselves, and click alone took 11-17 ms to import. Each command
-imports only the modules it uses.
+    @command("check")
+    def check_command(s: Settings) -> None:
+        s.show(api.check(s.sql_dir))
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
+import json
 import logging
+import math
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
 
+import click
 import psycopg
 
-from . import api, embedded
+from . import api, embedded, templates
 from ._version import __version__
-from .errors import SqlRunnerError, UsageError, VerificationFailed
+from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
+from .locking import lock_timeout_ms
+from .maintenance import history, repair
+from .progress import ProgressPrinter
+from .report import ApplyReport, Report, VerifyReport, render_text, to_dict, to_json
 from .target import mask_password
-
-if TYPE_CHECKING:
-    from .progress import ProgressPrinter
-    from .report import Report
 
 INTERRUPTED = (
     "interrupted: a transactional file in progress was rolled back; a no-transaction "
     "file resumes after its last finished statement on the next apply"
 )
 NO_DATABASE = (
-    "no database given: pass --dsn, set DATABASE_URL, or install the embedded "
-    "PostgreSQL extra (pip install 'sqlrunner[embedded]')"
+    "no database given: pass --dsn, set SQLRUNNER_DSN or DATABASE_URL, or install the "
+    "embedded PostgreSQL extra (pip install 'sqlrunner[embedded]')"
 )
+GLOBAL_NOTE = (
+    "The global options (--dsn, --sql-dir, --json, -v/-q, --ledger-schema, "
+    "--ledger-table; see 'sqlrunner --help') work here too."
+)
+INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
+MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
+LEDGER_SUFFIXES = ("_history", "_progress")  # the ledger's sibling tables
+NAME_LIMIT = 200  # NNNN_NAME.sql must fit a 255-byte file name, whatever the version
 
 
 class LedgerNames(TypedDict):
@@ -44,486 +59,566 @@ class LedgerNames(TypedDict):
     ledger_table: str
 
 
-def echo(text: str, err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
-    stream.flush()
-
-
+@dataclass(slots=True)
 class Settings:
-    """Options shared by every command."""
+    """The options shared by every command, filled wherever they appear on the line."""
 
-    def __init__(self, options: argparse.Namespace) -> None:
-        self.dsn: str | None = options.dsn
-        self.sql_dir: str | None = options.sql_dir
-        self.as_json: bool = options.as_json
-        self.verbosity: int = -1 if options.quiet else options.verbose
-        self.ledger = LedgerNames(
-            ledger_schema=options.ledger_schema, ledger_table=options.ledger_table
-        )
+    dsn: str | None = None
+    sql_dir: str | None = None
+    as_json: bool = False
+    verbose: int = 0
+    quiet: bool = False
+    ledger_schema: str = "public"
+    ledger_table: str = "sqlrunner_ledger"
+
+    @property
+    def verbosity(self) -> int:
+        return -1 if self.quiet else self.verbose
+
+    @property
+    def ledger(self) -> LedgerNames:
+        return {"ledger_schema": self.ledger_schema, "ledger_table": self.ledger_table}
 
     def say(self, text: str) -> None:
         """Human text: stdout normally, stderr in --json mode (stdout is the document)."""
         if text and self.verbosity >= 0:
-            echo(text, err=self.as_json)
+            click.echo(text, err=self.as_json)
+
+    def show(self, report: Report) -> None:
+        if self.as_json:
+            click.echo(to_json(report))
+        self.say(render_text(report))
 
     def target(self) -> str:
-        """--dsn, else DATABASE_URL, else the embedded server; announce it first."""
-        dsn = self.dsn or os.environ.get("DATABASE_URL")
-        if dsn:
-            echo(f"target: {mask_password(dsn)}", err=True)
-            return dsn
+        """--dsn, else $SQLRUNNER_DSN, else $DATABASE_URL, else the embedded server;
+        announced first, password masked."""
+        if self.dsn is not None and not self.dsn.strip():
+            raise UsageError("--dsn is empty: give a PostgreSQL URL or conninfo")
+        for name in ("SQLRUNNER_DSN", "DATABASE_URL"):
+            if self.dsn is None and name in os.environ and not os.environ[name].strip():
+                raise UsageError(f"{name} is set but empty: set it to a DSN, or unset it")
+        if self.dsn:
+            click.echo(f"target: {mask_password(self.dsn)}", err=True)
+            return self.dsn
         if not embedded.available():
             raise UsageError(NO_DATABASE)
         dsn = embedded.start()
-        echo(
+        click.echo(
             f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "
             f"(no --dsn or DATABASE_URL given): {mask_password(dsn)}",
             err=True,
         )
         return dsn
 
-    def show(self, report: Report) -> None:
-        from .report import render_text, to_json
-
-        if self.as_json:
-            echo(to_json(report))
-        self.say(render_text(report))
-
-    def printer(self, dsn: str) -> ProgressPrinter:
-        from .progress import ProgressPrinter
-
-        return ProgressPrinter(quiet=self.verbosity < 0, dsn=dsn)
+    @contextmanager
+    def progress(self, dsn: str) -> Iterator[ProgressPrinter]:
+        """The live progress of a run on stderr, ended however the run ends."""
+        printer = ProgressPrinter(quiet=self.verbosity < 0, dsn=dsn)
+        try:
+            yield printer
+        finally:
+            printer.close()
 
 
-# --- commands: each takes the shared settings and its own parsed options ------------------
+# --- values refused before anything runs (exit 2, one line) -------------------------------
 
 
-def lock_options(o: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "lock_timeout": o.lock_timeout,
-        "lock_retries": o.lock_retries,
-        "wait": o.wait,
-        "runner_wait": o.runner_wait,
-    }
+def version_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is not None and not value.isdigit():
+        raise click.BadParameter(f"{value!r} is not a version number (NNNN)")
+    return None if value is None else int(value)
 
 
-def cmd_apply(s: Settings, o: argparse.Namespace) -> int:
-    dsn = s.target()
-    printer = s.printer(dsn)
+def seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Finite, not negative, and no longer than PostgreSQL's longest timeout."""
+    if not math.isfinite(value) or not 0 <= value <= INT_MAX_MS / 1000:
+        raise click.BadParameter(f"{value} is not between 0 and {INT_MAX_MS // 1000} seconds")
+    return value
+
+
+def lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """'200ms', '2s', '1min': at least 1 ms (0 means "wait forever"), at most INT_MAX ms."""
     try:
+        milliseconds = lock_timeout_ms(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if milliseconds > INT_MAX_MS:
+        raise click.BadParameter(
+            f"{value!r} is over PostgreSQL's longest lock_timeout ({INT_MAX_MS}ms)"
+        )
+    return milliseconds
+
+
+def identifier(value: str, limit: int) -> str:
+    """A schema or table name PostgreSQL keeps whole: 1 to ``limit`` bytes, no NUL."""
+    size = len(value.encode())
+    if size == 0 or size > limit or "\x00" in value:
+        raise click.BadParameter(
+            f"{value[:80]!r} must be 1 to {limit} bytes without NUL (PostgreSQL truncates "
+            f"identifiers over {MAX_IDENTIFIER_BYTES} bytes)"
+        )
+    return value
+
+
+LEDGER_NAME_LIMITS = {
+    "ledger_schema": MAX_IDENTIFIER_BYTES,
+    "ledger_table": MAX_IDENTIFIER_BYTES - max(map(len, LEDGER_SUFFIXES)),
+}
+
+
+def migration_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not 0 < len(value.encode()) <= NAME_LIMIT:
+        raise click.BadParameter(
+            f"a name of {len(value)} characters: give 1 to {NAME_LIMIT} "
+            "(NNNN_NAME.sql must fit a 255-byte file name)"
+        )
+    return value
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Write a global option into the Settings, unless it only holds its default: the
+    command's copy of an option must not undo what was given before the command."""
+    if param.name is None or ctx.get_parameter_source(param.name) in (
+        None,
+        click.core.ParameterSource.DEFAULT,
+    ):
+        return
+    if param.name in LEDGER_NAME_LIMITS:
+        value = identifier(value, LEDGER_NAME_LIMITS[param.name])
+    settings = ctx.ensure_object(Settings)
+    if param.name == "verbose":
+        settings.verbose += value
+    else:
+        setattr(settings, param.name, value)
+
+
+def global_options(on_group: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The shared options. On the group they read env vars and show in --help; every
+    command accepts them again (hidden), so they work before or after the command."""
+
+    def env(*names: str) -> list[str] | None:
+        return list(names) if on_group else None
+
+    shared: dict[str, Any] = {
+        "expose_value": False,
+        "callback": _store,
+        "hidden": not on_group,
+        "show_envvar": on_group,
+    }
+    options = [
+        click.option(
+            "--dsn",
+            envvar=env("SQLRUNNER_DSN", "DATABASE_URL"),
+            help="PostgreSQL URL or conninfo (default: the embedded PostgreSQL).",
+            **shared,
+        ),
+        click.option(
+            "--sql-dir",
+            envvar=env("SQLRUNNER_SQL_DIR"),
+            help="The migration set (default: ./sql, else the shipped set).",
+            **shared,
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            envvar=env("SQLRUNNER_JSON"),
+            help="One JSON document on stdout; human text on stderr.",
+            **shared,
+        ),
+        click.option(
+            "-v", "--verbose", count=True, help="More log output (-vv: every statement).", **shared
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors.", **shared),
+        click.option(
+            "--ledger-schema",
+            envvar=env("SQLRUNNER_LEDGER_SCHEMA"),
+            help="Schema of sqlrunner's tables (default: public).",
+            **shared,
+        ),
+        click.option(
+            "--ledger-table",
+            envvar=env("SQLRUNNER_LEDGER_TABLE"),
+            help="The ledger table (default: sqlrunner_ledger).",
+            **shared,
+        ),
+    ]
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):  # the first option listed shows first in --help
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def setting(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command's option that reads ``SQLRUNNER_<NAME>`` too; both show in --help."""
+    envvar = "SQLRUNNER_" + name.lstrip("-").replace("-", "_").upper()
+    return click.option(name, envvar=envvar, show_envvar=True, show_default=True, **kwargs)
+
+
+def seconds_setting(name: str, default: float, text: str) -> Callable[..., Any]:
+    return setting(
+        name, type=float, callback=seconds, metavar="SECONDS", default=default, help=text
+    )
+
+
+def version_option(name: str, text: str) -> Callable[..., Any]:
+    return click.option(name, metavar="VERSION", callback=version_number, help=text)
+
+
+wait_option = seconds_setting("--wait", 0.0, "Seconds to keep retrying the connection.")
+
+
+def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--lock-timeout, --lock-retries, --wait, --runner-wait: passed to the api as they are."""
+    for option in (
+        seconds_setting("--runner-wait", 300.0, "Seconds to wait for another sqlrunner to finish."),
+        wait_option,
+        setting(
+            "--lock-retries",
+            type=click.IntRange(min=0),
+            default=api.DEFAULT_LOCK_RETRIES,
+            help="Attempts after a lock timeout, with jittered backoff.",
+        ),
+        setting(
+            "--lock-timeout",
+            callback=lock_timeout,
+            metavar="DURATION",
+            default="200ms",
+            help="lock_timeout per attempt: the longest anyone queues behind us.",
+        ),
+    ):
+        f = option(f)
+    return f
+
+
+# --- the group and its one error handler ---------------------------------------------------
+
+
+class Cli(click.Group):
+    """click's group, with every failure turned into one line and its exit code here."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        argv = list(sys.argv[1:] if args is None else args)
+        prog_name = prog_name or "sqlrunner"
+        settings = extra.setdefault("obj", Settings())
+        completing = (complete_var or f"_{prog_name.upper()}_COMPLETE") in os.environ
+        if not argv and not completing:  # bare ``sqlrunner``: the help, but not a success
+            click.echo(
+                self.get_help(click.Context(self, info_name=prog_name, **self.context_settings)),
+                err=True,
+            )
+            code = 2
+        else:
+            try:
+                result = super().main(argv, prog_name, complete_var, False, **extra)
+                code = result if isinstance(result, int) else 0
+            except (click.ClickException, click.Abort, SqlRunnerError, psycopg.Error, OSError) as e:
+                code = report_failure(e, settings, argv)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> int:
+    """One ``sqlrunner: error:`` line on stderr (and the error document in --json mode)."""
+    as_json = settings.as_json or "--json" in argv
+    report: Report | None = None
+    if isinstance(exc, click.Abort):  # click's name for KeyboardInterrupt
+        message, code = INTERRUPTED, 130
+    elif isinstance(exc, click.UsageError):
+        where = f"{exc.ctx.command_path} --help" if exc.ctx else "sqlrunner --help"
+        message, code = f"{_masked(exc.format_message(), argv)} (see '{where}')", 2
+    elif isinstance(exc, click.ClickException):
+        message, code = _masked(exc.format_message(), argv), exc.exit_code
+    elif isinstance(exc, SqlRunnerError):
+        message, code = str(exc), exc.exit_code
+        if isinstance(exc, VerificationFailed) and isinstance(
+            exc.report, (ApplyReport, VerifyReport)
+        ):
+            report = exc.report  # the checks as text; in --json mode inside the error document
+            click.echo(render_text(report), err=as_json)
+    elif isinstance(exc, psycopg.OperationalError):
+        message, code = f"lost the database connection: {' '.join(str(exc).split())}", 3
+    elif isinstance(exc, psycopg.Error):
+        message, code = f"database error: {' '.join(str(exc).split())}", 4
+    elif isinstance(exc, OSError):  # a file sqlrunner must write or read (new, --sql-dir)
+        message, code = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 2
+    else:
+        raise exc
+    click.echo(f"sqlrunner: error: {message}", err=True)
+    if as_json:
+        click.echo(json.dumps(error_document(exc, message, code, settings, report), default=str))
+    return code
+
+
+def error_document(
+    exc: Exception, message: str, code: int, settings: Settings, report: Report | None
+) -> dict[str, Any]:
+    """The --json error: a SQL error carries file, line, column, sqlstate and PostgreSQL's
+    message; the file follows one rule (``shown_file``) for every kind of error."""
+    kind = {click.UsageError: "UsageError", click.Abort: "KeyboardInterrupt"}
+    document: dict[str, Any] = {
+        "report": "error",
+        "exit_code": code,
+        "message": message,
+        "error": next((v for k, v in kind.items() if isinstance(exc, k)), type(exc).__name__),
+    }
+    if isinstance(exc, MigrationFailed):
+        e = exc.error
+        document |= {
+            "file": shown_file(e.path, api.resolve_sql_dir(settings.sql_dir)),
+            "line": e.line,
+            "column": e.column,
+            "sqlstate": e.sqlstate,
+            "sql_message": e.message,
+            "detail": e.detail,
+            "hint": e.hint,
+            "statement": e.statement,
+        }
+    for key in ("files", "blockers", "losses"):
+        if hasattr(exc, key):
+            document[key] = getattr(exc, key)
+    if report is not None:
+        document["result"] = to_dict(report)
+    return document
+
+
+def shown_file(file: str, sql_dir: Path) -> str:
+    """Relative to the current directory when the file is inside it, else relative to the
+    sql dir (``forward/0002_x.sql``): the same on every run from the same place."""
+    path = Path(file)
+    if not path.is_absolute() and not path.exists() and (sql_dir / path).exists():
+        path = sql_dir / path
+    path = path.resolve()
+    for root in (Path.cwd(), sql_dir):
+        try:
+            return str(path.relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return file
+
+
+def _masked(text: str, argv: Sequence[str]) -> str:
+    """A usage error may quote the words it could not use: a DSN among them shows masked."""
+    for word in argv:
+        value = word.partition("=")[2] if word.startswith("--") else word
+        if value and ("://" in value or "=" in value):
+            masked = mask_password(value)
+            text = text.replace(repr(value), repr(masked)).replace(value, masked)
+    return text
+
+
+@contextmanager
+def log_to_stderr(verbosity: int) -> Iterator[None]:
+    """The library's log on stderr for one command: errors only, -v adds events, -vv everything.
+
+    The progress printer shows the runner's events; the log of the same events
+    is for services, so it stays quiet here unless asked for.
+    """
+    root, own = logging.getLogger(), logging.getLogger("sqlrunner")
+    levels = root.level, own.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    own.setLevel(
+        {1: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 1 else logging.ERROR)
+    )
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        own.setLevel(levels[1])
+
+
+@click.group(
+    cls=Cli,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help="Plain-SQL migrations for PostgreSQL: the files under sql/ are the source of truth.",
+    epilog='Shell completion: eval "$(_SQLRUNNER_COMPLETE=bash_source sqlrunner)".',
+)
+@click.version_option(__version__, "--version", prog_name="sqlrunner")
+@global_options(on_group=True)
+def cli() -> None:
+    """The group: its options are stored into the Settings by their callbacks."""
+
+
+def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], click.Command]:
+    """A sqlrunner command: it accepts the global options too, gets the Settings first,
+    and runs with the library's log on stderr at the chosen verbosity."""
+
+    def decorate(run: Callable[..., int | None]) -> click.Command:
+        @functools.wraps(run)
+        def invoke(*args: Any, **options: Any) -> int | None:
+            settings = click.get_current_context().ensure_object(Settings)
+            with log_to_stderr(settings.verbosity):
+                return run(settings, *args, **options)
+
+        return cli.command(name, epilog=GLOBAL_NOTE, **kwargs)(
+            global_options(on_group=False)(invoke)
+        )
+
+    return decorate
+
+
+# --- commands: flags in, api call, report out ----------------------------------------------
+
+
+@command("apply", help="Apply pending forward files, then new or changed seeds, then verify.")
+@version_option("--to", "Apply up to and including this version.")
+@click.option("--no-seed", is_flag=True, help="Leave the seed files alone.")
+@click.option("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
+@click.option("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
+@lock_options
+def apply_command(
+    s: Settings, to: int | None, no_seed: bool, no_verify: bool, dry_run: bool, **lock: Any
+) -> None:
+    dsn = s.target()
+    with s.progress(dsn) as printer:
         report = api.apply(
             dsn,
             s.sql_dir,
-            to=o.to,
-            seed=not o.no_seed,
-            verify=not o.no_verify,
-            dry_run=o.dry_run,
+            to=to,
+            seed=not no_seed,
+            verify=not no_verify,
+            dry_run=dry_run,
             on_event=printer,
-            **lock_options(o),
+            **lock,
             **s.ledger,
         )
-    finally:
-        printer.close()
     s.show(report)
-    return 0
 
 
-def cmd_rollback(s: Settings, o: argparse.Namespace) -> int:
-    if o.steps is not None and o.to is not None:
+@command("rollback", help="Undo applied forward files, newest first.")
+@click.option("--steps", type=int, help="How many versions to undo (default 1).")
+@version_option("--to", "Undo everything newer than this version.")
+@click.option("--dry-run", is_flag=True, help="List what would be undone; change nothing.")
+@click.option("--yes", is_flag=True, help="Confirm dropping tables or columns that hold data.")
+@lock_options
+def rollback_command(
+    s: Settings, steps: int | None, to: int | None, dry_run: bool, yes: bool, **lock: Any
+) -> None:
+    if steps is not None and to is not None:
         raise UsageError("give --steps or --to, not both")
     dsn = s.target()
-    printer = s.printer(dsn)
-    try:
+    with s.progress(dsn) as printer:
         report = api.rollback(
             dsn,
             s.sql_dir,
-            steps=1 if o.steps is None else o.steps,  # --steps 0 is refused, not taken as 1
-            to=o.to,
-            dry_run=o.dry_run,
-            allow_data_loss=o.yes,
-            confirm=_confirm,
+            steps=1 if steps is None else steps,  # --steps 0 is refused, not taken as 1
+            to=to,
+            dry_run=dry_run,
+            allow_data_loss=yes,
+            confirm=confirm_data_loss,
             on_event=printer,
-            **lock_options(o),
+            **lock,
             **s.ledger,
         )
-    finally:
-        printer.close()
     s.show(report)
-    return 0
 
 
-def _confirm(losses: Sequence[str]) -> bool:
+def confirm_data_loss(losses: Sequence[str]) -> bool:
     """Ask on a terminal; never without one (CI, pipes): those must pass --yes."""
     if not sys.stdin.isatty():
         return False
-    echo("This rollback drops data:\n  " + "\n  ".join(losses), err=True)
-    sys.stderr.write("Drop it? [y/N]: ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    click.echo("This rollback drops data:\n  " + "\n  ".join(losses), err=True)
+    return click.confirm("Drop it?", default=False, err=True)
 
 
-def cmd_seed(s: Settings, o: argparse.Namespace) -> int:
+@command("seed", help="Apply new or changed seed files.")
+@lock_options
+def seed_command(s: Settings, **lock: Any) -> None:
     dsn = s.target()
-    printer = s.printer(dsn)
-    try:
-        report = api.seed(
-            dsn, s.sql_dir, verify=False, on_event=printer, **lock_options(o), **s.ledger
-        )
-    finally:
-        printer.close()
+    with s.progress(dsn) as printer:
+        report = api.seed(dsn, s.sql_dir, verify=False, on_event=printer, **lock, **s.ledger)
     s.show(report)
-    return 0
 
 
-def cmd_status(s: Settings, o: argparse.Namespace) -> int:
-    report = api.status(s.target(), s.sql_dir, wait=o.wait, **s.ledger)
+@command("status", help="Every file: applied, pending, drifted or missing; when and by whom.")
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
+)
+@wait_option
+def status_command(s: Settings, exit_code: bool, wait: float) -> int:
+    report = api.status(s.target(), s.sql_dir, wait=wait, **s.ledger)
     s.show(report)
-    if o.exit_code and report.drifted:
+    if exit_code and report.drifted:
         return 1
-    if o.exit_code and report.pending:
+    if exit_code and report.pending:
         return 6
     return 0
 
 
-def cmd_verify(s: Settings, o: argparse.Namespace) -> int:
-    s.show(api.verify(s.target(), s.sql_dir, wait=o.wait, **s.ledger))
-    return 0
+@command("verify", help="Run sql/verify and report each check.")
+@wait_option
+def verify_command(s: Settings, wait: float) -> None:
+    s.show(api.verify(s.target(), s.sql_dir, wait=wait, **s.ledger))
 
 
-def cmd_new(s: Settings, o: argparse.Namespace) -> int:
-    from . import templates
-
-    for path in templates.create_pair(api.resolve_sql_dir(s.sql_dir), o.name, o.no_transaction):
+@command("new", help="Create the next NNNN_NAME forward + rollback pair from a template.")
+@click.argument("name", callback=migration_name)
+@click.option("--no-transaction", is_flag=True, help="For CREATE INDEX CONCURRENTLY / VALIDATE.")
+def new_command(s: Settings, name: str, no_transaction: bool) -> None:
+    for path in templates.create_pair(api.resolve_sql_dir(s.sql_dir), name, no_transaction):
         s.say(f"created {path}")
-    return 0
 
 
-def cmd_repair(s: Settings, o: argparse.Namespace) -> int:
-    from . import maintenance
-
-    s.say(
-        maintenance.repair(
-            s.target(),
-            s.sql_dir,
-            accept=o.accept,
-            mark_applied=o.mark_applied,
-            forget=o.forget,
-            forget_seeds=o.forget_seeds,
-            **s.ledger,
-        )
-    )
-    return 0
+@command("repair", help="Fix the ledger after a reviewed edit or a hand run (kept in the history).")
+@version_option("--accept", "Record the current checksum of an edited, applied file.")
+@version_option("--mark-applied", "Record a file run by hand with psql as applied.")
+@version_option("--forget", "Remove the ledger row of an applied file that was deleted.")
+@click.option("--forget-seeds", is_flag=True, help="Make the next apply re-run every seed.")
+def repair_command(s: Settings, **choice: Any) -> None:
+    s.say(repair(s.target(), s.sql_dir, **choice, **s.ledger))
 
 
-def cmd_history(s: Settings, o: argparse.Namespace) -> int:
-    from . import maintenance
-
-    rows = maintenance.history(s.target(), limit=o.limit, **s.ledger)
+@command(
+    "history", help="Who applied, rolled back or repaired what, when, how long, and how it ended."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def history_command(s: Settings, limit: int) -> None:
+    rows = history(s.target(), limit=limit, **s.ledger)
     if s.as_json:
-        import json
-
-        echo(json.dumps({"report": "history", "rows": rows}, default=str, indent=2))
+        click.echo(json.dumps({"report": "history", "rows": rows}, default=str, indent=2))
     for r in rows:
         what = (
             f"{r['kind']}/{r['version']:04d}_{r['name']}" if r["version"] is not None else r["kind"]
         )
+        duration = r["duration_ms"] if r["duration_ms"] is not None else ""
         s.say(
             f"{r['at']:%Y-%m-%d %H:%M:%S%z} {r['by']:<12} {r['action']:<12} {what:<40} "
-            f"{r['outcome']:<13} {r['duration_ms'] if r['duration_ms'] is not None else '':>7} ms"
-            f"  {r['detail'] or ''}"[:240]
+            f"{r['outcome']:<13} {duration:>7} ms  {r['detail'] or ''}"[:240]
         )
-    return 0
 
 
-def cmd_stop_embedded(s: Settings, o: argparse.Namespace) -> int:
+@command("stop-embedded", help="Stop the embedded PostgreSQL started from this directory.")
+def stop_embedded_command(s: Settings) -> None:
     stopped = embedded.available() and embedded.stop()
-    echo(
+    click.echo(
         "embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL running here",
         err=True,
     )
-    return 0
-
-
-# --- the parser ------------------------------------------------------------------------------
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a refusal is a UsageError (one line, exit 2), not usage text + exit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def version_number(value: str) -> int:
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} is not a version number (NNNN)")
-    return int(value)
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return number
-
-
-def add_lock_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--lock-timeout",
-        default="200ms",
-        help="lock_timeout per attempt: the longest anyone queues behind us (default: 200ms).",
-    )
-    p.add_argument(
-        "--lock-retries",
-        type=int,
-        default=api.DEFAULT_LOCK_RETRIES,
-        help=f"(default: {api.DEFAULT_LOCK_RETRIES})",
-    )
-    p.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        help="Seconds to keep retrying the connection (default: 0).",
-    )
-    p.add_argument(
-        "--runner-wait",
-        type=float,
-        default=300.0,
-        help="Seconds to wait for another sqlrunner to finish (default: 300).",
-    )
-
-
-def apply_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--to", type=version_number, help="Apply up to and including this version.")
-    p.add_argument("--no-seed", action="store_true")
-    p.add_argument("--no-verify", action="store_true")
-    p.add_argument(
-        "--dry-run", action="store_true", help="List what would run, in order; change nothing."
-    )
-    add_lock_options(p)
-
-
-def rollback_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=None, help="How many versions to undo (default 1).")
-    p.add_argument("--to", type=version_number, help="Undo everything newer than this version.")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument(
-        "--yes", action="store_true", help="Confirm dropping tables or columns that hold data."
-    )
-    add_lock_options(p)
-
-
-def wait_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--wait", type=float, default=0.0)
-
-
-def status_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--exit-code",
-        action="store_true",
-        help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
-    )
-    wait_option(p)
-
-
-def new_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name")
-    p.add_argument(
-        "--no-transaction", action="store_true", help="For CREATE INDEX CONCURRENTLY / VALIDATE."
-    )
-
-
-def repair_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--accept",
-        type=version_number,
-        help="Record the current checksum of an edited, applied file.",
-    )
-    p.add_argument(
-        "--mark-applied",
-        type=version_number,
-        help="Record a file run by hand with psql as applied.",
-    )
-    p.add_argument(
-        "--forget",
-        type=version_number,
-        help="Remove the ledger row of an applied file that was deleted.",
-    )
-    p.add_argument(
-        "--forget-seeds", action="store_true", help="Make the next apply re-run every seed."
-    )
-
-
-def history_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--limit", type=positive_int, default=50, help="(default: 50)")
-
-
-def no_options(p: argparse.ArgumentParser) -> None:
-    pass
-
-
-Command = Callable[[Settings, argparse.Namespace], int]
-COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None], str]] = {
-    "apply": (
-        cmd_apply,
-        apply_options,
-        "Apply pending forward files, then new or changed seeds, then verify.",
-    ),
-    "rollback": (cmd_rollback, rollback_options, "Undo applied forward files, newest first."),
-    "seed": (cmd_seed, add_lock_options, "Apply new or changed seed files."),
-    "status": (
-        cmd_status,
-        status_options,
-        "Every file: applied, pending, drifted or missing; when and by whom.",
-    ),
-    "verify": (cmd_verify, wait_option, "Run sql/verify and report each check."),
-    "new": (
-        cmd_new,
-        new_options,
-        "Create the next NNNN_NAME forward + rollback pair from a template.",
-    ),
-    "repair": (
-        cmd_repair,
-        repair_options,
-        "Fix the ledger after a reviewed edit or a hand run (recorded in the history).",
-    ),
-    "history": (
-        cmd_history,
-        history_options,
-        "Who applied, rolled back or repaired what, when, how long, with what outcome.",
-    ),
-    "stop-embedded": (
-        cmd_stop_embedded,
-        no_options,
-        "Stop the embedded PostgreSQL started from this directory.",
-    ),
-}
-GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--dsn", "--sql-dir", "--ledger-schema", "--ledger-table"})
-
-
-def command_in(argv: Sequence[str]) -> str | None:
-    """The command word of ``argv`` if it names one (the global options' values skipped)."""
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
-    return None
-
-
-def build_parser(only: str | None = None) -> Parser:
-    """The whole CLI, or (``only``) the root and that one command: each sub-parser
-    costs ~1 ms to build, and a run needs just its own."""
-    root = Parser(
-        prog="sqlrunner",
-        allow_abbrev=False,
-        description="Plain-SQL migrations for PostgreSQL: the files under sql/ are the "
-        "source of truth.",
-    )
-    root.add_argument("--version", action="version", version=f"sqlrunner, version {__version__}")
-    root.add_argument(
-        "--dsn", help="PostgreSQL URL or conninfo (default: $DATABASE_URL, else embedded)."
-    )
-    root.add_argument("--sql-dir", help="Default: ./sql, else the shipped set.")
-    root.add_argument(
-        "--json", dest="as_json", action="store_true", help="One JSON document on stdout."
-    )
-    root.add_argument(
-        "-v", "--verbose", action="count", default=0, help="More log output (-vv: every statement)."
-    )
-    root.add_argument("-q", "--quiet", action="store_true", help="Only errors.")
-    root.add_argument("--ledger-schema", default="public", help="(default: public)")
-    root.add_argument(
-        "--ledger-table", default="sqlrunner_ledger", help="(default: sqlrunner_ledger)"
-    )
-    commands = root.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    for name, (run_command, add_options, text) in COMMANDS.items():
-        if only is None or name == only:
-            p = commands.add_parser(name, help=text, description=text, allow_abbrev=False)
-            p.set_defaults(run=run_command)
-            add_options(p)
-    return root
-
-
-def run(argv: Sequence[str]) -> int:
-    parser = build_parser(only=command_in(argv))
-    if not argv:
-        parser.print_help(sys.stderr)  # bare ``sqlrunner``: the help text is the answer
-        return 2
-    options = parser.parse_args(list(argv))
-    if options.command is None:
-        parser.error("a command is required")
-    # The progress printer shows the runner's events; the library's log of the same
-    # events is for services, so it stays quiet here unless asked for (-v, -vv).
-    logging.basicConfig(
-        format="sqlrunner: %(message)s",
-        stream=sys.stderr,
-        level=logging.DEBUG if options.verbose > 1 else logging.WARNING,
-    )
-    logging.getLogger("sqlrunner").setLevel(
-        {0: logging.ERROR, 1: logging.INFO}.get(options.verbose, logging.DEBUG)
-    )
-    code: int = options.run(Settings(options), options)
-    return code
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; every failure becomes one line on stderr and its exit code."""
-    args = list(argv) if argv is not None else sys.argv[1:]
-    as_json = "--json" in args
-    try:
-        code = run(args)
-    except KeyboardInterrupt:
-        _fail(INTERRUPTED, 130, as_json)
-    except VerificationFailed as exc:
-        from .report import ApplyReport, VerifyReport, render_text
-
-        report = exc.report if isinstance(exc.report, (ApplyReport, VerifyReport)) else None
-        if report is not None:  # the checks as text; in --json mode inside the error document
-            echo(render_text(report), err=as_json)
-        _fail(str(exc), exc.exit_code, as_json, exc, report)
-    except SqlRunnerError as exc:
-        _fail(str(exc), exc.exit_code, as_json, exc)
-    except psycopg.OperationalError as exc:
-        _fail(f"lost the database connection: {' '.join(str(exc).split())}", 3, as_json)
-    except psycopg.Error as exc:
-        _fail(f"database error: {' '.join(str(exc).split())}", 4, as_json)
-    sys.exit(code)
-
-
-def _fail(
-    message: str,
-    code: int,
-    as_json: bool,
-    exc: Exception | None = None,
-    report: Report | None = None,
-) -> NoReturn:
-    echo(f"sqlrunner: error: {message}", err=True)
-    if as_json:
-        import json
-
-        from .report import to_dict
-
-        document: dict[str, Any] = {
-            "report": "error",
-            "exit_code": code,
-            "message": message,
-            "error": type(exc).__name__ if exc else None,
-        }
-        for key in ("file", "line", "column", "sqlstate", "files", "blockers", "losses"):
-            if exc is not None and hasattr(exc, key):
-                document[key] = getattr(exc, key)
-        if report is not None:
-            document["result"] = to_dict(report)
-        echo(json.dumps(document, default=str))
-    sys.exit(code)
+    """The console script: run the CLI and exit with its code."""
+    cli.main(argv, prog_name="sqlrunner")
 
 
 if __name__ == "__main__":

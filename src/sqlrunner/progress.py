@@ -30,16 +30,16 @@ class ProgressPrinter:
 
     def __init__(
         self,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
         *,
         quiet: bool = False,
         dsn: str | None = None,
         live: bool | None = None,
     ) -> None:
-        self.stream = stream
+        self.stream = sys.stderr if stream is None else stream  # stderr as it is now
         self.quiet = quiet
         self.dsn = dsn
-        self.live = stream.isatty() if live is None else live
+        self.live = self.stream.isatty() if live is None else live
         self._current: Event | None = None
         self._started = 0.0
         self._lock = threading.Lock()

@@ -58,18 +58,18 @@ JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
 WHERE c.relkind IN ('r', 'p') AND (d.objsubid = 0 OR a.attname IS NOT NULL)
 GROUP BY 1, 2, 3, 4
-ORDER BY 5, 3
+ORDER BY 5, 6 DESC, 3, 1
 """
 
 # TRUNCATE empties the named tables, their inheritance children and partitions (unless
 # ONLY), and with CASCADE every table whose foreign keys reference an emptied one.
 EMPTIED_QUERY = """
-WITH RECURSIVE emptied(oid, origin, inh, cascade) AS (
-    SELECT * FROM unnest(%s::oid[], %s::int[], %s::bool[], %s::bool[])
+WITH RECURSIVE emptied(oid, origin, inh, cascade, direct) AS (
+    SELECT *, true FROM unnest(%s::oid[], %s::int[], %s::bool[], %s::bool[])
         AS u(oid, origin, inh, cascade)
     WHERE u.oid IS NOT NULL
   UNION
-    SELECT next.oid, e.origin, true, e.cascade
+    SELECT next.oid, e.origin, true, e.cascade, false
     FROM emptied e
     CROSS JOIN LATERAL (
         SELECT inhrelid AS oid FROM pg_inherits WHERE inhparent = e.oid AND e.inh
@@ -78,7 +78,7 @@ WITH RECURSIVE emptied(oid, origin, inh, cascade) AS (
     ) AS next
 )
 SELECT e.oid, min(e.origin) FROM emptied e JOIN pg_class c ON c.oid = e.oid
-WHERE c.relkind = 'r' GROUP BY 1 ORDER BY 2
+WHERE c.relkind = 'r' GROUP BY 1 ORDER BY 2, bool_or(e.direct) DESC, 1
 """
 
 # Statements whose effect cannot be read from their text: confirmed like a data loss.

@@ -13,9 +13,11 @@ An HTML comment on the line before a fence changes that:
 - ``<!-- docs-test: illustrative -->``: not run (output samples, fragments);
 - ``<!-- docs-test: expect-exit N -->``: must exit with N (a failure being shown);
 - ``<!-- docs-test: ci -->``: the test command itself; checked to be what .ci/run runs;
-- ``<!-- docs-test: embedded -->``: run without DATABASE_URL (the embedded default).
+- ``<!-- docs-test: embedded -->``: run without DATABASE_URL (the embedded default);
+  .ci/run also runs it as written, in a fresh copy.
 
-A leading ``pip install … &&`` is taken as done: the suite runs inside that install.
+A leading ``python3 -m venv … && . …/activate && pip install … &&`` (or just the
+``pip install … &&``) is taken as done: the suite runs inside that install.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "sql": "sql", "python": "python"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 MARK = re.compile(r"<!--\s*docs-test:\s*([\w-]+)\s*(\d*)\s*-->\s*$")
-PIP_PREFIX = re.compile(r"^pip install [^&\n]+&&\s*")
+PIP_PREFIX = re.compile(
+    r"^(python3 -m venv [^&\n]+&&\s*\. [^&\n]+&&\s*)?pip install [^&\n]+&&\s*"
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ def test_every_runnable_block_runs(document: str, dsn: str, tmp_path: Path) -> N
                 continue
             block_env = env
             if block.mark == "embedded":
+                ci = (REPO / ".ci" / "run").read_text()
+                assert block.code.strip() in ci, f"{block}: .ci/run does not run this command"
                 block_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
             result = run_block(block, workdir, block_env)
             assert result.returncode == block.expected_exit, (

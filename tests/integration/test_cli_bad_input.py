@@ -1,8 +1,10 @@
-"""Every bad input through the real command line, against a real PostgreSQL.
+"""Every bad input through the command line, against a real PostgreSQL.
 
 Each refusal must give its exit code, exactly one ``sqlrunner: error:`` line on
 stderr, never a traceback, and leave the database as it was. The JSON mode,
 ``status --exit-code``, ``--dry-run``, ``new`` and ``repair`` are driven the same way.
+Most run in process through click's CliRunner; those marked ``process=True`` run
+a real ``python -m sqlrunner`` (exit codes as the shell sees them, stdin, imports).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import sqlrunner
+
+from .clirun import Run, invoke, run_process
 
 ITEMS = """-- 0001: the items table
 SET lock_timeout = '5s';
@@ -38,21 +41,6 @@ TAGS_ROLLBACK = "BEGIN;\nDROP TABLE tags;\nCOMMIT;\n"
 ITEMS_OK = "SELECT 'items_table_exists', to_regclass('items') IS NOT NULL, 'items';\n"
 PASSWORD = "Sup3r-S3cret-pw"
 _roles = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    @property
-    def errors(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.startswith("sqlrunner: error:")]
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -73,24 +61,15 @@ def sqlrunner_cli(
     *args: str,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    process: bool = False,
 ) -> Run:
-    """``python -m sqlrunner`` as a user runs it: no terminal on stdin, no DATABASE_URL."""
-    argv = [sys.executable, "-m", "sqlrunner"]
-    if dsn is not None:
-        argv += ["--dsn", dsn]
+    """``sqlrunner`` as a user runs it (no terminal on stdin, no DATABASE_URL): in process
+    through click's CliRunner, or as a real ``python -m sqlrunner`` with ``process=True``."""
+    argv = [*(("--dsn", dsn) if dsn is not None else ()), *args]
     if sql_dir is not None:
-        argv += ["--sql-dir", str(sql_dir)]
-    base = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    done = subprocess.run(
-        [*argv, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env={**base, **(env or {})},
-        cwd=cwd or (sql_dir.parent if sql_dir else None),
-    )
-    return Run(done.returncode, done.stdout, done.stderr)
+        argv[:0] = ["--sql-dir", str(sql_dir)]
+    where = cwd or (sql_dir.parent if sql_dir else None)
+    return (run_process if process else invoke)(*argv, env=env, cwd=where)
 
 
 def refused(run: Run, code: int, *fragments: str) -> str:
@@ -245,7 +224,7 @@ def test_unreachable_database_exits_3_without_showing_the_password(tmp_sql: Path
     port = closed_port()
     url = f"postgresql://deploy:{PASSWORD}@127.0.0.1:{port}/app"
 
-    run = sqlrunner_cli(url, tmp_sql, "apply")
+    run = sqlrunner_cli(url, tmp_sql, "apply", process=True)
 
     refused(run, 3, f"cannot connect to postgresql://deploy:***@127.0.0.1:{port}/app")
     assert PASSWORD not in run.output
@@ -583,7 +562,7 @@ def test_rollback_that_drops_rows_is_refused_without_yes_and_a_terminal(
         conn.execute("INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
     before = snapshot(dsn)
 
-    run = sqlrunner_cli(dsn, tmp_sql, "rollback")
+    run = sqlrunner_cli(dsn, tmp_sql, "rollback", process=True)  # stdin: /dev/null
 
     refused(run, 2, "table items: 3 rows", "--yes")
     assert scalar(dsn, "SELECT count(*) FROM items") == 3
@@ -607,7 +586,7 @@ def test_no_database_at_all_names_the_three_ways_in_one_line(tmp_sql: Path) -> N
     )
     assert probe.returncode != 0
 
-    run = sqlrunner_cli(None, tmp_sql, "apply", env=env)
+    run = sqlrunner_cli(None, tmp_sql, "apply", env=env, process=True)
 
     line = refused(run, 2, "--dsn", "DATABASE_URL", "embedded")
     assert run.stderr.strip().splitlines() == [line]
@@ -659,7 +638,7 @@ def test_json_mode_prints_one_document_for_apply_status_and_verify(dsn: str, tmp
 def test_json_mode_prints_one_error_document(dsn: str, tmp_sql: Path) -> None:
     write(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("COMMIT", "SELECT 1/0;\nCOMMIT")})
 
-    run = sqlrunner_cli(dsn, tmp_sql, "--json", "apply")
+    run = sqlrunner_cli(dsn, tmp_sql, "--json", "apply", process=True)
 
     refused(run, 4, "division by zero")
     document = json.loads(run.stdout)
@@ -703,7 +682,7 @@ def test_json_mode_usage_error_is_one_error_document(dsn: str, tmp_sql: Path) ->
 def test_status_exit_code_is_6_pending_0_up_to_date_1_drift(dsn: str, tmp_sql: Path) -> None:
     write(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
-    pending = succeeded(sqlrunner_cli(dsn, tmp_sql, "status", "--exit-code"), 6)
+    pending = succeeded(sqlrunner_cli(dsn, tmp_sql, "status", "--exit-code", process=True), 6)
     assert "pending  forward/0001_items" in pending.stdout
     assert succeeded(sqlrunner_cli(dsn, tmp_sql, "status")).code == 0  # only with --exit-code
 

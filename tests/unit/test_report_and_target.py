@@ -250,7 +250,8 @@ def test_rollback_text_ends_with_where_it_stopped_before_the_summary() -> None:
         ),
         ("postgres://unicorn:s3cret@db/unicorn_db", "postgres://unicorn:***@db/unicorn_db"),
         ("postgresql://unicorn:s%40cr%2Fet@db/x", "postgresql://unicorn:***@db/x"),
-        ("postgresql://unicorn:pa?ss#wo/rd@db/x", "postgresql://unicorn:***@db/x"),
+        # libpq cannot parse these two (a '/' before the '@'; an upper-case key): hidden whole
+        ("postgresql://unicorn:pa?ss#wo/rd@db/x", "<unparsable DSN>"),
         ("postgresql://:s3cret@db/x", "postgresql://:***@db/x"),
         ("postgresql://u:s3cret@[::1]:5432/x", "postgresql://u:***@[::1]:5432/x"),
         (
@@ -261,10 +262,7 @@ def test_rollback_text_ends_with_where_it_stopped_before_the_summary() -> None:
             "postgresql://db/x?password=s3cret&sslmode=require",
             "postgresql://db/x?password=***&sslmode=require",
         ),
-        (
-            "postgresql://db/x?sslmode=require&PASSWORD=s3cret",
-            "postgresql://db/x?sslmode=require&PASSWORD=***",
-        ),
+        ("postgresql://db/x?sslmode=require&PASSWORD=s3cret", "<unparsable DSN>"),
     ],
 )
 def test_url_passwords_are_masked(dsn: str, shown: str) -> None:
