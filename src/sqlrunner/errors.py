@@ -68,6 +68,14 @@ class DataLossRefused(UsageError):
         self.losses = tuple(losses)
 
 
+class FutureVersions(UsageError):
+    """``strict``: the database has versions newer than every local file (a newer release)."""
+
+    def __init__(self, message: str, versions: Sequence[str]) -> None:
+        super().__init__(message)
+        self.versions = tuple(versions)
+
+
 class ChecksumMismatch(SqlRunnerError):
     """Applied files were edited or removed since they ran (drift)."""
 

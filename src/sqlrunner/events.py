@@ -20,6 +20,7 @@ class Event:
     """Something a person watching the run would want to know, as it happens."""
 
     # file_started | statement_started | statement_skipped | file_finished | retry | waiting | note
+    # | warning
     kind: str
     message: str
     migration: Migration | None = None
@@ -34,7 +35,7 @@ Listener = Callable[[Event], None]
 def log_event(event: Event) -> None:
     """The library's default listener: everything goes to ``logging.getLogger("sqlrunner")``."""
     level = logging.DEBUG if event.kind in ("statement_started", "file_started") else logging.INFO
-    if event.kind in ("retry", "waiting"):
+    if event.kind in ("retry", "waiting", "warning"):
         level = logging.WARNING
     log.log(level, "%s", event.message)
 

@@ -70,6 +70,7 @@ class LockedRun:
         seed: bool,
         verify: bool,
         notes: tuple[str, ...],
+        strict: bool = False,
     ) -> ApplyReport:
         """Apply what is still pending once the lock is ours (another runner may have done it)."""
         scripts = {s.migration.path: s for s in parsed}
@@ -82,7 +83,7 @@ class LockedRun:
         with self._lock(ctx) as lock:
             ledger.create_tables(self.conn, self.tables)
             rows = ledger.read_rows(self.conn, self.tables)
-            refuse_drift(files, rows)
+            refuse_drift(files, rows, strict=strict)
             plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
             if plan.empty:  # the runner we waited for did it all
                 return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
@@ -118,7 +119,7 @@ class LockedRun:
     def rollback(
         self, rows: list[LedgerRow], scripts: list[Script], losses: list[str]
     ) -> RollbackReport:
-        """Run the rollback files newest first; seeds are forgotten with the last one."""
+        """Run the rollback files newest first; seeds are forgotten with the first one."""
         ctx = RunContext.new()
         with self._lock(ctx) as lock:
             ledger.create_tables(self.conn, self.tables)
@@ -131,7 +132,7 @@ class LockedRun:
             done: list[FileResult] = []
             try:
                 for index, script in enumerate(scripts):
-                    done.append(executor.rollback(script, last=index == len(scripts) - 1))
+                    done.append(executor.rollback(script, forget_seeds=index == 0))
             except BaseException as exc:
                 record_failed_run(executor, "rollback", self._ms(), exc)
                 raise

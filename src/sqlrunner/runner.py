@@ -172,7 +172,9 @@ class Executor:
 
         return self._run(script, finish, "seeded", "seed")
 
-    def rollback(self, script: Script, last: bool) -> FileResult:
+    def rollback(self, script: Script, forget_seeds: bool) -> FileResult:
+        """Undo one file; ``forget_seeds`` on the run's first step, so that a rollback that
+        fails part-way has still made the next apply re-run the seeds of what it dropped."""
         m = script.migration
 
         def finish(duration_ms: str) -> list[str]:
@@ -181,7 +183,7 @@ class Executor:
                 ledger.clear_progress(self.tables, m.version),
                 self._history("rollback", m, "ok", duration_ms),
             ]
-            return [*steps, ledger.forget_seeds(self.tables)] if last else steps
+            return [*steps, ledger.forget_seeds(self.tables)] if forget_seeds else steps
 
         return self._run(script, finish, "rolled back", "rollback")
 
