@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from pytest_postgresql.janitor import DatabaseJanitor
 
 import sqlrunner
@@ -52,9 +53,30 @@ class _HeldJanitor(DatabaseJanitor):
     """pytest-postgresql's janitor on the session's open connection: a new connection per
     create and per drop would cost about as much again as the clone itself."""
 
-    def __init__(self, conn: psycopg.Connection[Any], **kwargs: Any) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], file_copy: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._conn = conn
+        self._file_copy = file_copy
+
+    def _build_create_database_sql(self) -> sql.Composed:
+        # FILE_COPY copies the template's files where the default (WAL_LOG, PostgreSQL 15+)
+        # writes every page to WAL; it pays with two checkpoints, which cost next to nothing
+        # on our own fsync-off embedded server (and would disturb a shared one).
+        query = super()._build_create_database_sql()
+        return query + sql.SQL(" STRATEGY FILE_COPY") if self._file_copy else query
+
+    def drop(self) -> None:
+        """One statement for a test's database: FORCE (PostgreSQL 13+) ends its sessions, in
+        a third of the time of the janitor's check, lock-out, terminate and drop."""
+        if self.is_template():
+            super().drop()
+            return
+        with self.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(self.dbname)
+                )
+            )
 
     @contextmanager
     def cursor(self, dbname: str | None = None) -> Iterator[psycopg.Cursor[Any]]:
@@ -164,6 +186,7 @@ class TestDatabases:
         assert self._conn is not None
         return _HeldJanitor(
             self._conn,
+            server.embedded and self._conn.info.server_version >= 150000,
             user=server.params.get("user", "postgres"),
             host=server.params.get("host", "localhost"),
             port=server.params.get("port", 5432),

@@ -9,6 +9,7 @@ root) is started on first use and removed with its data directory at exit.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import warnings
@@ -24,6 +25,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from ..errors import ConnectionFailed
 
 CONNECT_TIMEOUT_S = 5
+SHM_FREE_BYTES = 1 << 30  # the server takes ~40 MB, each clone of a small schema ~10 MB
 
 
 def masked(conninfo: str) -> str:
@@ -103,7 +105,7 @@ def embedded() -> Iterator[PostgresServer]:
         ) from None
     # Not under pytest's tmp_path: pytest resets its base directory to mode 0700 at every
     # start, which would lock the server's own system user (we may be root) out of it.
-    root = Path(tempfile.mkdtemp(prefix="sqlrunner-pytest-"))
+    root = Path(tempfile.mkdtemp(prefix="sqlrunner-pytest-", dir=_scratch_dir()))
     server = None
     try:
         try:
@@ -123,6 +125,21 @@ def embedded() -> Iterator[PostgresServer]:
         if server is not None:
             server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _scratch_dir() -> str | None:
+    """/dev/shm when it is a roomy tmpfs, else the usual temp directory.
+
+    CREATE DATABASE creates a file per relation (about a thousand for a small
+    schema): on tmpfs a clone takes 10-20 ms, on a disk 5-10 times that.
+    """
+    shm = Path("/dev/shm")
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return None
+    roomy = stats.f_bavail * stats.f_frsize >= SHM_FREE_BYTES
+    return str(shm) if roomy and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _configure(uri: str, port: int | None) -> PostgresServer:
