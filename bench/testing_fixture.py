@@ -192,7 +192,8 @@ def table(found: dict[str, Any], rounds: int) -> str:
     bare = statistics.median(per["bare_clone"])
     dsn_ms = statistics.median(per["sqlrunner_dsn"])
     rows = [
-        "| variant | per test, median [p10–p90] ms | ÷ bare clone | first test ms (+ its session fixtures) |",
+        "| variant | per test, median [p10–p90] ms | ÷ bare clone "
+        "| first test ms (+ its session fixtures) |",
         "|---|---:|---:|---:|",
     ]
     for variant in VARIANTS:
