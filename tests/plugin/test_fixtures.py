@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from .conftest import APP_SQL, WriteSql
@@ -133,6 +134,29 @@ def test_unreachable_server_fails_fast_and_hides_the_password(
     assert "s3cret-pw" not in out
 
 
+def test_role_without_createdb_is_one_clear_error(
+    write_sql: WriteSql, pytester: pytest.Pytester, run_inner: Run, outer_dsn: str
+) -> None:
+    write_sql(APP_SQL)
+    pytester.makepyfile(test_app="def test_a(sqlrunner_dsn): pass\n")
+    role = "sqlrunner_plugin_nocreatedb"
+    with psycopg.connect(outer_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'pw-not-shown'")
+    try:
+        params = {**psycopg.conninfo.conninfo_to_dict(outer_dsn), "user": role}
+        params["password"] = "pw-not-shown"
+        result = run_inner("-q", dsn=psycopg.conninfo.make_conninfo(**params))
+    finally:
+        with psycopg.connect(outer_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {role}")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "cannot create the template database" in out
+    assert "permission denied to create database" in out
+    assert "pw-not-shown" not in out and "Traceback" not in out and "INTERNALERROR" not in out
+
+
 def test_tests_without_the_fixtures_need_no_server(
     pytester: pytest.Pytester, run_inner: Run
 ) -> None:
@@ -169,7 +193,8 @@ def test_ini_options_choose_the_sql_dir_and_ledger_schema(
 def test_xdist_workers_each_get_isolated_databases(
     write_sql: WriteSql, pytester: pytest.Pytester, run_inner: Run
 ) -> None:
-    pytest.importorskip("xdist")
+    import xdist  # noqa: F401  (the dev extra installs pytest-xdist; no silent skip)
+
     write_sql(APP_SQL)
     pytester.makepyfile(test_app=ISOLATION_TESTS)
     result = run_inner("-q", "-n", "2")

@@ -24,7 +24,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 import sqlrunner
 
 from ..errors import ConnectionFailed, SqlRunnerError
-from .server import PostgresServer, embedded, existing
+from .server import PostgresServer, embedded, existing, masked
 
 FOLDERS = ("forward", "rollback", "seed", "verify")
 
@@ -136,8 +136,14 @@ class TestDatabases:
             self._template = None
         name = f"sqlrunner_tpl_{self._token}_{current[:8]}"
         janitor = self._janitor(name, as_template=True)
-        janitor.drop()
-        janitor.init()
+        try:
+            janitor.drop()
+            janitor.init()
+        except psycopg.Error as exc:  # e.g. a role without CREATEDB: one line, not a traceback
+            shown = masked(self.server().dsn(self.server().maintenance_dbname))
+            message = f"cannot create the template database on {shown}: {exc}"
+            self._failed = (current, message)
+            raise sqlrunner.UsageError(message) from None
         try:
             sqlrunner.apply(
                 self.server().dsn(name), sql_dir, ledger_schema=self.settings.ledger_schema
