@@ -111,3 +111,11 @@ class LockTimeout(SqlRunnerError):
 
 class RunnerBusy(LockTimeout):
     """Another sqlrunner held the runner lock for longer than we agreed to wait."""
+
+
+class AdoptionRefused(UsageError):
+    """Another tool's ledger (or a hand-built schema) cannot be taken over safely as it is."""
+
+    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+        super().__init__(message)
+        self.reasons = tuple(reasons)
