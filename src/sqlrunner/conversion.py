@@ -20,6 +20,7 @@ from typing import Any, Literal
 from . import pgparser
 from .errors import UsageError
 from .files import FILE_NAME, NO_TRANSACTION_MARK
+from .sqltext import ALLOWED_BEFORE_BEGIN
 
 MAPPING_FILE = "imported.json"
 Severity = Literal["fixed", "check", "todo"]
@@ -154,27 +155,24 @@ def _unquote(value: str) -> str:
     return value
 
 
-_VARIABLE = re.compile(r"(?<![:\w]):(?:'(\w+)'|\"(\w+)\"|(\w+))")
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\$(\w*)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
+# psql substitutes :x, :'x' and :"x" outside quotes, comments and dollar quotes; one
+# alternation scans them all left to right, so a quoted ':' is never taken for a variable.
+_LEXEME = re.compile(
+    r"(?<![:\w]):(?:'(?P<literal>\w+)'|\"(?P<ident>\w+)\"|(?P<raw>[A-Za-z_]\w*))"
+    r"|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$|--[^\n]*|/\*.*?\*/",
+    re.S,
+)
 
 
 def _substitute(line: str, variables: dict[str, str], state: _Text, number: int) -> str:
-    """psql's :x, :'x' and :"x" outside quotes, comments and dollar quotes (psql's rules)."""
     if ":" not in line:
         return line
-    pieces, last = [], 0
-    for quoted in _QUOTED.finditer(line):
-        pieces.append(_replace(line[last : quoted.start()], variables, state, number))
-        pieces.append(quoted[0])
-        last = quoted.end()
-    pieces.append(_replace(line[last:], variables, state, number))
-    return "".join(pieces)
 
-
-def _replace(part: str, variables: dict[str, str], state: _Text, number: int) -> str:
     def one(match: re.Match[str]) -> str:
-        literal, identifier, raw = match.groups()
+        literal, identifier, raw = match["literal"], match["ident"], match["raw"]
         name = literal or identifier or raw
+        if name is None:  # a string, identifier, comment or dollar quote: as it is
+            return match[0]
         if name not in variables:
             if raw is None:
                 state.note(
@@ -191,7 +189,7 @@ def _replace(part: str, variables: dict[str, str], state: _Text, number: int) ->
             return '"' + value.replace('"', '""') + '"'
         return value
 
-    return _VARIABLE.sub(one, part)
+    return _LEXEME.sub(one, line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +199,7 @@ class _Parsed:
     slices: tuple[slice, ...]
     last_token_end: int  # offset after the last non-comment token, -1 when none
     ends_with_semicolon: bool
+    semicolons: tuple[int, ...]  # offsets of top-level-or-not ';' tokens
 
 
 def _parse(text: str) -> _Parsed:
@@ -215,7 +214,12 @@ def _parse(text: str) -> _Parsed:
         fields.append(body)
     end = tokens[-1].end + 1 if tokens else -1
     return _Parsed(
-        tuple(kinds), tuple(fields), slices, end, bool(tokens) and tokens[-1].name == "ASCII_59"
+        tuple(kinds),
+        tuple(fields),
+        slices,
+        end,
+        bool(tokens) and tokens[-1].name == "ASCII_59",
+        tuple(t.start for t in tokens if t.name == "ASCII_59"),
     )
 
 
@@ -308,6 +312,8 @@ def convert_script(
                 "transaction control other than one outer BEGIN ... COMMIT",
                 "split the file so each part is one BEGIN ... COMMIT or a no-transaction file",
             )
+        elif first[0] > 0:
+            text = _sets_into_transaction(text, parsed, first[0], state)
         for index, why in blockers:
             state.note(
                 _line_of(text, parsed.slices[index]),
@@ -332,6 +338,30 @@ def convert_script(
             )
         return f"{NO_TRANSACTION_MARK}\n{text}\n", state.findings
     return f"BEGIN;\n{text}\nCOMMIT;\n", state.findings
+
+
+def _sets_into_transaction(text: str, parsed: _Parsed, begin: int, state: _Text) -> str:
+    """Sqitch scripts often ``SET client_min_messages`` before BEGIN; sqlrunner allows only
+    the two timeouts there, so the SETs move just after BEGIN (same effect for the file)."""
+    before = range(begin)
+    odd = next((i for i in before if parsed.kinds[i] != "VariableSetStmt"), None)
+    if odd is not None:
+        state.note(
+            _line_of(text, parsed.slices[odd]),
+            "todo",
+            "statement before BEGIN",
+            "move it inside BEGIN ... COMMIT, or into its own migration",
+        )
+        return text
+    if all(parsed.fields[i].get("name") in ALLOWED_BEFORE_BEGIN for i in before):
+        return text
+    head = parsed.slices[0].start or 0
+    start = parsed.slices[begin].start or 0
+    while text[start].isspace():
+        start += 1
+    end = next(p for p in parsed.semicolons if p >= (parsed.slices[begin].stop or 0)) + 1
+    state.note(_line_of(text, parsed.slices[0]), "fixed", "SET before BEGIN moved after it")
+    return text[:head] + text[start:end] + "\n" + text[head:start].rstrip() + text[end:]
 
 
 def _stripped(text: str, state: _Text) -> str:
