@@ -12,6 +12,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -40,8 +41,15 @@ UP_DOWN = re.compile(
 )
 
 
+def read_golang_migrate(root: Path) -> tuple[list[SourceMigration], list[Finding]]:
+    """golang-migrate: ``V_title.up.sql`` / ``.down.sql``; its ledger stores V as a bigint."""
+    migrations, findings = read_up_down(root)
+    return [replace(m, key=str(int(m.key))) for m in migrations], findings
+
+
 def read_up_down(root: Path) -> tuple[list[SourceMigration], list[Finding]]:
-    """golang-migrate and pop: ``V_title.up.sql`` / ``V_title.down.sql`` (pop: ``.postgres.``)."""
+    """pop (and golang-migrate): ``V_title[.postgres].up.sql`` / ``.down.sql``; the key is V
+    as written (pop's ledger stores the string)."""
     pairs: dict[str, dict[str, Path | str]] = {}
     findings = []
     for path in sorted(root.iterdir()):
@@ -328,7 +336,7 @@ def sqitch_project(root: Path) -> str | None:
 
 
 READERS: dict[str, Reader] = {
-    "golang-migrate": read_up_down,
+    "golang-migrate": read_golang_migrate,
     "dbmate": read_dbmate,
     "flyway": read_flyway,
     "sqitch": read_sqitch,
