@@ -184,7 +184,7 @@ def test_adopt_marks_what_the_old_tool_applied_and_apply_then_has_nothing_to_do(
     assert sqlrunner.status(dsn, sql_dir).up_to_date
     assert not sqlrunner.apply(dsn, sql_dir).applied
     history = _history(dsn, "adopt")
-    assert [h for h in history if h[0] == "forward"][0][2].startswith(f"adopted from {tool} ")
+    assert next(h for h in history if h[0] == "forward")[2].startswith(f"adopted from {tool} ")
     assert adopt(dsn, sql_dir, tool=tool).marked == ()  # a second adopt changes nothing
     with psycopg.connect(dsn) as conn:  # the old ledger is only read
         assert conn.execute(
@@ -228,9 +228,9 @@ def _refused(dsn: str, sql_dir: Path, tool: str, *words: str) -> None:
     message = str(caught.value)
     for word in words:
         assert word in message, message
-    with psycopg.connect(dsn) as conn:  # nothing was marked
-        assert sqlrunner.status(dsn, sql_dir).files
-        assert all(f.state == "pending" for f in sqlrunner.status(dsn, sql_dir).files)
+    files = sqlrunner.status(dsn, sql_dir).files  # nothing was marked
+    assert files
+    assert all(f.state == "pending" for f in files)
 
 
 def test_adopt_refuses_golang_migrate_dirty_version(
@@ -373,3 +373,16 @@ def test_mark_applied_range_records_each_version_in_one_run(
     assert runs == (2,)
     with pytest.raises(UsageError, match="no forward file with version 0009"):
         mark_applied(dsn, [9], sql_dir)
+
+
+def test_converted_sqitch_verify_fails_where_the_sqitch_script_would_raise(
+    dsn: str, tmp_path: Path
+) -> None:
+    src = write_set(tmp_path / "src", SETS["sqitch"])
+    import_from("sqitch", src, tmp_path / "sql")
+    report = sqlrunner.apply(dsn, tmp_path / "sql")
+    assert report.verification is not None and report.verification.ok
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP INDEX flipr.users_nickname_lower_idx")  # 1/COUNT(*) now divides by 0
+    with pytest.raises(sqlrunner.VerificationFailed, match="22012"):
+        sqlrunner.verify(dsn, tmp_path / "sql")
