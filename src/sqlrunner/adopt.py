@@ -365,4 +365,4 @@ def _marks(
             reasons.append(f"{kind}/{int(entry['version']):04d}_{entry['name']}.sql is missing")
             continue
         marks.append(Mark(migration, f"adopted from {tool} {key.removeprefix('seed:')}"))
-    return marks
+    return sorted(marks, key=lambda m: (m.migration.kind, m.migration.version))

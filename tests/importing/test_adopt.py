@@ -386,3 +386,26 @@ def test_converted_sqitch_verify_fails_where_the_sqitch_script_would_raise(
         conn.execute("DROP INDEX flipr.users_nickname_lower_idx")  # 1/COUNT(*) now divides by 0
     with pytest.raises(sqlrunner.VerificationFailed, match="22012"):
         sqlrunner.verify(dsn, tmp_path / "sql")
+
+
+def test_flyway_baseline_row_covers_every_version_up_to_it(
+    dsn: str, tmp_path: Path, run_psql: RunPsql
+) -> None:
+    src = write_set(tmp_path / "src", SETS["flyway"])
+    v2 = flyway_checksum(src / "V2__account_name_index.sql")
+    rows = (
+        "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, "
+        "checksum, installed_by, execution_time, success) VALUES "
+        "(1, '1.1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'dba', 0, "
+        f"true), (2, '2', 'account name index', 'SQL', 'V2__account_name_index.sql', {v2}, 'ci', 9, "
+        "true)"
+    )
+    _src, sql_dir = _migrated_by("flyway", dsn, tmp_path, run_psql, rows)
+    report = adopt(dsn, sql_dir, tool="flyway")
+    assert report.marked == (
+        "0001_create_accounts",
+        "0002_add_account_status",
+        "0003_account_name_index",
+    )
+    # the repeatable never ran under Flyway here: sqlrunner runs it as a seed
+    assert [s.version for s in sqlrunner.apply(dsn, sql_dir).seeded] == [1]
