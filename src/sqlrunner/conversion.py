@@ -312,6 +312,13 @@ def convert_script(
                 "transaction control other than one outer BEGIN ... COMMIT",
                 "split the file so each part is one BEGIN ... COMMIT or a no-transaction file",
             )
+        elif parsed.fields[first[0]].get("options"):
+            state.note(
+                _line_of(text, parsed.slices[first[0]]),
+                "todo",
+                "BEGIN with options (isolation level, read only)",
+                "remove them: sqlrunner runs the body in its own transaction",
+            )
         elif first[0] > 0:
             text = _sets_into_transaction(text, parsed, first[0], state)
         for index, why in blockers:

@@ -73,6 +73,11 @@ def test_concurrently_inside_begin_commit_is_listed_not_rewritten() -> None:
     assert "todo: CONCURRENTLY inside BEGIN ... COMMIT fails in PostgreSQL" in notes
 
 
+def test_begin_options_are_a_todo() -> None:
+    _, notes = _convert("BEGIN ISOLATION LEVEL SERIALIZABLE;\nSELECT 1;\nCOMMIT;\n")
+    assert "todo: BEGIN with options (isolation level, read only)" in notes
+
+
 def test_several_transactions_in_one_file_are_a_todo() -> None:
     _, notes = _convert("BEGIN;\nSELECT 1;\nCOMMIT;\nBEGIN;\nSELECT 2;\nCOMMIT;\n")
     assert "todo: transaction control other than one outer BEGIN ... COMMIT" in notes
