@@ -477,6 +477,15 @@ def import_set(
         entries = mapping[migration.kind]
         if migration.key in entries:
             kept.append(migration.key)
+            if migration.checksum not in (None, entries[migration.key].get("checksum")):
+                findings.append(
+                    Finding(
+                        f"{migration.up.path}:1",
+                        "check",
+                        "changed since the last import; its sqlrunner file was left as it was",
+                        "port the change by hand as a new migration",
+                    )
+                )
             continue
         version = next_version[migration.kind]
         next_version[migration.kind] += 1

@@ -217,6 +217,16 @@ def test_reimport_keeps_earlier_numbers_and_adds_new_migrations(tmp_path: Path) 
         import_from("dbmate", write_set(tmp_path / "db", SETS["dbmate"]), sql_dir)
 
 
+def test_reimport_flags_a_source_file_edited_since_the_last_import(tmp_path: Path) -> None:
+    src = write_set(tmp_path / "src", SETS["flyway"])
+    import_from("flyway", src, tmp_path / "sql")
+    (src / "V1__create_accounts.sql").write_text("CREATE TABLE accounts (id int);\n")
+    report = import_from("flyway", src, tmp_path / "sql")
+    assert [f.what for f in report.findings] == [
+        "changed since the last import; its sqlrunner file was left as it was"
+    ]
+
+
 def test_import_refuses_a_destination_with_other_files_and_writes_nothing(tmp_path: Path) -> None:
     sql_dir = write_set(tmp_path / "sql", {"forward/0001_mine.sql": "BEGIN;\nCOMMIT;\n"})
     with pytest.raises(UsageError, match="already holds files"):
