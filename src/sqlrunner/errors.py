@@ -178,3 +178,11 @@ class LockLost(LockTimeout):
 class AppliedElsewhere(LockLost):
     """Another runner recorded the same file first (one of the two had lost the runner
     lock); this run's copy was rolled back, so nothing ran twice."""
+
+
+class AdoptionRefused(UsageError):
+    """Another tool's ledger (or a hand-built schema) cannot be taken over safely as it is."""
+
+    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+        super().__init__(message)
+        self.reasons = tuple(reasons)
