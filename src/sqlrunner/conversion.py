@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import pgparser
+from pglast import parser
+
 from .errors import UsageError
 from .files import FILE_NAME, NO_TRANSACTION_MARK
 from .sqltext import ALLOWED_BEFORE_BEGIN
@@ -203,7 +204,6 @@ class _Parsed:
 
 
 def _parse(text: str) -> _Parsed:
-    parser = pgparser.parser()
     nodes = json.loads(parser.parse_sql_json(text))["stmts"]
     slices = tuple(parser.split(text, only_slices=True))
     tokens = [t for t in parser.scan(text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
@@ -268,7 +268,7 @@ def convert_script(
     text = _stripped(expand_psql(source.text, state), state)
     try:
         parsed = _parse(text)
-    except pgparser.parser().ParseError as exc:
+    except parser.ParseError as exc:
         offset = exc.args[1] if len(exc.args) > 1 else 0
         state.note(
             text.count("\n", 0, offset) + 1,
@@ -423,7 +423,7 @@ def convert_verify(source: SourceText, root: Path, name: str) -> tuple[str, list
     text = _stripped(expand_psql(source.text, state), state)
     try:
         parsed = _parse(text)
-    except pgparser.parser().ParseError as exc:
+    except parser.ParseError as exc:
         state.note(1, "todo", f"syntax error: {exc.args[0]}", "fix the verify script")
         return "", state.findings
     out = [f"-- converted from {source.path.name}: each check passes when its query runs"]
