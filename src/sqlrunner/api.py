@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +27,16 @@ from .files import Migration, MigrationSet, load_migration_set, read_migration_s
 from .ledger import LedgerTables
 from .locking import RetryPolicy, lock_timeout_ms
 from .plan import (
+    ApplyPlan,
     LedgerRow,
     file_states,
+    future_note,
     out_of_order,
     out_of_order_note,
     plan_apply,
     plan_rollback,
     refuse_drift,
+    stopped_in_front_of,
 )
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
 from .target import connect, mask_password
@@ -75,13 +79,30 @@ def _session(target: Target, wait: float) -> Iterator[tuple[psycopg.Connection[A
         try:
             yield target, psycopg.conninfo.make_conninfo(**params), mask_password(target.info.dsn)
         finally:
-            target.autocommit, target.prepare_threshold = autocommit, threshold
+            _hand_back(target, autocommit, threshold)
         return
     conn = connect(target, wait=wait)
     try:
         yield conn, target, mask_password(target)
     finally:
         conn.close()
+
+
+def _hand_back(conn: psycopg.Connection[Any], autocommit: bool, threshold: int | None) -> None:
+    """The caller's connection as it came: no open transaction, its own autocommit and
+    prepare_threshold (the runner restores session settings after each file itself).
+
+    Never raises: on an interrupted or failed run the original error is what matters,
+    and a connection that died stays closed for the caller to see.
+    """
+    if conn.closed:
+        return
+    with suppress(psycopg.Error):
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+    with suppress(psycopg.Error):
+        conn.autocommit = autocommit
+    conn.prepare_threshold = threshold
 
 
 def _require_supported_server(conn: psycopg.Connection[Any]) -> None:
@@ -139,11 +160,14 @@ def apply(
     ledger_schema: str = "public",
     ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
+    strict: bool = False,
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
 
     When nothing is pending this costs one query after connecting: no lock, no
     catalog scan, no verify. Safe to call from several processes at once.
+    Versions applied by a newer release ("future") are a warning and a note in
+    the report; ``strict=True`` refuses them (FutureVersions, exit 2).
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
     """
     started = time.monotonic()
@@ -163,6 +187,7 @@ def apply(
         wait=wait,
         runner_wait=runner_wait,
         on_event=on_event,
+        strict=strict,
     )
 
 
@@ -181,16 +206,14 @@ def _apply(
     wait: float,
     runner_wait: float,
     on_event: Listener | None,
+    strict: bool,
 ) -> ApplyReport:
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
         rows = ledger.read_rows(conn, tables, when=False)
-        refuse_drift(files, rows)
+        refuse_drift(files, rows, strict=strict)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
-        notes: tuple[str, ...] = (
-            ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
-        )
-        notes += _order_notes(plan.forward, rows, strict_order)
+        notes = _apply_notes(plan, on_event) + _order_notes(plan.forward, rows, strict_order)
         # the rollback files of what is about to be applied must be sound too
         undo = [r for r in map(files.rollback_for, (m.version for m in plan.forward)) if r]
         if dry_run or plan.empty:
@@ -206,7 +229,22 @@ def _apply(
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with relay_server_messages(conn, on_event) as listener:
             run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
-            return run.apply(files, scripts, to=to, seed=seed, verify=verify, notes=notes)
+            return run.apply(
+                files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=strict
+            )
+
+
+def _apply_notes(plan: ApplyPlan, on_event: Listener | None) -> tuple[str, ...]:
+    """The report's notes; future versions are also a warning event (logged as one)."""
+    if plan.future:
+        from .events import Event, fan_out
+
+        note = future_note(plan.future) + "; apply goes on without them (strict refuses)"
+        fan_out(on_event)(Event("warning", note))
+        if plan.seeds_deferred:
+            note += "; seeds wait for it (they target the newest schema)"
+        return (note,)
+    return ("seeds deferred: forward files are still pending",) if plan.seeds_deferred else ()
 
 
 def _order_notes(
@@ -248,16 +286,21 @@ def status(
     ledger_schema: str = "public",
     ledger_table: str = "sqlrunner_ledger",
 ) -> StatusReport:
-    """Every file: applied, pending, drifted (changed since applied) or missing."""
-    with _read_only(target, sql_dir, wait, LedgerTables(ledger_schema, ledger_table)) as (
-        files,
-        rows,
-        _conn,
-        shown,
-    ):
-        applied = {r.version for r in rows if r.kind == "forward"}
-        pending = [m for m in files.forward if m.version not in applied]
-        return StatusReport(shown, file_states(files, rows), _order_notes(pending, rows, False))
+    """Every file: applied, pending, failed (its last attempt), drifted (changed since
+    applied), missing (its file was deleted) or future (applied by a newer release);
+    pending files older than the newest applied one are noted as out of order."""
+    tables = LedgerTables(ledger_schema, ledger_table)
+    with _read_only(target, sql_dir, wait, tables) as (files, rows, conn, shown):
+        states = file_states(files, rows)
+        if any(s.state in ("pending", "changed") for s in states):
+            states = file_states(files, rows, ledger.read_failures(conn, tables))
+    ahead = [s for s in states if s.state == "future"]
+    notes = (
+        [future_note([LedgerRow(s.kind, s.version, s.name, "") for s in ahead])] if ahead else []
+    )
+    applied = {r.version for r in rows if r.kind == "forward"}
+    pending = [m for m in files.forward if m.version not in applied]
+    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)))
 
 
 def verify(
@@ -305,8 +348,10 @@ def rollback(
 ) -> RollbackReport:
     """Undo applied forward files, newest first; refuse to drop real data unless allowed.
 
-    Seeds are forgotten by the ledger afterwards, so the next apply re-runs them
-    (they are idempotent, and the tables they fill may have been dropped).
+    ``to=0`` undoes everything reversible and stops in front of the newest
+    irreversible file (the report's notes name it). Seeds are forgotten by the
+    ledger with the first step, so the next apply re-runs them (they are
+    idempotent, and the tables they fill may have been dropped).
     """
     started = time.monotonic()
     files = load_files(sql_dir)
@@ -317,6 +362,8 @@ def rollback(
         rows = ledger.read_rows(conn, tables)
         refuse_drift(files, rows)
         plan = plan_rollback(files, rows, steps=None if to is not None else steps, to_version=to)
+        stopped = stopped_in_front_of(rows, plan) if to == 0 else None
+        notes = (stopped,) if stopped else ()
         from .execute import LockedRun
         from .safety import data_at_risk
 
@@ -324,7 +371,7 @@ def rollback(
         losses = data_at_risk(conn, scripts, parse_all(files.seed))
         if dry_run:
             would = tuple(_would(s.rollback, "would roll back") for s in plan)
-            return RollbackReport(shown, would, elapsed_ms(started), True, tuple(losses))
+            return RollbackReport(shown, would, elapsed_ms(started), True, tuple(losses), notes)
         if losses and not allow_data_loss and not (confirm is not None and confirm(losses)):
             raise DataLossRefused(
                 "rollback would drop data: "
@@ -336,7 +383,7 @@ def rollback(
 
         with relay_server_messages(conn, on_event) as listener:
             run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
-            return run.rollback(rows, scripts, losses)
+            return replace(run.rollback(rows, scripts, losses), notes=notes)
 
 
 def seed(target: Target, sql_dir: SqlDir = None, **options: Any) -> ApplyReport:

@@ -1,8 +1,21 @@
 """Run sql/verify files and collect their ``(check, ok, detail)`` rows.
 
-Each file runs inside a READ ONLY transaction that is rolled back, so a verify
-file cannot write even by mistake; an error becomes a failed check that names
-the file and line instead of aborting the other checks.
+Verify is read-only and bounded, whatever the file says:
+
+- each file runs inside a READ ONLY transaction that is always rolled back,
+  and that transaction takes its snapshot before the file's first statement,
+  after which PostgreSQL refuses to make it read-write ("transaction
+  read-write mode must be set before any query"), however the file tries
+  (``SET TRANSACTION READ WRITE``, ``set_config('transaction_read_only', ...)``);
+- statements that would change the transaction's mode or the runner's
+  timeouts, and explicit ``LOCK``, are refused before anything runs;
+- every statement runs under the runner's lock_timeout (a check queued behind
+  a pending ALTER must not make the application queue behind the check) and a
+  statement_timeout, set again before each statement;
+- session advisory locks a check takes are released after its file.
+
+An error becomes a failed check that names the file and line instead of
+aborting the other checks.
 """
 
 from __future__ import annotations
@@ -12,33 +25,100 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from .errors import InvalidMigrationSet
 from .files import Migration
 from .report import CheckResult, VerifyReport
-from .sqltext import Script, line_and_column
+from .session_state import SessionState
+from .sqltext import Script, Statement, line_and_column
+
+VERIFY_LOCK_TIMEOUT = "200ms"
+# Verify queries are meant to be cheap catalog and count checks.
+VERIFY_STATEMENT_TIMEOUT = "1min"
+
+# Settings a verify file may not SET or RESET: the transaction's mode and our bounds.
+REFUSED_SETTINGS = frozenset(
+    {
+        "transaction",
+        "session characteristics",
+        "transaction_read_only",
+        "default_transaction_read_only",
+        "transaction_isolation",
+        "transaction_deferrable",
+        "lock_timeout",
+        "statement_timeout",
+    }
+)
+
+
+def refuse_unsafe_checks(scripts: Sequence[Script]) -> None:
+    """Raise InvalidMigrationSet for a verify statement that could write or queue unbounded."""
+    for script in scripts:
+        for statement in script.statements:
+            why = _unsafe(statement)
+            if why:
+                m = script.migration
+                raise InvalidMigrationSet(
+                    f"{m.display_path}:{statement.line}:{statement.column}: {why} in a verify "
+                    f"file (verify is read-only and bounded): {statement.first_line}"
+                )
+
+
+def _unsafe(statement: Statement) -> str | None:
+    if statement.kind == "LockStmt":
+        return "LOCK is not allowed"
+    if statement.kind != "VariableSetStmt":
+        return None
+    if statement.fields.get("kind") == "VAR_RESET_ALL":
+        return "RESET ALL is not allowed"
+    name = str(statement.fields.get("name", "")).lower()
+    return f"SET {name} is not allowed" if name in REFUSED_SETTINGS else None
 
 
 def run_checks(
-    conn: psycopg.Connection[tuple[Any, ...]], scripts: Sequence[Script], target: str
+    conn: psycopg.Connection[tuple[Any, ...]],
+    scripts: Sequence[Script],
+    target: str,
+    *,
+    lock_timeout: str = VERIFY_LOCK_TIMEOUT,
+    statement_timeout: str = VERIFY_STATEMENT_TIMEOUT,
+    state: SessionState | None = None,
 ) -> VerifyReport:
     """Every check of every verify file, in file order."""
+    refuse_unsafe_checks(scripts)
     started = time.monotonic()
+    if state is None and scripts:
+        state = SessionState.capture(conn)
+    bounds = (
+        f"SET LOCAL lock_timeout = {sql.Literal(lock_timeout).as_string()}; "
+        f"SET LOCAL statement_timeout = {sql.Literal(statement_timeout).as_string()};\n"
+    )
     checks: list[CheckResult] = []
     for script in scripts:
-        checks.extend(_run_file(conn, script))
+        checks.extend(_run_file(conn, script, bounds, state))
     return VerifyReport(target, tuple(checks), int((time.monotonic() - started) * 1000))
 
 
-def _run_file(conn: psycopg.Connection[tuple[Any, ...]], script: Script) -> list[CheckResult]:
+def _run_file(
+    conn: psycopg.Connection[tuple[Any, ...]],
+    script: Script,
+    bounds: str,
+    state: SessionState | None,
+) -> list[CheckResult]:
     m = script.migration
     results: list[CheckResult] = []
-    conn.execute("BEGIN READ ONLY")
+    # SELECT 1 takes the transaction's snapshot: from then on it cannot become read-write.
+    conn.execute("BEGIN READ ONLY; " + bounds + "SELECT 1")
     try:
         for statement in script.statements:
             try:
-                cursor = conn.execute(statement.text)
+                cursor = conn.execute(bounds + statement.text)
+                while cursor.nextset():
+                    pass  # the statement's own result is the last one
             except psycopg.Error as exc:
-                offset = statement.offset + max(0, int(exc.diag.statement_position or 1) - 1)
+                position = int(exc.diag.statement_position or 0) - len(bounds)
+                offset = statement.offset + max(0, position - 1)
                 line, _ = line_and_column(m.text, offset)
                 results.append(
                     CheckResult(
@@ -51,7 +131,8 @@ def _run_file(conn: psycopg.Connection[tuple[Any, ...]], script: Script) -> list
                 break  # the transaction is aborted; later statements cannot run
             results.extend(_rows_of(m, statement.line, cursor))
     finally:
-        conn.execute("ROLLBACK")
+        release = state.release_locks() if state is not None else []
+        conn.execute("; ".join(["ROLLBACK", *release]))
     return results
 
 

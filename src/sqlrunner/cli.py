@@ -625,6 +625,11 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
 @setting("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
 @setting("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
 @setting(
+    "--strict",
+    is_flag=True,
+    help="Refuse (exit 2) versions applied by a newer release instead of going on.",
+)
+@setting(
     "--strict-order",
     is_flag=True,
     help="Refuse (exit 2) a pending file older than the newest applied one.",
@@ -636,6 +641,7 @@ def apply_command(
     no_seed: bool,
     no_verify: bool,
     dry_run: bool,
+    strict: bool,
     strict_order: bool,
     **lock: Any,
 ) -> None:
@@ -648,6 +654,7 @@ def apply_command(
             seed=not no_seed,
             verify=not no_verify,
             dry_run=dry_run,
+            strict=strict,
             strict_order=strict_order,
             on_event=printer,
             **lock,

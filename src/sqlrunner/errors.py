@@ -68,6 +68,14 @@ class DataLossRefused(UsageError):
         self.losses = tuple(losses)
 
 
+class FutureVersions(UsageError):
+    """``strict``: the database has versions newer than every local file (a newer release)."""
+
+    def __init__(self, message: str, versions: Sequence[str]) -> None:
+        super().__init__(message)
+        self.versions = tuple(versions)
+
+
 class ChecksumMismatch(SqlRunnerError):
     """Applied files were edited or removed since they ran (drift)."""
 
@@ -94,6 +102,20 @@ class ConnectionFailed(SqlRunnerError):
     exit_code = 3
 
 
+class ConnectionLost(ConnectionFailed):
+    """The run's connection died mid-file (backend terminated, network gone, server down).
+
+    Not a SQL error in the file: ``applied`` says what the ledger showed on
+    reconnecting (True: the file's COMMIT went through; False: it did not;
+    None: the ledger could not be read).
+    """
+
+    def __init__(self, message: str, file: str, applied: bool | None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.applied = applied
+
+
 @dataclass(frozen=True)
 class SqlErrorDetail:
     """What PostgreSQL said about a failing statement, located in its file."""
@@ -106,6 +128,7 @@ class SqlErrorDetail:
     detail: str | None
     hint: str | None
     statement: str
+    context: str | None = None  # PostgreSQL's CONTEXT (PL/pgSQL line, SQL statement), one line
 
     def describe(self) -> str:
         parts = [f"{self.path}:{self.line}:{self.column}: SQLSTATE {self.sqlstate}: {self.message}"]
@@ -113,6 +136,8 @@ class SqlErrorDetail:
             parts.append(f"DETAIL: {self.detail}")
         if self.hint:
             parts.append(f"HINT: {self.hint}")
+        if self.context:
+            parts.append(f"CONTEXT: {self.context}")
         parts.append(f"statement: {self.statement}")
         return " | ".join(parts)
 
@@ -161,3 +186,9 @@ class OutOfOrder(InvalidMigrationSet):
     def __init__(self, message: str, files: Sequence[str]) -> None:
         super().__init__(message)
         self.files = tuple(files)
+class AdoptionRefused(UsageError):
+    """Another tool's ledger (or a hand-built schema) cannot be taken over safely as it is."""
+
+    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+        super().__init__(message)
+        self.reasons = tuple(reasons)

@@ -21,6 +21,7 @@ class Event:
 
     # file_started | statement_started | statement_skipped | file_finished | retry | waiting | note
     # | server_message (a NOTICE or WARNING the server sent while a file ran)
+    # | warning
     kind: str
     message: str
     migration: Migration | None = None
@@ -35,7 +36,7 @@ Listener = Callable[[Event], None]
 def log_event(event: Event) -> None:
     """The library's default listener: everything goes to ``logging.getLogger("sqlrunner")``."""
     level = logging.DEBUG if event.kind in ("statement_started", "file_started") else logging.INFO
-    if event.kind in ("retry", "waiting"):
+    if event.kind in ("retry", "waiting", "warning"):
         level = logging.WARNING
     if event.kind == "server_message":
         level = logging.WARNING if ": WARNING: " in event.message else logging.INFO

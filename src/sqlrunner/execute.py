@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from . import ledger
-from .checks import run_checks
+from .checks import refuse_unsafe_checks, run_checks
 from .errors import UsageError, VerificationFailed
 from .events import Event, Listener, fan_out
 from .files import Migration, MigrationSet
@@ -47,6 +47,17 @@ class LockedRun:
             on_wait=lambda message: emit(Event("waiting", message)),
         )
 
+    def _executor(self, lock: RunnerLock, ctx: RunContext) -> Executor:
+        return Executor(
+            self.conn,
+            lock,
+            self.tables,
+            self.policy,
+            ctx,
+            fan_out(self.listener),
+            conninfo=self.conninfo,
+        )
+
     def _ms(self) -> int:
         return elapsed_ms(self.started)
 
@@ -59,6 +70,7 @@ class LockedRun:
         seed: bool,
         verify: bool,
         notes: tuple[str, ...],
+        strict: bool = False,
     ) -> ApplyReport:
         """Apply what is still pending once the lock is ours (another runner may have done it)."""
         scripts = {s.migration.path: s for s in parsed}
@@ -66,17 +78,16 @@ class LockedRun:
         def script(m: Migration) -> Script:
             return scripts.get(m.path) or script_for(m)
 
+        refuse_unsafe_checks([script(m) for m in files.verify if m.path in scripts])
         ctx = RunContext.new()
         with self._lock(ctx) as lock:
             ledger.create_tables(self.conn, self.tables)
             rows = ledger.read_rows(self.conn, self.tables)
-            refuse_drift(files, rows)
+            refuse_drift(files, rows, strict=strict)
             plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
             if plan.empty:  # the runner we waited for did it all
                 return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
-            executor = Executor(
-                self.conn, lock, self.tables, self.policy, ctx, fan_out(self.listener)
-            )
+            executor = self._executor(lock, ctx)
             applied: list[FileResult] = []
             seeded: list[FileResult] = []
             try:
@@ -87,7 +98,13 @@ class LockedRun:
                 raise
             verification = None
             if plan.verify:
-                verification = run_checks(self.conn, [script(m) for m in plan.verify], self.shown)
+                verification = run_checks(
+                    self.conn,
+                    [script(m) for m in plan.verify],
+                    self.shown,
+                    lock_timeout=self.policy.lock_timeout_setting,
+                    state=executor.session(),
+                )
             outcome = "ok" if verification is None or verification.ok else "verify failed"
             executor.finish_run(
                 "apply", outcome, self._ms(), f"{len(applied)} applied, {len(seeded)} seeded"
@@ -102,7 +119,7 @@ class LockedRun:
     def rollback(
         self, rows: list[LedgerRow], scripts: list[Script], losses: list[str]
     ) -> RollbackReport:
-        """Run the rollback files newest first; seeds are forgotten with the last one."""
+        """Run the rollback files newest first; seeds are forgotten with the first one."""
         ctx = RunContext.new()
         with self._lock(ctx) as lock:
             ledger.create_tables(self.conn, self.tables)
@@ -111,13 +128,11 @@ class LockedRun:
                     "the ledger changed while waiting for another sqlrunner; nothing was "
                     "rolled back: check 'status' and run rollback again"
                 )
-            executor = Executor(
-                self.conn, lock, self.tables, self.policy, ctx, fan_out(self.listener)
-            )
+            executor = self._executor(lock, ctx)
             done: list[FileResult] = []
             try:
                 for index, script in enumerate(scripts):
-                    done.append(executor.rollback(script, last=index == len(scripts) - 1))
+                    done.append(executor.rollback(script, forget_seeds=index == 0))
             except BaseException as exc:
                 record_failed_run(executor, "rollback", self._ms(), exc)
                 raise

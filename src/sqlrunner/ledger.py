@@ -13,7 +13,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
-from .plan import LedgerRow
+from .plan import Failure, LedgerRow
 
 
 def ident(name: str) -> str:
@@ -312,3 +312,24 @@ def read_history(
         ).fetchall()
     except psycopg.errors.UndefinedTable:
         return []
+
+
+def read_failures(
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables
+) -> list[Failure]:
+    """Files whose newest apply or seed history row is not a success (for ``status``):
+    such a file is failed until an apply of it succeeds."""
+    try:
+        rows = conn.execute(
+            "SELECT kind, version, checksum, at, by, outcome, detail FROM ("
+            "SELECT DISTINCT ON (kind, version) kind, version, checksum, at, by, outcome, detail "
+            f"FROM {tables.history_name} WHERE action IN ('apply', 'seed') "
+            "AND kind IN ('forward', 'seed') AND version IS NOT NULL "
+            "ORDER BY kind, version, id DESC) AS newest WHERE outcome <> 'ok'"
+        ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+    return [
+        Failure(str(kind), int(version), checksum, at, str(by), str(detail or outcome))  # type: ignore[arg-type,call-overload]
+        for kind, version, checksum, at, by, outcome, detail in rows
+    ]

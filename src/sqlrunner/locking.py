@@ -165,9 +165,11 @@ LOCK_SESSION_LIMITS = (
 # this long. 5 s is far above any gap a busy client shows and short enough that the
 # application's queued queries survive their own timeouts.
 MIGRATION_LIMITS = (
-    "SET LOCAL idle_in_transaction_session_timeout = '5s'; "
-    "SET LOCAL tcp_keepalives_idle = 5; SET LOCAL tcp_keepalives_interval = 2; "
-    "SET LOCAL tcp_keepalives_count = 3; SET LOCAL tcp_user_timeout = 10000"
+    "SET LOCAL idle_in_transaction_session_timeout = '5s'",
+    "SET LOCAL tcp_keepalives_idle = 5",
+    "SET LOCAL tcp_keepalives_interval = 2",
+    "SET LOCAL tcp_keepalives_count = 3",
+    "SET LOCAL tcp_user_timeout = 10000",
 )
 
 

@@ -8,8 +8,10 @@ from typing import Any
 from . import ledger
 from .api import Target, _session, resolve_sql_dir
 from .errors import UsageError
+from .events import Event, Listener, fan_out
 from .files import MigrationSet, load_migration_set
 from .ledger import LedgerTables, RunContext
+from .locking import RunnerLock
 from .plan import LedgerRow
 
 
@@ -21,17 +23,26 @@ def repair(
     mark_applied: int | None = None,
     forget: int | None = None,
     forget_seeds: bool = False,
+    reapply: bool = False,
     wait: float = 0,
+    runner_wait: float = 300,
     ledger_schema: str = "public",
     ledger_table: str = "sqlrunner_ledger",
+    on_event: Listener | None = None,
 ) -> str:
     """Change the ledger without running SQL; returns what was done, in one line.
 
     - ``accept``: an applied forward file was edited on purpose: record its new checksum
       (applied_at and applied_by stay: the file ran then, by them).
     - ``mark_applied``: a DBA ran a forward file by hand with psql: record it as applied.
-    - ``forget``: an applied file was removed (or undone by hand): drop its ledger row.
+    - ``forget``: an applied file was removed: drop its ledger row. A file that still
+      exists would be applied again by the next apply, so that is refused unless
+      ``reapply`` says it is the point (the DBA undid it by hand and wants it re-run).
     - ``forget_seeds``: the next apply re-runs every seed file (after a hand rollback).
+
+    A repair holds the runner lock, like apply and rollback: it waits up to
+    ``runner_wait`` seconds for a run in progress (RunnerBusy after that), then
+    decides on the ledger as that run left it.
     """
     chosen = [
         (action, version)
@@ -51,7 +62,17 @@ def repair(
     files = load_migration_set(resolve_sql_dir(sql_dir))
     tables = LedgerTables(ledger_schema, ledger_table)
     ctx = RunContext.new()
-    with _session(target, wait) as (conn, _conninfo, _shown):
+    emit = fan_out(on_event)
+    with (
+        _session(target, wait) as (conn, conninfo, _shown),
+        RunnerLock(
+            conninfo,
+            tables.lock_key,
+            runner_wait,
+            application_name=f"sqlrunner repair ({ctx.client})",
+            on_wait=lambda message: emit(Event("waiting", message)),
+        ),
+    ):
         ledger.create_tables(conn, tables)
         rows = {r.version: r for r in ledger.read_rows(conn, tables) if r.kind == "forward"}
         if action == "forget-seeds":
@@ -61,7 +82,7 @@ def repair(
                 tables, ctx, action, "ok", kind="seed", detail="ledger repaired by hand"
             )
         else:
-            statements, what = _forward_repair(tables, ctx, files, rows, action, version)
+            statements, what = _forward_repair(tables, ctx, files, rows, action, version, reapply)
             history = ledger.record_history(
                 tables,
                 ctx,
@@ -83,11 +104,20 @@ def _forward_repair(
     rows: dict[int, LedgerRow],
     action: str,
     version: int,
+    reapply: bool,
 ) -> tuple[list[str], str]:
     """The ledger statements for accept / mark-applied / forget of one forward version."""
     if action == "forget":
         if version not in rows:
             raise UsageError(f"version {version:04d} is not in the ledger")
+        still_here = files.forward_by_version(version)
+        if still_here is not None and not reapply:
+            raise UsageError(
+                f"{still_here.display_path} still exists: forgetting it makes the next apply "
+                "run it again | nothing was changed; delete the file first, use rollback to "
+                "undo it, or if it was undone by hand and should run again, confirm with "
+                "--reapply"
+            )
         return [
             ledger.record_removed(tables, "forward", version),
             ledger.clear_progress(tables, version),

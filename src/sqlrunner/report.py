@@ -81,6 +81,7 @@ class RollbackReport:
     duration_ms: int
     dry_run: bool = False
     data_at_risk: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,20 @@ class StatusReport:
 
     @property
     def pending(self) -> tuple[FileState, ...]:
-        return self._with("pending", "changed")
+        """What apply would run; with future versions applied, seeds wait for the newer
+        release (their newest schema is its schema), so they are not pending here."""
+        waiting = self._with("pending", "changed", "failed")
+        return tuple(f for f in waiting if f.kind == "forward") if self.future else waiting
+
+    @property
+    def failed(self) -> tuple[FileState, ...]:
+        """Pending files whose last attempt failed (also counted as pending)."""
+        return self._with("failed")
+
+    @property
+    def future(self) -> tuple[FileState, ...]:
+        """Versions a newer release applied: not drift, not pending for this release."""
+        return self._with("future")
 
     @property
     def drifted(self) -> tuple[FileState, ...]:
@@ -145,6 +159,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         data["up_to_date"] = report.up_to_date
         data["pending"] = [f.label for f in report.pending]
         data["drifted"] = [f.label for f in report.drifted]
+        data["failed"] = [f.label for f in report.failed]
+        data["future"] = [f.label for f in report.future]
     if isinstance(report, ApplyReport) and report.verification is not None:
         data["verification"]["ok"] = report.verification.ok
     return data
@@ -175,6 +191,8 @@ def render_text(report: Report, files: bool = True) -> str:
 
 
 def _when(state: FileState) -> str:
+    if state.failed_at is not None:
+        return f"  {state.failed_at:%Y-%m-%d %H:%M:%S%z} by {state.failed_by}: {state.error}"
     if state.applied_at is None:
         return ""
     return f"  {when(state.applied_at)} by {state.applied_by}"
@@ -187,7 +205,11 @@ def _status_text(report: StatusReport) -> str:
     summary = (
         "up to date"
         if report.up_to_date
-        else (f"{len(report.pending)} pending, {len(report.drifted)} drifted or missing")
+        else (
+            f"{len(report.pending)} pending"
+            + (f" ({len(report.failed)} failed)" if report.failed else "")
+            + f", {len(report.drifted)} drifted or missing"
+        )
     )
     return "\n".join([*lines, *report.notes, summary])
 
@@ -227,6 +249,7 @@ def _apply_text(report: ApplyReport, files: bool = True) -> str:
 def _rollback_text(report: RollbackReport, files: bool = True) -> str:
     lines = [_file_line(r) for r in report.rolled_back] if files or report.dry_run else []
     lines.extend(f"data at risk: {d}" for d in report.data_at_risk)
+    lines.extend(report.notes)
     if report.dry_run:
         lines.append("dry run: nothing was changed")
     else:

@@ -52,6 +52,9 @@ class Script:
 
     migration: Migration
     statements: tuple[Statement, ...]
+    # the SETs before a transactional file's BEGIN, and its COMMIT (for error positions)
+    preamble: tuple[Statement, ...] = ()
+    commit: Statement | None = None
 
 
 def line_and_column(text: str, offset: int) -> tuple[int, int]:
@@ -242,7 +245,7 @@ def script_for(migration: Migration) -> Script:
     for statement in body:
         if _transaction_kind(statement) is not None:
             _refuse(migration, statement, "transaction control inside BEGIN ... COMMIT")
-    return Script(migration, body)
+    return Script(migration, body, statements[:begin_at], last)
 
 
 def problems_of(migration: Migration) -> tuple[Problem, ...]:

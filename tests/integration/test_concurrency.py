@@ -205,7 +205,7 @@ def test_crash_inside_no_transaction_file_resumes_after_done_statements(
             query(
                 dsn,
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE 'SELECT pg_sleep(%'",
+                "AND query LIKE '%SELECT pg_sleep(%' AND pid <> pg_backend_pid()",
             )[0][0]
             == 1
         ),

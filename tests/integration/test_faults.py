@@ -43,7 +43,10 @@ DO $$BEGIN WHILE NOT (SELECT open FROM gate) LOOP PERFORM pg_sleep(0.05); END LO
 COMMIT;
 """
 
-AT_GATE = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO $$BEGIN WHILE NOT%'"
+AT_GATE = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE query LIKE '%DO $$BEGIN WHILE NOT%' AND pid <> pg_backend_pid()"
+)
 LOCK_BACKEND = "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'sqlrunner lock%'"
 
 

@@ -498,3 +498,112 @@ def test_a_no_transaction_file_records_progress_for_statements_not_for_its_sets(
             "SELECT version, statement_index FROM sqlrunner_ledger_progress"
         ).fetchall()
     assert rows == [(2, 1)]  # the index; the SET (0) always runs again, so it has no row
+
+
+def test_error_inside_a_do_block_points_at_its_line_with_context(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set(
+        {
+            "forward/0001_do.sql": "BEGIN;\nCREATE TABLE t (id int);\n"
+            "DO $body$\nDECLARE n int;\nBEGIN\n  SELECT count(*) INTO n FROM t;\n"
+            "  RAISE EXCEPTION 'café % rows', n;\nEND\n$body$;\nCOMMIT;\n"
+        }
+    )
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.apply(dsn, root)
+    error = failure.value.error
+    assert (error.line, error.column, error.sqlstate) == (7, 3, "P0001")
+    assert error.message == "café 0 rows"
+    assert error.context == "PL/pgSQL function inline_code_block line 5 at RAISE"
+    assert error.statement == "DO $body$"
+    assert "| CONTEXT: PL/pgSQL function inline_code_block line 5 at RAISE |" in str(failure.value)
+
+
+def test_error_inside_a_function_of_the_same_file_points_into_its_body(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set(
+        {
+            "forward/0001_fn.sql": "BEGIN;\n"
+            "CREATE FUNCTION public.half(i int) RETURNS int LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  RETURN 1 / (i - i);\n"
+            "END $$;\n"
+            "SELECT half(2);\n"
+            "COMMIT;\n"
+        }
+    )
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.apply(dsn, root)
+    error = failure.value.error
+    assert (error.line, error.column, error.sqlstate) == (4, 3, "22012")
+    assert error.context is not None and "PL/pgSQL function half(integer) line 3" in error.context
+    assert error.statement == "SELECT half(2)"
+
+
+def test_error_at_commit_points_at_the_commit_line(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set(
+        {
+            "forward/0001_fk.sql": "BEGIN;\n"
+            "CREATE TABLE parent (id int PRIMARY KEY);\n"
+            "CREATE TABLE child (parent_id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);\n"
+            "INSERT INTO child VALUES (1);\n"
+            "\n"
+            "COMMIT;\n"
+        }
+    )
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.apply(dsn, root)
+    error = failure.value.error
+    assert (error.path, error.line, error.column, error.sqlstate) == (
+        "forward/0001_fk.sql",
+        6,
+        1,
+        "23503",
+    )
+    assert error.statement == "COMMIT"
+    assert str(failure.value).endswith(
+        "| at COMMIT (deferred constraints and constraint triggers are checked there): "
+        "the file was rolled back; fix it and run apply again"
+    )
+    assert scalar(dsn, "SELECT to_regclass('child')") is None
+    assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger") == 0
+
+
+def test_failed_rollback_file_advises_running_rollback_again(dsn: str, sql_set: SqlSet) -> None:
+    root = sql_set(
+        {
+            "forward/0001_base.sql": BASE,
+            "forward/0002_t.sql": "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n",
+            "rollback/0002_t.sql": "BEGIN;\nDROP TABLE t;\nDROP TABLE nosuch;\nCOMMIT;\n",
+            "forward/0003_u.sql": "-- sqlrunner: no-transaction\nCREATE TABLE u (id int);\n",
+            "rollback/0003_u.sql": "-- sqlrunner: no-transaction\nDROP TABLE u;\nDROP TABLE nosuch;\n",
+        }
+    )
+    sqlrunner.apply(dsn, root)
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.rollback(dsn, root)
+    assert (failure.value.file, failure.value.line, failure.value.sqlstate) == (
+        "rollback/0003_u.sql",
+        3,
+        "42P01",
+    )
+    assert str(failure.value).endswith(
+        "statements before line 3 are done and recorded; fix the file if needed and run "
+        "rollback again: it resumes safely"
+    )
+    (root / "rollback/0003_u.sql").write_text(
+        "-- sqlrunner: no-transaction\nDROP TABLE IF EXISTS u;\n"
+    )
+    sqlrunner.rollback(dsn, root)
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.rollback(dsn, root)
+    assert (failure.value.file, failure.value.line, failure.value.column) == (
+        "rollback/0002_t.sql",
+        3,
+        1,
+    )
+    assert str(failure.value).endswith(
+        "the rollback file was rolled back, so the migration is still applied; "
+        "fix the rollback file and run rollback again"
+    )
+    assert scalar(dsn, "SELECT to_regclass('t')") == "t"

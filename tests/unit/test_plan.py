@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from sqlrunner.errors import UsageError
+from sqlrunner.errors import ChecksumMismatch, FutureVersions, UsageError
 from sqlrunner.files import Migration, MigrationSet, checksum_of
-from sqlrunner.plan import LedgerRow, drift, file_states, plan_apply, plan_rollback
+from sqlrunner.plan import (
+    Failure,
+    LedgerRow,
+    drift,
+    file_states,
+    future,
+    plan_apply,
+    plan_rollback,
+    refuse_drift,
+    stopped_in_front_of,
+)
 
 WHEN = datetime(2024, 5, 7, 9, 30, tzinfo=timezone.utc)
 
@@ -90,11 +100,13 @@ def test_a_renamed_applied_forward_file_is_drifted() -> None:
 
 
 def test_an_applied_forward_file_that_vanished_is_missing() -> None:
-    gone = LedgerRow("forward", 7, "removed", "a" * 64, WHEN, "dba")
-    states = file_states(ALL, [row(F1), gone])
+    # Issue 9.4 changed this test: a gap inside the local range is missing; a version
+    # newer than every local file (7 here before) is now "future", pinned below.
+    gone = LedgerRow("forward", 2, "removed", "a" * 64, WHEN, "dba")
+    states = file_states(fileset(F1, F3), [row(F1), gone])
 
     missing = [s for s in states if s.state == "missing"]
-    assert [(s.label, s.applied_by) for s in missing] == [("forward/0007_removed", "dba")]
+    assert [(s.label, s.applied_by) for s in missing] == [("forward/0002_removed", "dba")]
     assert drift(states) == tuple(missing)
 
 
@@ -293,3 +305,118 @@ def test_more_steps_than_applied_versions_undoes_what_is_reversible() -> None:
     steps = plan_rollback(fileset(F2, F3, R2, R3), [row(F2), row(F3)], steps=10)
 
     assert [s.forward.version for s in steps] == [3, 2]
+
+
+# --- future versions (issue 9.4) ------------------------------------------------------------
+
+F4 = m("forward", 4, "newer")
+
+
+def test_an_applied_version_newer_than_every_local_file_is_future_not_drift() -> None:
+    states = file_states(ALL, [row(F1), row(F2), row(F3), row(F4)])
+
+    assert ("forward/0004_newer", "future") in [(s.label, s.state) for s in states]
+    assert drift(states) == ()
+    assert future(ALL, [row(F1), row(F4)]) == (row(F4),)
+
+
+def test_a_gap_inside_the_local_range_stays_missing_and_is_refused() -> None:
+    older = fileset(F1, F3)
+
+    assert future(older, [row(F1), row(F2), row(F3)]) == ()
+    with pytest.raises(ChecksumMismatch, match=r"forward/0002_users \(missing\)"):
+        refuse_drift(older, [row(F1), row(F2), row(F3)])
+
+
+def test_future_versions_are_tolerated_unless_strict() -> None:
+    rows = [row(F1), row(F2), row(F3), row(F4)]
+    refuse_drift(ALL, rows)  # no error: a newer release applied 0004
+
+    with pytest.raises(FutureVersions) as caught:
+        refuse_drift(ALL, rows, strict=True)
+    assert caught.value.exit_code == 2
+    assert caught.value.versions == ("forward/0004_newer",)
+    assert "0004_newer applied by a newer release" in str(caught.value)
+
+
+def test_future_versions_defer_this_releases_seeds() -> None:
+    plan = plan_apply(ALL, [row(F1), row(F2), row(F3), row(F4)])
+
+    assert plan.future == (row(F4),)
+    assert plan.forward == () and plan.seeds == ()
+    assert plan.seeds_deferred and plan.empty
+
+
+def test_rollback_of_a_future_version_names_the_newer_release() -> None:
+    with pytest.raises(UsageError, match=r"0004 \(newer\) was applied by a newer release"):
+        plan_rollback(ALL, [row(F1), row(F2), row(F3), row(F4)])
+
+
+# --- failed files (issue 10.12) -----------------------------------------------------------
+
+
+def test_a_pending_file_whose_last_attempt_failed_is_failed_with_when_and_the_error() -> None:
+    failure = Failure(
+        "forward",
+        2,
+        F2.checksum,
+        WHEN,
+        "deploy",
+        "forward/0002_users.sql:2:1: "
+        "SQLSTATE 22012: division by zero | statement: SELECT 1/0 | fix it",
+    )
+    states = {s.label: s for s in file_states(ALL, [row(F1)], [failure])}
+
+    failed = states["forward/0002_users"]
+    assert (failed.state, failed.failed_at, failed.failed_by) == ("failed", WHEN, "deploy")
+    assert failed.error == "forward/0002_users.sql:2:1: SQLSTATE 22012: division by zero"
+    assert states["forward/0003_orders"].state == "pending"
+
+
+def test_a_failure_of_an_applied_file_is_history_not_state() -> None:
+    failure = Failure("forward", 1, F1.checksum, WHEN, "deploy", "boom")
+
+    assert file_states(ALL, [row(F1)], [failure])[0].state == "applied"
+
+
+def test_a_failed_file_edited_since_says_so() -> None:
+    failure = Failure("forward", 1, "0" * 64, WHEN, "deploy", "boom | fix it")
+
+    assert file_states(ALL, [], [failure])[0].error == "boom (the file changed since)"
+
+
+# --- rollback --to 0 (issue 10.13) --------------------------------------------------------
+
+
+def test_rollback_to_0_undoes_everything_reversible_and_names_where_it_stopped() -> None:
+    rows = [row(F1), row(F2), row(F3)]
+    steps = plan_rollback(ALL, rows, steps=None, to_version=0)
+
+    assert [s.forward.version for s in steps] == [3, 2]
+    note = stopped_in_front_of(rows, steps)
+    assert note is not None and "forward/0001_base.sql is irreversible" in note
+    assert note.endswith("it stays applied")
+
+
+def test_rollback_to_0_with_only_an_irreversible_file_applied_does_nothing_and_says_why() -> None:
+    steps = plan_rollback(ALL, [row(F1)], steps=None, to_version=0)
+
+    assert steps == ()
+    assert "0001_base.sql is irreversible" in str(stopped_in_front_of([row(F1)], steps))
+
+
+def test_rollback_to_0_of_a_fully_reversible_set_undoes_all_of_it() -> None:
+    rows = [row(F2), row(F3)]
+    steps = plan_rollback(fileset(F2, F3, R2, R3), rows, steps=None, to_version=0)
+
+    assert [s.forward.version for s in steps] == [3, 2]
+    assert stopped_in_front_of(rows, steps) is None
+
+
+def test_rollback_to_0_stops_at_an_irreversible_file_between_reversible_ones() -> None:
+    files = fileset(F1, F2, F3, F4, R2, m("rollback", 4, "newer"))
+    rows = [row(F1), row(F2), row(F3), row(F4)]
+    steps = plan_rollback(files, rows, steps=None, to_version=0)
+
+    assert [s.forward.version for s in steps] == [4]
+    assert "forward/0003_orders.sql is irreversible" in str(stopped_in_front_of(rows, steps))

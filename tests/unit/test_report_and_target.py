@@ -196,6 +196,49 @@ def test_rollback_text_lists_data_at_risk() -> None:
     assert text.endswith("rolled back 1 migration(s) in 6 ms")
 
 
+def test_status_shows_a_failed_file_with_when_who_and_the_error_and_counts_it_pending() -> None:
+    failed = FileState(
+        "forward", 2, "users", "failed", failed_at=WHEN, failed_by="ci", error="boom at 2:1"
+    )
+    report = StatusReport(TARGET, (FileState("forward", 1, "base", "applied", WHEN, "ci"), failed))
+
+    lines = render_text(report).splitlines()
+    assert lines[1] == "failed   forward/0002_users  2024-05-07 09:30:00+0000 by ci: boom at 2:1"
+    assert lines[-1] == "1 pending (1 failed), 0 drifted or missing"
+    document = roundtrip(report)
+    assert document["failed"] == document["pending"] == ["forward/0002_users"]
+    assert document["files"][1]["error"] == "boom at 2:1"
+
+
+def test_status_with_future_versions_is_up_to_date_and_seeds_wait() -> None:
+    report = StatusReport(
+        TARGET,
+        (
+            FileState("forward", 1, "base", "applied", WHEN, "ci"),
+            FileState("forward", 2, "newer", "future", WHEN, "ci"),
+            FileState("seed", 1, "countries", "changed", WHEN, "ci"),
+        ),
+        ("future: 0002_newer applied by a newer release (not in this sql/)",),
+    )
+
+    assert report.up_to_date and report.pending == () and report.drifted == ()
+    document = roundtrip(report)
+    assert document["future"] == ["forward/0002_newer"] and document["up_to_date"] is True
+    assert render_text(report).splitlines()[-2:] == [
+        "future: 0002_newer applied by a newer release (not in this sql/)",
+        "up to date",
+    ]
+
+
+def test_rollback_text_ends_with_where_it_stopped_before_the_summary() -> None:
+    undone = FileResult("rollback", 2, "users", "rolled back", duration_ms=5)
+    note = "forward/0001_base.sql is irreversible (...): it stays applied"
+    report = RollbackReport(TARGET, (undone,), 6, notes=(note,))
+
+    assert render_text(report).splitlines()[-2:] == [note, "rolled back 1 migration(s) in 6 ms"]
+    assert roundtrip(report)["notes"] == [note]
+
+
 # --- DSN masking -------------------------------------------------------------------------
 
 
