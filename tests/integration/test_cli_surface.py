@@ -507,3 +507,43 @@ def test_on_a_terminal_a_long_statement_gets_a_live_line_not_heartbeats(
         assert "still running after" not in screen, screen
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+# --- wired from the other branches: --strict, rollback --to 0, future and failed in status ---
+
+TAGS = "BEGIN;\nCREATE TABLE tags (id int);\nCOMMIT;\n"
+
+
+def test_future_versions_warn_in_apply_show_in_status_and_strict_refuses(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set({"forward/0001_items.sql": ITEMS, "forward/0002_tags.sql": TAGS})
+    assert invoke("--dsn", dsn, "--sql-dir", str(root), "apply").code == 0
+    (root / "forward" / "0002_tags.sql").unlink()  # an older release, after a newer one ran
+    status = invoke("--dsn", dsn, "--sql-dir", str(root), "status")
+    assert status.code == 0 and "future" in status.stdout, status.output
+    goes_on = invoke("--dsn", dsn, "--sql-dir", str(root), "apply")
+    assert goes_on.code == 0 and "future" in goes_on.output, goes_on.output
+    strict = invoke("--dsn", dsn, "--sql-dir", str(root), "apply", "--strict")
+    assert strict.code == 2 and len(strict.errors) == 1, strict.output
+
+
+def test_rollback_to_0_undoes_everything_and_status_shows_a_failed_file(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = sql_set(
+        {
+            "forward/0001_items.sql": ITEMS,
+            "rollback/0001_items.sql": DROP_ITEMS,
+            "forward/0002_tags.sql": TAGS,
+            "rollback/0002_tags.sql": "BEGIN;\nDROP TABLE tags;\nCOMMIT;\n",
+        }
+    )
+    assert invoke("--dsn", dsn, "--sql-dir", str(root), "apply").code == 0
+    run = invoke("--dsn", dsn, "--sql-dir", str(root), "rollback", "--to", "0", "--yes")
+    assert run.code == 0, run.output
+    assert not {"items", "tags"} & tables(dsn)
+    (root / "forward" / "0001_items.sql").write_text("BEGIN;\nSELECT 1/0;\nCOMMIT;\n")
+    assert invoke("--dsn", dsn, "--sql-dir", str(root), "apply").code == 4
+    status = invoke("--dsn", dsn, "--sql-dir", str(root), "status")
+    assert "failed" in status.stdout.splitlines()[0], status.stdout
