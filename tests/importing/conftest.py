@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server
+from sqlrunner.testing import PostgresServer as Server
 
 _numbers = itertools.count(1)
 

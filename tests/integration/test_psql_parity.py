@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 import sqlrunner
+from sqlrunner.testing import PostgresServer as Server
 
-from ..conftest import Server
 from .conftest import SqlSet
 
 NO_TX = "-- sqlrunner: no-transaction\n"
