@@ -150,6 +150,5 @@ def _configure(uri: str, port: int | None) -> PostgresServer:
         # A throwaway server: skip fsync (server-wide settings that a reload applies).
         conn.execute("ALTER SYSTEM SET fsync = off")
         conn.execute("ALTER SYSTEM SET full_page_writes = off")
-        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
         conn.execute("SELECT pg_reload_conf()")
     return PostgresServer(params, params.pop("dbname", "postgres"))
