@@ -29,7 +29,7 @@ from typing import Any, NoReturn, TypedDict
 import click
 import psycopg
 
-from . import api, embedded, templates
+from . import adopt, api, baseline, embedded, importing, templates
 from ._version import __version__
 from .config import KEYS, ConfigFile, read_config
 from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
@@ -847,6 +847,77 @@ def setting_source(key: str, s: Settings, ctx: click.Context) -> dict[str, Any]:
         return {"value": s.config.values[key], "source": f"file {s.config.path}"}
     default = getattr(Settings(), key) if key in Settings.__dataclass_fields__ else param.default
     return {"value": default, "source": "default"}
+
+
+@command("import", help="Convert another tool's migration set into sqlrunner's sql/ layout.")
+@click.option("--from", "tool", required=True, type=click.Choice(sorted(importing.READERS)))
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--skip-verify", is_flag=True, help="Sqitch: leave its verify scripts out.")
+def import_command(s: Settings, tool: str, source: str, skip_verify: bool) -> int:
+    report = importing.import_from(
+        tool, source, s.sql_dir or "sql", verify="skip" if skip_verify else "convert"
+    )
+    for path in report.written:
+        s.say(f"wrote {path}")
+    for finding in report.findings:
+        click.echo(str(finding), err=True)
+    if s.as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "report": "import",
+                    "tool": tool,
+                    "dest": str(report.dest),
+                    "written": [str(p) for p in report.written],
+                    "findings": [str(f) for f in report.findings],
+                },
+                indent=2,
+            )
+        )
+    return 1 if report.needs_attention else 0
+
+
+def say_marks(s: Settings, report: adopt.AdoptReport) -> None:
+    """What adopt, baseline and a ranged mark-applied recorded."""
+    if s.as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "report": report.action,
+                    "target": report.target,
+                    "marked": report.marked,
+                    "already": report.already,
+                    "notes": report.notes,
+                },
+                indent=2,
+            )
+        )
+    for label in report.marked:
+        s.say(f"marked applied {label}")
+    for label in report.already:
+        s.say(f"already applied {label}")
+    for note in report.notes:
+        s.say(note)
+
+
+@command("adopt", help="Mark applied what another tool's ledger says it applied (after import).")
+@click.option("--from", "tool", required=True, type=click.Choice(sorted(importing.READERS)))
+@click.option("--tool-schema", help="Schema of the other tool's ledger table.")
+@wait_option
+def adopt_command(s: Settings, tool: str, tool_schema: str | None, wait: float) -> None:
+    say_marks(
+        s,
+        adopt.adopt(
+            s.target(), s.sql_dir, tool=tool, tool_schema=tool_schema, wait=wait, **s.ledger
+        ),
+    )
+
+
+@command("baseline", help="Mark every forward file up to VERSION applied (schema built by hand).")
+@click.argument("version", type=click.IntRange(min=0))
+@wait_option
+def baseline_command(s: Settings, version: int, wait: float) -> None:
+    say_marks(s, baseline.baseline(s.target(), version, s.sql_dir, wait=wait, **s.ledger))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
