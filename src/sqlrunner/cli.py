@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 import click
 import psycopg
 
-from . import adopt, api, baseline, embedded, importing, templates
+from . import api, embedded, templates
 from ._version import __version__
 from .config import KEYS, ConfigFile, read_config
 from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
@@ -48,6 +48,9 @@ from .report import (
     when,
 )
 from .target import mask_password
+
+if TYPE_CHECKING:
+    from .adopt import AdoptReport
 
 INTERRUPTED = (
     "interrupted: a transactional file in progress was rolled back; a no-transaction "
@@ -849,11 +852,16 @@ def setting_source(key: str, s: Settings, ctx: click.Context) -> dict[str, Any]:
     return {"value": default, "source": "default"}
 
 
+TOOLS = ("dbmate", "diesel", "flyway", "golang-migrate", "goose", "pop", "sqitch")
+
+
 @command("import", help="Convert another tool's migration set into sqlrunner's sql/ layout.")
-@click.option("--from", "tool", required=True, type=click.Choice(sorted(importing.READERS)))
+@click.option("--from", "tool", required=True, type=click.Choice(TOOLS))
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.option("--skip-verify", is_flag=True, help="Sqitch: leave its verify scripts out.")
 def import_command(s: Settings, tool: str, source: str, skip_verify: bool) -> int:
+    from . import importing  # the parser loads only for commands that parse
+
     report = importing.import_from(
         tool, source, s.sql_dir or "sql", verify="skip" if skip_verify else "convert"
     )
@@ -877,7 +885,7 @@ def import_command(s: Settings, tool: str, source: str, skip_verify: bool) -> in
     return 1 if report.needs_attention else 0
 
 
-def say_marks(s: Settings, report: adopt.AdoptReport) -> None:
+def say_marks(s: Settings, report: AdoptReport) -> None:
     """What adopt, baseline and a ranged mark-applied recorded."""
     if s.as_json:
         click.echo(
@@ -901,10 +909,12 @@ def say_marks(s: Settings, report: adopt.AdoptReport) -> None:
 
 
 @command("adopt", help="Mark applied what another tool's ledger says it applied (after import).")
-@click.option("--from", "tool", required=True, type=click.Choice(sorted(importing.READERS)))
+@click.option("--from", "tool", required=True, type=click.Choice(TOOLS))
 @click.option("--tool-schema", help="Schema of the other tool's ledger table.")
 @wait_option
 def adopt_command(s: Settings, tool: str, tool_schema: str | None, wait: float) -> None:
+    from . import adopt
+
     say_marks(
         s,
         adopt.adopt(
@@ -917,6 +927,8 @@ def adopt_command(s: Settings, tool: str, tool_schema: str | None, wait: float) 
 @click.argument("version", type=click.IntRange(min=0))
 @wait_option
 def baseline_command(s: Settings, version: int, wait: float) -> None:
+    from . import baseline
+
     say_marks(s, baseline.baseline(s.target(), version, s.sql_dir, wait=wait, **s.ledger))
 
 
