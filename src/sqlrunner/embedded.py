@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, UsageError
+
+NO_DATABASE = (
+    "no database given: pass --dsn, set SQLRUNNER_DSN or DATABASE_URL, or install the "
+    "embedded PostgreSQL extra (pip install 'sqlrunner[embedded]')"
+)
 
 HOME = Path(".sqlrunner")
 
@@ -39,10 +44,12 @@ def _quiet() -> Iterator[Any]:
 
 def start(home: Path = HOME) -> str:
     """Start (or reuse) the embedded server and return its DSN."""
-    home.mkdir(exist_ok=True)
     try:
         with _quiet() as (get_server, _info):
+            home.mkdir(exist_ok=True)  # only once the extra imports: nothing left behind
             server = get_server(home / "pgdata", cleanup_mode=None)
+    except ImportError:  # a broken or half-removed extra is no extra
+        raise UsageError(NO_DATABASE) from None
     except Exception as exc:  # the wheel raises assorted errors; the user needs one line
         raise ConnectionFailed(
             f"cannot start the embedded PostgreSQL in {home / 'pgdata'}: {exc}"
