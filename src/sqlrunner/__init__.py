@@ -10,7 +10,7 @@ does not load click.
 """
 
 from ._version import __version__
-from .api import apply, rollback, seed, status, verify
+from .api import apply, history, repair, rollback, seed, status, verify
 from .errors import (
     AppliedElsewhere,
     ChecksumMismatch,
@@ -27,7 +27,6 @@ from .errors import (
     UsageError,
     VerificationFailed,
 )
-from .maintenance import history, repair
 from .report import (
     ApplyReport,
     CheckResult,

@@ -19,12 +19,13 @@ import psycopg
 from psycopg import sql
 
 from . import ledger
-from .api import Target, _session, resolve_sql_dir
 from .conversion import read_mapping
 from .errors import AdoptionRefused, UsageError
-from .files import Migration, MigrationSet, load_migration_set
+from .files import Migration, MigrationSet, load_migration_set, resolve_sql_dir
 from .ledger import LedgerTables, RunContext
 from .locking import RunnerLock
+from .session import Target
+from .session import open_session as _session
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,31 +1,29 @@
-"""The core shared by the library and the CLI: plan, then (if needed) lock and execute.
+"""What a caller asks for: apply, rollback, seed, status, verify, check, repair, history.
 
-None of these functions print or exit; they log to ``logging.getLogger("sqlrunner")``,
-raise SqlRunnerError subclasses, and return report values.
+Each entry point reads the files first, then opens one session (``session.open_session``),
+plans (``plan``), and only when something will run loads the runner. None of them print
+or exit: they log to ``logging.getLogger("sqlrunner")``, raise SqlRunnerError subclasses
+(a psycopg error is never let through: it is the ``__cause__`` of one) and return report
+values. Options (lock_timeout, lock_retries, wait, runner_wait, ledger_schema,
+ledger_table, strict, strict_order) are keyword arguments whose defaults live once, in
+``session.Options``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-if TYPE_CHECKING:
-    from .events import Listener
-    from .report import CheckReport
-    from .sqltext import Script
-
 from . import ledger
 from .errors import DataLossRefused, OutOfOrder, Problem, UsageError, VerificationFailed
-from .files import Migration, MigrationSet, load_migration_set, read_migration_set
-from .ledger import LedgerTables
-from .locking import RetryPolicy, lock_timeout_ms
+from .files import Migration, MigrationSet, SqlDir, load_files, read_migration_set, resolve_sql_dir
+from .ledger import LedgerTables, RunContext
+from .locking import runner_lock
 from .plan import (
     ApplyPlan,
     LedgerRow,
@@ -38,78 +36,45 @@ from .plan import (
     refuse_drift,
     stopped_in_front_of,
 )
-from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
-from .target import connect, mask_password
+from .report import (
+    ApplyReport,
+    CheckReport,
+    Event,
+    FileResult,
+    Listener,
+    RollbackReport,
+    StatusReport,
+    VerifyReport,
+    elapsed_ms,
+    fan_out,
+)
+from .session import (
+    Options,
+    Target,
+    open_session,
+    relay_server_messages,
+    require_supported_server,
+)
 
-Target = str | psycopg.Connection[Any]
-# A directory, or a set already loaded by a caller that applies repeatedly in one process.
-SqlDir = str | os.PathLike[str] | MigrationSet | None
-DEFAULT_LOCK_RETRIES = RetryPolicy().retries
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
+    from .session import OptionValues
+    from .sqltext import Script
 
-def load_files(sql_dir: SqlDir) -> MigrationSet:
-    """The migration set, read before connecting (a broken set is the error to report first)."""
-    if isinstance(sql_dir, MigrationSet):
-        return sql_dir
-    return load_migration_set(resolve_sql_dir(sql_dir))
-
-
-def resolve_sql_dir(sql_dir: str | os.PathLike[str] | None) -> Path:
-    """``sql_dir`` if given, else ./sql when it exists, else the set shipped in the package."""
-    if sql_dir is not None:
-        return Path(sql_dir)
-    local = Path("sql")
-    if local.is_dir():
-        return local
-    packaged = Path(__file__).parent / "sql"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "sql"  # an editable install of the repo
-
-
-@contextmanager
-def _session(target: Target, wait: float) -> Iterator[tuple[psycopg.Connection[Any], str, str]]:
-    """(connection, conninfo for the lock connection, masked target) for one run."""
-    if isinstance(target, psycopg.Connection):
-        if target.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            raise UsageError("the connection given to sqlrunner must not be inside a transaction")
-        autocommit, threshold = target.autocommit, target.prepare_threshold
-        target.autocommit, target.prepare_threshold = True, None
-        params = {o.keyword.decode(): o.val.decode() for o in target.pgconn.info if o.val}
-        try:
-            yield target, psycopg.conninfo.make_conninfo(**params), mask_password(target.info.dsn)
-        finally:
-            _hand_back(target, autocommit, threshold)
-        return
-    conn = connect(target, wait=wait)
-    try:
-        yield conn, target, mask_password(target)
-    finally:
-        conn.close()
-
-
-def _hand_back(conn: psycopg.Connection[Any], autocommit: bool, threshold: int | None) -> None:
-    """The caller's connection as it came: no open transaction, its own autocommit and
-    prepare_threshold (the runner restores session settings after each file itself).
-
-    Never raises: on an interrupted or failed run the original error is what matters,
-    and a connection that died stays closed for the caller to see.
-    """
-    if conn.closed:
-        return
-    with suppress(psycopg.Error):
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.rollback()
-    with suppress(psycopg.Error):
-        conn.autocommit = autocommit
-    conn.prepare_threshold = threshold
-
-
-def _require_supported_server(conn: psycopg.Connection[Any]) -> None:
-    """PostgreSQL 14.4+: 14.0-14.3 could corrupt indexes built concurrently (no round trip)."""
-    version = conn.info.server_version
-    if version < 140004:
-        raise UsageError(f"PostgreSQL 14.4 or newer is required; this server is {version}")
+__all__ = [
+    "Target",
+    "apply",
+    "check",
+    "history",
+    "parse_all",
+    "repair",
+    "resolve_sql_dir",
+    "rollback",
+    "seed",
+    "status",
+    "verify",
+]
 
 
 def parse_all(
@@ -132,7 +97,6 @@ def check(sql_dir: SqlDir = None) -> CheckReport:
     Problems are reported, never raised: ``report.ok`` is False when there is any
     (the CLI exits 2), and each carries path, line, column and message.
     """
-    from .report import CheckReport
     from .sqltext import problems_of
 
     problems: tuple[Problem, ...] = ()
@@ -152,15 +116,8 @@ def apply(
     seed: bool = True,
     verify: bool = True,
     dry_run: bool = False,
-    strict_order: bool = False,
-    lock_timeout: str | int = "200ms",
-    lock_retries: int = DEFAULT_LOCK_RETRIES,
-    wait: float = 0,
-    runner_wait: float = 300,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
-    strict: bool = False,
+    **options: Unpack[OptionValues],
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
 
@@ -171,49 +128,15 @@ def apply(
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
     """
     started = time.monotonic()
-    tables = LedgerTables(ledger_schema, ledger_table)
-    policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
-    return _apply(
-        target,
-        load_files(sql_dir),
-        tables,
-        policy,
-        started,
-        to=to,
-        seed=seed,
-        verify=verify,
-        dry_run=dry_run,
-        strict_order=strict_order,
-        wait=wait,
-        runner_wait=runner_wait,
-        on_event=on_event,
-        strict=strict,
-    )
-
-
-def _apply(
-    target: Target,
-    files: MigrationSet,
-    tables: LedgerTables,
-    policy: RetryPolicy,
-    started: float,
-    *,
-    to: int | None,
-    seed: bool,
-    verify: bool,
-    dry_run: bool,
-    strict_order: bool,
-    wait: float,
-    runner_wait: float,
-    on_event: Listener | None,
-    strict: bool,
-) -> ApplyReport:
-    with _session(target, wait) as (conn, conninfo, shown):
-        _require_supported_server(conn)
+    opts = Options(**options)
+    files = load_files(sql_dir)
+    tables = LedgerTables.of(opts)
+    with open_session(target, opts.wait) as (conn, conninfo, shown):
+        require_supported_server(conn)
         rows = ledger.read_rows(conn, tables, when=False)
-        refuse_drift(files, rows, strict=strict)
+        refuse_drift(files, rows, strict=opts.strict)
         plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
-        notes = _apply_notes(plan, on_event) + _order_notes(plan.forward, rows, strict_order)
+        notes = _apply_notes(plan, on_event) + _order_notes(plan.forward, rows, opts.strict_order)
         # the rollback files of what is about to be applied must be sound too
         undo = [r for r in map(files.rollback_for, (m.version for m in plan.forward)) if r]
         if dry_run or plan.empty:
@@ -221,24 +144,19 @@ def _apply(
             would = tuple(_would(m, "would apply") for m in plan.forward) if dry_run else ()
             seeds = tuple(_would(m, "would seed") for m in plan.seeds) if dry_run else ()
             return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes)
-        # Imported here, not at the top: the no-op path above never needs the executor,
-        # and `import sqlrunner` is on every service's start-up path.
-        from .execute import LockedRun
-        from .notices import relay_server_messages
+        from .runner import LockedRun  # the runner, and the parser, load only to run
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with relay_server_messages(conn, on_event) as listener:
-            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
+            run = LockedRun(conn, conninfo, opts, listener, shown, started)
             return run.apply(
-                files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=strict
+                files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=opts.strict
             )
 
 
 def _apply_notes(plan: ApplyPlan, on_event: Listener | None) -> tuple[str, ...]:
     """The report's notes; future versions are also a warning event (logged as one)."""
     if plan.future:
-        from .events import Event, fan_out
-
         note = future_note(plan.future) + "; apply goes on without them (strict refuses)"
         fan_out(on_event)(Event("warning", note))
         if plan.seeds_deferred:
@@ -270,30 +188,24 @@ def _would(m: Migration, action: str) -> FileResult:
 
 @contextmanager
 def _read_only(
-    target: Target, sql_dir: SqlDir, wait: float, tables: LedgerTables
+    target: Target, sql_dir: SqlDir, opts: Options
 ) -> Iterator[tuple[MigrationSet, list[LedgerRow], psycopg.Connection[Any], str]]:
     """Files, ledger rows, connection and masked target: what status and verify read."""
     files = load_files(sql_dir)
-    with _session(target, wait) as (conn, _conninfo, shown):
-        yield files, ledger.read_rows(conn, tables), conn, shown
+    with open_session(target, opts.wait) as (conn, _conninfo, shown):
+        yield files, ledger.read_rows(conn, LedgerTables.of(opts)), conn, shown
 
 
-def status(
-    target: Target,
-    sql_dir: SqlDir = None,
-    *,
-    wait: float = 0,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
-) -> StatusReport:
+def status(target: Target, sql_dir: SqlDir = None, **options: Unpack[OptionValues]) -> StatusReport:
     """Every file: applied, pending, failed (its last attempt), drifted (changed since
     applied), missing (its file was deleted) or future (applied by a newer release);
     pending files older than the newest applied one are noted as out of order."""
-    tables = LedgerTables(ledger_schema, ledger_table)
-    with _read_only(target, sql_dir, wait, tables) as (files, rows, conn, shown):
+    opts = Options(**options)
+    with _read_only(target, sql_dir, opts) as (files, rows, conn, shown):
         states = file_states(files, rows)
         if any(s.state in ("pending", "changed") for s in states):
-            states = file_states(files, rows, ledger.read_failures(conn, tables))
+            failures = ledger.read_failures(conn, LedgerTables.of(opts))
+            states = file_states(files, rows, failures)
     ahead = [s for s in states if s.state == "future"]
     notes = (
         [future_note([LedgerRow(s.kind, s.version, s.name, "") for s in ahead])] if ahead else []
@@ -303,27 +215,14 @@ def status(
     return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)))
 
 
-def verify(
-    target: Target,
-    sql_dir: SqlDir = None,
-    *,
-    wait: float = 0,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
-) -> VerifyReport:
+def verify(target: Target, sql_dir: SqlDir = None, **options: Unpack[OptionValues]) -> VerifyReport:
     """Run the verify files of every applied version; raise VerificationFailed on a false check."""
     from .checks import run_checks
 
-    with _read_only(target, sql_dir, wait, LedgerTables(ledger_schema, ledger_table)) as (
-        files,
-        rows,
-        conn,
-        shown,
-    ):
+    with _read_only(target, sql_dir, Options(**options)) as (files, rows, conn, shown):
         applied = {r.version for r in rows if r.kind == "forward"}
-        report = run_checks(
-            conn, parse_all([m for m in files.verify if m.version in applied]), shown
-        )
+        checked = parse_all([m for m in files.verify if m.version in applied])
+        report = run_checks(conn, checked, shown)
     if not report.ok:
         raise VerificationFailed(report.failure_message(), report)
     return report
@@ -338,13 +237,8 @@ def rollback(
     dry_run: bool = False,
     allow_data_loss: bool = False,
     confirm: Callable[[Sequence[str]], bool] | None = None,
-    lock_timeout: str | int = "200ms",
-    lock_retries: int = DEFAULT_LOCK_RETRIES,
-    wait: float = 0,
-    runner_wait: float = 300,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
+    **options: Unpack[OptionValues],
 ) -> RollbackReport:
     """Undo applied forward files, newest first; refuse to drop real data unless allowed.
 
@@ -354,18 +248,17 @@ def rollback(
     idempotent, and the tables they fill may have been dropped).
     """
     started = time.monotonic()
+    opts = Options(**options)
     files = load_files(sql_dir)
-    tables = LedgerTables(ledger_schema, ledger_table)
-    policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
-    with _session(target, wait) as (conn, conninfo, shown):
-        _require_supported_server(conn)
-        rows = ledger.read_rows(conn, tables)
+    with open_session(target, opts.wait) as (conn, conninfo, shown):
+        require_supported_server(conn)
+        rows = ledger.read_rows(conn, LedgerTables.of(opts))
         refuse_drift(files, rows)
         plan = plan_rollback(files, rows, steps=None if to is not None else steps, to_version=to)
         stopped = stopped_in_front_of(rows, plan) if to == 0 else None
         notes = (stopped,) if stopped else ()
-        from .execute import LockedRun
-        from .safety import data_at_risk
+        from .checks import data_at_risk
+        from .runner import LockedRun
 
         scripts = parse_all([step.rollback for step in plan])
         losses = data_at_risk(conn, scripts, parse_all(files.seed))
@@ -379,25 +272,153 @@ def rollback(
                 + " | nothing was changed; export what you need, then confirm (--yes)",
                 losses,
             )
-        from .notices import relay_server_messages
-
         with relay_server_messages(conn, on_event) as listener:
-            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
+            run = LockedRun(conn, conninfo, opts, listener, shown, started)
             return replace(run.rollback(rows, scripts, losses), notes=notes)
 
 
-def seed(target: Target, sql_dir: SqlDir = None, **options: Any) -> ApplyReport:
+def seed(
+    target: Target,
+    sql_dir: SqlDir = None,
+    *,
+    verify: bool = True,
+    on_event: Listener | None = None,
+    **options: Unpack[OptionValues],
+) -> ApplyReport:
     """Apply new or changed seed files; refuses while forward files are pending."""
-    current = status(
-        target,
-        sql_dir,
-        wait=options.get("wait", 0),
-        **{k: v for k, v in options.items() if k.startswith("ledger_")},
-    )
-    pending = [f.label for f in current.pending if f.kind == "forward"]
+    pending = [f.label for f in status(target, sql_dir, **options).pending if f.kind == "forward"]
     if pending:
         raise UsageError(
             f"{len(pending)} forward file(s) pending ({pending[0]} first): "
             "seeds target the newest schema; run apply first"
         )
-    return apply(target, sql_dir, seed=True, **options)
+    return apply(target, sql_dir, seed=True, verify=verify, on_event=on_event, **options)
+
+
+# --- ledger repairs a DBA needs after editing or hand-running files ---------------------------
+
+
+def repair(
+    target: Target,
+    sql_dir: SqlDir = None,
+    *,
+    accept: int | None = None,
+    mark_applied: int | None = None,
+    forget: int | None = None,
+    forget_seeds: bool = False,
+    reapply: bool = False,
+    on_event: Listener | None = None,
+    **options: Unpack[OptionValues],
+) -> str:
+    """Change the ledger without running SQL; returns what was done, in one line.
+
+    - ``accept``: an applied forward file was edited on purpose: record its new checksum
+      (applied_at and applied_by stay: the file ran then, by them).
+    - ``mark_applied``: a DBA ran a forward file by hand with psql: record it as applied.
+    - ``forget``: an applied file was removed: drop its ledger row. A file that still
+      exists would be applied again by the next apply, so that is refused unless
+      ``reapply`` says it is the point (the DBA undid it by hand and wants it re-run).
+    - ``forget_seeds``: the next apply re-runs every seed file (after a hand rollback).
+
+    A repair holds the runner lock, like apply and rollback: it waits up to
+    ``runner_wait`` seconds for a run in progress (RunnerBusy after that), then
+    decides on the ledger as that run left it.
+    """
+    chosen = [
+        (action, version)
+        for action, version in (
+            ("accept", accept),
+            ("mark-applied", mark_applied),
+            ("forget", forget),
+            ("forget-seeds", 0 if forget_seeds else None),
+        )
+        if version is not None
+    ]
+    if len(chosen) != 1:
+        raise UsageError(
+            "repair needs exactly one of --accept, --mark-applied, --forget, --forget-seeds"
+        )
+    action, version = chosen[0]
+    opts = Options(**options)
+    files = load_files(sql_dir)
+    tables = LedgerTables.of(opts)
+    ctx = RunContext.new()
+    with (
+        open_session(target, opts.wait) as (conn, conninfo, _shown),
+        runner_lock(conninfo, opts, f"sqlrunner repair ({ctx.client})", on_event),
+    ):
+        ledger.create_tables(conn, tables)
+        rows = {r.version: r for r in ledger.read_rows(conn, tables) if r.kind == "forward"}
+        if action == "forget-seeds":
+            statements = [ledger.forget_seeds(tables)]
+            what = "seed files: the next apply re-runs them"
+            history = ledger.record_history(
+                tables, ctx, action, "ok", kind="seed", detail="ledger repaired by hand"
+            )
+        else:
+            statements, what = _forward_repair(tables, ctx, files, rows, action, version, reapply)
+            history = ledger.record_history(
+                tables,
+                ctx,
+                action,
+                "ok",
+                kind="forward",
+                version=version,
+                name=what.split("_", 1)[1],
+                detail="ledger repaired by hand",
+            )
+        conn.execute("; ".join(["BEGIN", *statements, history, "COMMIT"]))
+    return f"{action} {what}: recorded in the ledger and its history"
+
+
+def _forward_repair(
+    tables: LedgerTables,
+    ctx: RunContext,
+    files: MigrationSet,
+    rows: dict[int, LedgerRow],
+    action: str,
+    version: int,
+    reapply: bool,
+) -> tuple[list[str], str]:
+    """The ledger statements for accept / mark-applied / forget of one forward version."""
+    if action == "forget":
+        if version not in rows:
+            raise UsageError(f"version {version:04d} is not in the ledger")
+        still_here = files.forward_by_version(version)
+        if still_here is not None and not reapply:
+            raise UsageError(
+                f"{still_here.display_path} still exists: forgetting it makes the next apply "
+                "run it again | nothing was changed; delete the file first, use rollback to "
+                "undo it, or if it was undone by hand and should run again, confirm with "
+                "--reapply"
+            )
+        return [
+            ledger.record_removed(tables, "forward", version),
+            ledger.clear_progress(tables, version),
+        ], f"{version:04d}_{rows[version].name}"
+    migration = files.forward_by_version(version)
+    if migration is None:
+        raise UsageError(f"no forward file with version {version:04d}")
+    label = f"{version:04d}_{migration.name}"
+    if action == "accept":
+        if version not in rows:
+            raise UsageError(f"{migration.display_path} is not applied; nothing to accept")
+        return [ledger.record_accepted(tables, version, migration.name, migration.checksum)], label
+    if version in rows:
+        raise UsageError(f"{migration.display_path} is already applied")
+    return [
+        ledger.record_applied(
+            tables, "forward", version, migration.name, migration.checksum, "0", ctx
+        ),
+        ledger.clear_progress(tables, version),
+    ], label
+
+
+def history(
+    target: Target, *, limit: int = 50, **options: Unpack[OptionValues]
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` history rows: who did what, when, how long, with what outcome
+    (keys at, by, client, action, kind, version, name, outcome, duration_ms, detail)."""
+    opts = Options(**options)
+    with open_session(target, opts.wait) as (conn, _conninfo, _shown):
+        return ledger.read_history(conn, LedgerTables.of(opts), limit)

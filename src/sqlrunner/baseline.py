@@ -15,10 +15,12 @@ from typing import Any
 import psycopg
 
 from .adopt import AdoptReport, Mark, record_marks
-from .api import Target, parse_all, resolve_sql_dir
+from .api import parse_all
 from .errors import UsageError
-from .files import load_migration_set
-from .ledger import LedgerTables, ident
+from .files import load_migration_set, resolve_sql_dir
+from .ledger import LedgerTables
+from .session import Target
+from .session import identifier as ident
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,21 @@ class ConnectionLost(ConnectionFailed):
         self.applied = applied
 
 
-@dataclass(frozen=True)
+class DatabaseError(SqlRunnerError):
+    """The server refused sqlrunner's own SQL (not a file's): no privilege on the ledger
+    schema, a read-only database or standby, a ledger table of another shape.
+
+    The psycopg error is the ``__cause__``; ``sqlstate`` is its SQLSTATE, if it had one.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@dataclass(frozen=True, slots=True)
 class SqlErrorDetail:
     """What PostgreSQL said about a failing statement, located in its file."""
 
@@ -186,6 +200,8 @@ class OutOfOrder(InvalidMigrationSet):
     def __init__(self, message: str, files: Sequence[str]) -> None:
         super().__init__(message)
         self.files = tuple(files)
+
+
 class AdoptionRefused(UsageError):
     """Another tool's ledger (or a hand-built schema) cannot be taken over safely as it is."""
 

@@ -1,4 +1,5 @@
-"""Read an sql/ folder into Migration values, finding every flaw of the set before anything runs."""
+"""Read an sql/ folder into Migration values, finding every flaw of the set before anything runs;
+write new files from templates (``sqlrunner init`` / ``new``). No database, no parser."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidMigrationSet, Problem
+from .errors import InvalidMigrationSet, Problem, UsageError
 
 KINDS = ("forward", "rollback", "seed", "verify")
 NO_TRANSACTION_MARK = "-- sqlrunner: no-transaction"
@@ -88,6 +89,38 @@ def shown_path(path: Path, from_root: str) -> str:
     (a path the user can open), else from the sql dir (``from_root``)."""
     here = os.path.relpath(path)
     return from_root if here == ".." or here.startswith("../") else here
+
+
+# A directory, or a set already loaded by a caller that applies repeatedly in one process.
+SqlDir = str | os.PathLike[str] | MigrationSet | None
+
+
+def resolve_sql_dir(sql_dir: str | os.PathLike[str] | None) -> Path:
+    """``sql_dir`` if given, else ./sql when it exists, else the set shipped in the package."""
+    if sql_dir is not None:
+        return Path(sql_dir)
+    local = Path("sql")
+    if local.is_dir():
+        return local
+    packaged = Path(__file__).parent / "sql"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "sql"  # an editable install of the repo
+
+
+def load_files(sql_dir: SqlDir) -> MigrationSet:
+    """The migration set, read before connecting (a broken set is the error to report first)."""
+    if isinstance(sql_dir, MigrationSet):
+        return sql_dir
+    return load_migration_set(resolve_sql_dir(sql_dir))
+
+
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset of ``text``."""
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
 
 
 def checksum_of(raw: bytes) -> str:
@@ -230,9 +263,7 @@ def _read_file(kind: str, path: Path) -> Migration | Problem:
 
 def _nul_problem(shown: str, text: str) -> Problem:
     """PostgreSQL's parser and libpq read C strings: the SQL would silently end at a NUL."""
-    offset = text.index("\x00")
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    line, column = line_and_column(text, text.index("\x00"))
     utf16 = " (UTF-16? save the file as UTF-8)" if text.count("\x00") * 4 > len(text) else ""
     return Problem(
         shown,
@@ -241,3 +272,58 @@ def _nul_problem(shown: str, text: str) -> Problem:
         "NUL byte (0x00): PostgreSQL would silently cut the file here, and nothing after it "
         f"would run{utf16}; remove it",
     )
+
+
+# --- templates for `sqlrunner init` and `sqlrunner new` ------------------------------------
+
+TRANSACTIONAL = """\
+-- {label}: {purpose}
+-- Run by hand: psql -X -v ON_ERROR_STOP=1 -f {kind}/{label}.sql
+-- Checklist: IF [NOT] EXISTS everywhere, named constraints and indexes, statements
+-- on busy existing tables last; `sqlrunner lint` checks it (README, "Files").
+SET lock_timeout = '5s';
+
+BEGIN;
+
+COMMIT;
+"""
+
+NO_TRANSACTION = f"""\
+{NO_TRANSACTION_MARK}
+-- {{label}}: {{purpose}}
+-- Runs one statement at a time in autocommit (CREATE INDEX CONCURRENTLY, VALIDATE
+-- CONSTRAINT). Every statement must be safe to re-run after a crash at any point.
+"""
+
+KEEP = ".gitkeep"  # git keeps no empty folder; the loader ignores this name
+
+
+def create_skeleton(sql_dir: Path) -> list[Path]:
+    """``sqlrunner init``: the four folders of a migration set, each kept by git."""
+    created = []
+    for kind in KINDS:
+        keep = sql_dir / kind / KEEP
+        if not (sql_dir / kind).exists():
+            keep.parent.mkdir(parents=True)
+            keep.touch()
+            created.append(keep.parent)
+    return created
+
+
+def create_pair(sql_dir: Path, name: str, no_transaction: bool) -> list[Path]:
+    """Write forward/NNNN_name.sql and rollback/NNNN_name.sql with the next version."""
+    files = load_migration_set(sql_dir) if sql_dir.exists() else None
+    version = max((m.version for m in files.forward), default=0) + 1 if files else 1
+    label = f"{version:04d}_{name}"
+    if FILE_NAME.match(f"{label}.sql") is None:
+        raise UsageError(f"{name!r} is not a snake_case name (lower-case letters, digits, _)")
+    template = NO_TRANSACTION if no_transaction else TRANSACTIONAL
+    created = []
+    for kind, purpose in (("forward", "describe the change"), ("rollback", f"undo {label}")):
+        path = sql_dir / kind / f"{label}.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            raise UsageError(f"{path} already exists")
+        path.write_text(template.format(label=label, purpose=purpose, kind=kind), encoding="utf-8")
+        created.append(path)
+    return created

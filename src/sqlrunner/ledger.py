@@ -2,63 +2,59 @@
 
 Statements that write are returned as SQL text with literal values, so the
 runner can send them in the same round trip as a migration's last statement
-and its COMMIT (a simple-query string cannot carry parameters). Literals are
-quoted the way PostgreSQL defines it (``literal``), identifiers with ``ident``.
+and its COMMIT (a simple-query string cannot carry parameters). psycopg quotes
+every literal (``session.literal``) and identifier (``session.identifier``).
+Reads use row factories: a ledger row comes back as a ``LedgerRow``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import hashlib
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row, dict_row
 
+from ._version import __version__
 from .plan import Failure, LedgerRow
-
-
-def ident(name: str) -> str:
-    """A quoted identifier: double quotes, embedded quotes doubled."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: str | int | None) -> str:
-    """A SQL literal; E'' with backslashes doubled is right whatever
-    standard_conforming_strings says."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(int(value))
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
+from .session import DEFAULTS, Options, identifier, literal
 
 # A transactional migration's duration, measured by the server when its ledger row is
 # written: now() is the transaction's start, clock_timestamp() the current time.
 TRANSACTION_DURATION_MS = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
 
 
-class LedgerTables(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class LedgerTables:
     """Where the ledger lives; every name is quoted as an identifier."""
 
-    schema: str = "public"
-    table: str = "sqlrunner_ledger"
+    schema: str = DEFAULTS.ledger_schema
+    table: str = DEFAULTS.ledger_table
+
+    @classmethod
+    def of(cls, options: Options) -> LedgerTables:
+        return cls(options.ledger_schema, options.ledger_table)
 
     @property
     def ledger_name(self) -> str:
-        return f"{ident(self.schema)}.{ident(self.table)}"
+        return identifier(self.schema, self.table)
 
     @property
     def history_name(self) -> str:
-        return f"{ident(self.schema)}.{ident(self.table + '_history')}"
+        return identifier(self.schema, self.table + "_history")
 
     @property
     def progress_name(self) -> str:
-        return f"{ident(self.schema)}.{ident(self.table + '_progress')}"
+        return identifier(self.schema, self.table + "_progress")
 
     @property
     def lock_key(self) -> int:
         """A stable signed 64-bit advisory-lock key, one per ledger."""
-        import hashlib
-
         digest = hashlib.sha256(f"sqlrunner:{self.schema}.{self.table}".encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -101,7 +97,7 @@ CREATE TABLE IF NOT EXISTS {progress} (
 """
 
 
-def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
+def create_tables(conn: psycopg.Connection[Any], tables: LedgerTables) -> None:
     """Create sqlrunner's schema and tables if they are missing (with the runner lock held).
 
     Existence is checked first: ``CREATE … IF NOT EXISTS`` still demands CREATE
@@ -111,14 +107,16 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     names = (tables.ledger_name, tables.history_name, tables.progress_name)
     checks = " AND ".join(f"to_regclass({literal(name)}) IS NOT NULL" for name in names)
     row = conn.execute(
-        f"SELECT to_regnamespace({literal(ident(tables.schema))}) IS NOT NULL, {checks}"
+        f"SELECT to_regnamespace({literal(identifier(tables.schema))}) IS NOT NULL, {checks}"
     ).fetchone()
     schema_exists, tables_exist = row if row else (False, False)
     if tables_exist:
         widen_versions(conn, tables)
         return
     if not schema_exists:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(tables.schema))
+        )
     conn.execute(
         CREATE.format(
             ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
@@ -126,7 +124,7 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     )
 
 
-def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
+def widen_versions(conn: psycopg.Connection[Any], tables: LedgerTables) -> None:
     """Make the version columns of a ledger created with ``integer`` ones bigint, so a
     timestamp version (``20240101120000_init.sql``) fits. Runs with the runner lock held;
     the rewrite happens once per ledger (the tables are small)."""
@@ -147,21 +145,22 @@ def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerT
 
 
 def read_rows(
-    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables, *, when: bool = True
+    conn: psycopg.Connection[Any], tables: LedgerTables, *, when: bool = True
 ) -> list[LedgerRow]:
     """The whole ledger in one round trip; an absent ledger reads as empty.
 
     ``when=False`` leaves out applied_at/applied_by, which only ``status`` shows.
     """
     columns = "kind, version, name, checksum" + (", applied_at, applied_by" if when else "")
+    rows = conn.cursor(row_factory=class_row(LedgerRow))
     try:
-        rows = conn.execute(f"SELECT {columns} FROM {tables.ledger_name}").fetchall()
+        return rows.execute(f"SELECT {columns} FROM {tables.ledger_name}").fetchall()
     except psycopg.errors.UndefinedTable:
         return []
-    return [LedgerRow(*row) for row in rows]  # type: ignore[arg-type]
 
 
-class RunContext(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class RunContext:
     """What every history row of one run shares."""
 
     run_id: str
@@ -170,12 +169,6 @@ class RunContext(NamedTuple):
 
     @classmethod
     def new(cls) -> RunContext:
-        import os
-        import socket
-        import uuid
-
-        from ._version import __version__
-
         return cls(str(uuid.uuid4()), f"{socket.gethostname()} pid {os.getpid()}", __version__)
 
 
@@ -278,14 +271,14 @@ def record_history(
 
 
 def done_statements(
-    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables, version: int, checksum: str
+    conn: psycopg.Connection[Any], tables: LedgerTables, version: int, checksum: str
 ) -> set[int]:
     """Statements of a no-transaction file that already succeeded for this exact file."""
     rows = conn.execute(
         f"SELECT statement_index FROM {tables.progress_name} WHERE version = %s AND checksum = %s",
         (version, checksum),
     ).fetchall()
-    return {int(r[0]) for r in rows}  # type: ignore[call-overload]
+    return {int(index) for (index,) in rows}
 
 
 def record_statement_done(tables: LedgerTables, version: int, checksum: str, index: int) -> str:
@@ -301,35 +294,38 @@ def clear_progress(tables: LedgerTables, version: int) -> str:
 
 
 def read_history(
-    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables, limit: int
-) -> list[tuple[object, ...]]:
+    conn: psycopg.Connection[Any], tables: LedgerTables, limit: int
+) -> list[dict[str, Any]]:
     """Newest history rows first, for ``sqlrunner history``."""
     try:
-        return conn.execute(
-            "SELECT at, by, client, action, kind, version, name, outcome, duration_ms, detail "
-            f"FROM {tables.history_name} ORDER BY id DESC LIMIT %s",
-            (limit,),
-        ).fetchall()
+        return (
+            conn.cursor(row_factory=dict_row)
+            .execute(
+                "SELECT at, by, client, action, kind, version, name, outcome, duration_ms, detail "
+                f"FROM {tables.history_name} ORDER BY id DESC LIMIT %s",
+                (limit,),
+            )
+            .fetchall()
+        )
     except psycopg.errors.UndefinedTable:
         return []
 
 
-def read_failures(
-    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables
-) -> list[Failure]:
+def read_failures(conn: psycopg.Connection[Any], tables: LedgerTables) -> list[Failure]:
     """Files whose newest apply or seed history row is not a success (for ``status``):
     such a file is failed until an apply of it succeeds."""
     try:
-        rows = conn.execute(
-            "SELECT kind, version, checksum, at, by, outcome, detail FROM ("
-            "SELECT DISTINCT ON (kind, version) kind, version, checksum, at, by, outcome, detail "
-            f"FROM {tables.history_name} WHERE action IN ('apply', 'seed') "
-            "AND kind IN ('forward', 'seed') AND version IS NOT NULL "
-            "ORDER BY kind, version, id DESC) AS newest WHERE outcome <> 'ok'"
-        ).fetchall()
+        return (
+            conn.cursor(row_factory=class_row(Failure))
+            .execute(
+                "SELECT kind, version, checksum, at, by, "
+                "coalesce(nullif(detail, ''), outcome) AS detail "
+                "FROM (SELECT DISTINCT ON (kind, version) kind, version, checksum, at, by, "
+                f"outcome, detail FROM {tables.history_name} WHERE action IN ('apply', 'seed') "
+                "AND kind IN ('forward', 'seed') AND version IS NOT NULL "
+                "ORDER BY kind, version, id DESC) AS newest WHERE outcome <> 'ok'"
+            )
+            .fetchall()
+        )
     except psycopg.errors.UndefinedTable:
         return []
-    return [
-        Failure(str(kind), int(version), checksum, at, str(by), str(detail or outcome))  # type: ignore[arg-type,call-overload]
-        for kind, version, checksum, at, by, outcome, detail in rows
-    ]

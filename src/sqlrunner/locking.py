@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,38 +35,19 @@ from typing import Any
 
 import psycopg
 
-from .errors import AppliedElsewhere, LockLost, RunnerBusy, UsageError
+from .errors import AppliedElsewhere, LockLost, LockTimeout, RunnerBusy
 from .ledger import LedgerTables, is_duplicate
-from .target import connect
+from .report import Event, Listener, fan_out
+from .session import DEFAULTS, Options, connect
 
 log = logging.getLogger("sqlrunner")
 
-RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min)?\s*$")
+# A lock_timeout that expired, or a deadlock PostgreSQL broke by cancelling us: both
+# rolled back the attempt, which may simply be tried again.
+RETRYABLE = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 
 
-def duration_ms(value: str | int | float) -> int:
-    """'200ms', '2s', '1min' or a number of milliseconds -> milliseconds."""
-    if isinstance(value, (int, float)):
-        return int(value)
-    match = _DURATION.match(value)
-    if match is None:
-        raise UsageError(f"invalid duration {value!r}: use e.g. 200ms, 2s or 1min")
-    number, unit = float(match[1]), match[2] or "ms"
-    return int(number * {"ms": 1, "s": 1000, "sec": 1000, "min": 60000}[unit])
-
-
-def lock_timeout_ms(value: str | int | float) -> int:
-    """A per-attempt lock_timeout; 0 is refused because PostgreSQL reads it as "wait forever"."""
-    milliseconds = duration_ms(value)
-    if milliseconds < 1:
-        raise UsageError(
-            f"lock timeout {value!r} must be at least 1ms: PostgreSQL reads 0 as 'wait forever'"
-        )
-    return milliseconds
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Per-attempt lock_timeout and a bounded, jittered backoff between attempts.
 
@@ -76,14 +56,14 @@ class RetryPolicy:
     one attempt for longer than ``lock_timeout_ms``.
     """
 
-    lock_timeout_ms: int = 200
-    retries: int = 20
+    lock_timeout_ms: int = DEFAULTS.lock_timeout_ms
+    retries: int = DEFAULTS.lock_retries
     base_delay: float = 0.1
     max_delay: float = 3.0
 
-    def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise UsageError(f"lock retries must be 0 or more, not {self.retries}")
+    @classmethod
+    def of(cls, options: Options) -> RetryPolicy:
+        return cls(options.lock_timeout_ms, options.lock_retries)
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """Sleep before each retry: exponential, capped, with +-50% jitter so runners desync."""
@@ -95,6 +75,43 @@ class RetryPolicy:
     @property
     def lock_timeout_setting(self) -> str:
         return f"{self.lock_timeout_ms}ms"
+
+
+class Retryable(Exception):
+    """An attempt failed on a lock (``RETRYABLE``) and changed nothing: it may run again.
+    ``where`` names what waited (``forward/0002_x.sql:4``)."""
+
+    def __init__(self, error: psycopg.Error, where: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.where = where
+
+
+def with_retries(
+    policy: RetryPolicy,
+    attempt: Callable[[int], None],
+    on_retry: Callable[[Retryable, int, float], None],
+    give_up: Callable[[Retryable, int], LockTimeout],
+) -> int:
+    """The one retry loop: ``attempt(n)`` (n = 1, 2, ...) until it does not raise Retryable,
+    sleeping the policy's jittered delays in between; returns the attempts it took.
+
+    ``on_retry(failure, n, delay)`` is told before each sleep; when the retries run
+    out, ``give_up(failure, n)`` is raised, with the last lock error as its cause.
+    """
+    delays = policy.delays()
+    number = 0
+    while True:
+        number += 1
+        try:
+            attempt(number)
+            return number
+        except Retryable as failed:
+            delay = next(delays, None)
+            if delay is None:
+                raise give_up(failed, number) from failed.error
+            on_retry(failed, number, delay)
+            time.sleep(delay)
 
 
 HOLDER_QUERY = """
@@ -312,3 +329,18 @@ class RunnerLock:
         rows = self.conn.execute(HOLDER_QUERY, (classid, objid)).fetchall()
         self.conn.rollback()
         return describe_holder(rows[0]) if rows else "the holder just finished"
+
+
+def runner_lock(
+    conninfo: str, options: Options, application_name: str, listener: Listener | None = None
+) -> RunnerLock:
+    """The runner lock of ``options``' ledger, waiting up to ``runner_wait`` for it and
+    saying so (a ``waiting`` event); ``application_name`` shows who holds it."""
+    emit = fan_out(listener)
+    return RunnerLock(
+        conninfo,
+        LedgerTables.of(options).lock_key,
+        options.runner_wait,
+        application_name=application_name,
+        on_wait=lambda message: emit(Event("waiting", message)),
+    )

@@ -8,18 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
 
 from .errors import ChecksumMismatch, FutureVersions, UsageError
 from .files import Migration, MigrationSet
 
 
-class LedgerRow(NamedTuple):
-    """What the ledger says about one applied forward or seed file.
-
-    A NamedTuple, not a dataclass: a no-op apply builds one per ledger row, and
-    a tuple is several times cheaper to create.
-    """
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """What the ledger says about one applied forward or seed file."""
 
     kind: str
     version: int
@@ -29,7 +25,7 @@ class LedgerRow(NamedTuple):
     applied_by: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileState:
     """One line of ``status``: a file (or a ledger row whose file is gone) and its state."""
 
@@ -49,7 +45,8 @@ class FileState:
         return f"{self.kind}/{self.version:04d}_{self.name}"
 
 
-class ApplyPlan(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ApplyPlan:
     """What ``apply`` would run, in order."""
 
     forward: tuple[Migration, ...]
@@ -67,7 +64,8 @@ def _index(rows: list[LedgerRow]) -> dict[tuple[str, int], LedgerRow]:
     return {(row.kind, row.version): row for row in rows}
 
 
-class Failure(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Failure:
     """The newest history row of a file, when it says the file failed."""
 
     kind: str
@@ -231,7 +229,8 @@ def plan_apply(
     )
 
 
-class RollbackStep(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class RollbackStep:
     """One applied forward version and the rollback file that undoes it."""
 
     forward: LedgerRow
@@ -295,6 +294,8 @@ def out_of_order_note(late: Sequence[Migration], rows: Sequence[LedgerRow]) -> s
     newest = max(r.version for r in rows if r.kind == "forward")
     names = ", ".join(m.display_path for m in late)
     return f"out of order: {names} older than the applied {newest:04d}"
+
+
 def _irreversible(row: LedgerRow) -> str:
     return (
         f"forward/{row.version:04d}_{row.name}.sql is irreversible (no "

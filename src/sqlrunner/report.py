@@ -1,18 +1,27 @@
-"""Report values returned by the library, and their text and JSON renderings."""
+"""What a run tells its caller: progress events as they happen, the report values the
+library returns, and their text and JSON renderings. No database, no parser."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import Problem
+from .files import Migration
 from .plan import FileState
 
+if TYPE_CHECKING:
+    from .sqltext import Statement
 
-@dataclass(frozen=True)
+log = logging.getLogger("sqlrunner")
+
+
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """One file the run executed (or, in a dry run, would execute)."""
 
@@ -30,7 +39,60 @@ class FileResult:
         return f"{self.kind}/{self.version:04d}_{self.name}.sql"
 
 
-@dataclass(frozen=True)
+# --- progress events ---------------------------------------------------------------------
+
+EventKind = Literal[
+    "file_started",
+    "statement_started",
+    "statement_skipped",
+    "file_finished",
+    "retry",
+    "waiting",
+    "note",
+    "server_message",  # a NOTICE or WARNING the server sent while a file's statement ran
+    "warning",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a person watching the run would want to know, as it happens."""
+
+    kind: EventKind
+    message: str
+    migration: Migration | None = None
+    statement: Statement | None = None
+    backend_pid: int | None = None
+    result: FileResult | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+def log_event(event: Event) -> None:
+    """The library's default listener: everything goes to ``logging.getLogger("sqlrunner")``."""
+    level = logging.DEBUG if event.kind in ("statement_started", "file_started") else logging.INFO
+    if event.kind in ("retry", "waiting", "warning"):
+        level = logging.WARNING
+    if event.kind == "server_message":
+        level = logging.WARNING if ": WARNING: " in event.message else logging.INFO
+    # The CLI shows events through its progress printer: the mark lets its log skip them.
+    log.log(level, "%s", event.message, extra={"sqlrunner_event": event.kind})
+
+
+def fan_out(listener: Listener | None) -> Listener:
+    """Log every event, and also hand it to ``listener`` when one is given."""
+    if listener is None:
+        return log_event
+
+    def both(event: Event) -> None:
+        log_event(event)
+        listener(event)
+
+    return both
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """One row of a verify file: ``(check, ok, detail)``."""
 
@@ -40,7 +102,7 @@ class CheckResult:
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     target: str
     checks: tuple[CheckResult, ...]
@@ -59,7 +121,7 @@ class VerifyReport:
         return f"verification failed ({len(self.failed)} of {len(self.checks)} checks): {failed}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApplyReport:
     target: str
     applied: tuple[FileResult, ...]
@@ -74,7 +136,7 @@ class ApplyReport:
         return bool(self.applied or self.seeded) and not self.dry_run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RollbackReport:
     target: str
     rolled_back: tuple[FileResult, ...]
@@ -84,7 +146,7 @@ class RollbackReport:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     target: str
     files: tuple[FileState, ...]

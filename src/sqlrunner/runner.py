@@ -1,10 +1,14 @@
-"""Do: execute files on the run's connection, each all-or-nothing with its ledger row.
+"""Do: under the runner lock, re-check the ledger, then execute files on the run's
+connection, each all-or-nothing with its ledger row, verify, and record the run.
+
+Loaded only when something will run (``api`` imports it there): it brings the
+parser with it, which a no-op apply never needs.
 
 Every statement of a file is sent on its own message (as psql does), so a
 failure is pinned to its statement, its line and its column; the runner's own
-SQL travels in the same messages (see messages.py). Transactional files run
+SQL travels in the same messages (``session.send``). Transactional files run
 inside one ``BEGIN … COMMIT`` whose last message also restores the session
-(session_state.py), writes the ledger and history rows as the role the runner
+(``session.SessionState``), writes the ledger and history rows as the role the runner
 connected with, and commits. Each commits with ``synchronous_commit = off``;
 the run's final history row commits with it on, and since WAL is flushed in
 order that one fsync makes every earlier migration durable before the run
@@ -35,18 +39,38 @@ import psycopg
 from psycopg import sql
 
 from . import ledger
-from .errors import ConnectionLost, LockTimeout, MigrationFailed, UsageError
-from .events import Event, Listener
-from .files import Migration
+from .checks import refuse_unsafe_checks, run_checks
+from .errors import (
+    ConnectionFailed,
+    ConnectionLost,
+    LockTimeout,
+    MigrationFailed,
+    UsageError,
+    VerificationFailed,
+)
+from .files import Migration, MigrationSet
 from .ledger import LedgerTables, RunContext
-from .locate import shown_path, sql_error
-from .locking import MIGRATION_LIMITS, RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
-from .messages import PartFailed, send
-from .report import FileResult, elapsed_ms
-from .session_state import SessionState
-from .sqltext import Script, Statement, concurrent_index, runs_without_lock_timeout
-
-__all__ = ["CLIENT_CHECK", "Executor", "runs_alone", "shown_path"]
+from .locking import (
+    MIGRATION_LIMITS,
+    RETRYABLE,
+    Retryable,
+    RetryPolicy,
+    RunnerLock,
+    runner_lock,
+    with_retries,
+)
+from .plan import LedgerRow, plan_apply, refuse_drift
+from .report import ApplyReport, Event, FileResult, Listener, RollbackReport, elapsed_ms, fan_out
+from .session import Options, PartFailed, SessionState, connect, connection_gone, literal, send
+from .sqltext import (
+    Script,
+    Statement,
+    concurrent_index,
+    runs_alone,
+    runs_without_lock_timeout,
+    script_for,
+    sql_error,
+)
 
 # A killed runner's backend notices the closed socket within this interval and
 # rolls back, releasing its table locks, instead of finishing a long statement
@@ -77,24 +101,12 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT i.indisvalid
 """
 
-# Statements PostgreSQL refuses inside any transaction block, including the implicit
-# one of a multi-statement message (PreventInTransactionBlock). Others it refuses
-# are found at run time (SQLSTATE 25001 / 2D000) and sent alone then.
-ALONE_KINDS = frozenset(
-    {
-        "CallStmt",  # a procedure may COMMIT
-        "CreatedbStmt",
-        "DropdbStmt",
-        "AlterSystemStmt",
-        "CreateTableSpaceStmt",
-        "DropTableSpaceStmt",
-        "CreateSubscriptionStmt",
-        "AlterSubscriptionStmt",
-        "DropSubscriptionStmt",
-    }
+# What PostgreSQL answers a statement it refuses in a transaction block that the
+# parse tree did not reveal (a procedure that commits, ...): it is sent alone then.
+NOT_IN_A_BLOCK = (
+    psycopg.errors.ActiveSqlTransaction,
+    psycopg.errors.InvalidTransactionTermination,
 )
-# active_sql_transaction, invalid_transaction_termination
-NOT_IN_A_BLOCK = frozenset({"25001", "2D000"})
 
 # What to do after a failed file, per command.
 NEXT_STEP = {
@@ -105,28 +117,138 @@ NEXT_STEP = {
 }
 
 
-def runs_alone(statement: Statement) -> bool:
-    """True for statements that cannot share a message with any other statement."""
-    fields = statement.fields
-    if statement.kind in ALONE_KINDS:
-        return True
-    if statement.kind in ("IndexStmt", "DropStmt"):
-        return bool(fields.get("concurrent"))
-    if statement.kind == "ReindexStmt":
-        return any(
-            p.get("DefElem", {}).get("defname") == "concurrently" for p in fields.get("params", ())
-        ) or fields.get("kind") in ("REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE")
-    if statement.kind == "VacuumStmt":
-        return bool(fields.get("is_vacuumcmd"))
-    if statement.kind == "DiscardStmt":
-        return fields.get("target") == "DISCARD_ALL"
-    if statement.kind == "ClusterStmt":
-        return not fields.get("relation")
-    return False
+@dataclass
+class LockedRun:
+    """One apply or rollback, from taking the runner lock to the run's history row."""
+
+    conn: psycopg.Connection[Any]
+    conninfo: str
+    options: Options
+    listener: Listener | None
+    shown: str
+    started: float
+
+    @property
+    def tables(self) -> LedgerTables:
+        return LedgerTables.of(self.options)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy.of(self.options)
+
+    def _lock(self, ctx: RunContext) -> RunnerLock:
+        return runner_lock(
+            self.conninfo, self.options, f"sqlrunner lock ({ctx.client})", self.listener
+        )
+
+    def _executor(self, lock: RunnerLock, ctx: RunContext) -> Executor:
+        return Executor(
+            self.conn,
+            lock,
+            self.tables,
+            self.policy,
+            ctx,
+            fan_out(self.listener),
+            conninfo=self.conninfo,
+        )
+
+    def _ms(self) -> int:
+        return elapsed_ms(self.started)
+
+    def apply(
+        self,
+        files: MigrationSet,
+        parsed: list[Script],
+        *,
+        to: int | None,
+        seed: bool,
+        verify: bool,
+        notes: tuple[str, ...],
+        strict: bool = False,
+    ) -> ApplyReport:
+        """Apply what is still pending once the lock is ours (another runner may have done it)."""
+        scripts = {s.migration.path: s for s in parsed}
+
+        def script(m: Migration) -> Script:
+            return scripts.get(m.path) or script_for(m)
+
+        refuse_unsafe_checks([script(m) for m in files.verify if m.path in scripts])
+        ctx = RunContext.new()
+        with self._lock(ctx) as lock:
+            ledger.create_tables(self.conn, self.tables)
+            rows = ledger.read_rows(self.conn, self.tables)
+            refuse_drift(files, rows, strict=strict)
+            plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
+            if plan.empty:  # the runner we waited for did it all
+                return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
+            executor = self._executor(lock, ctx)
+            applied: list[FileResult] = []
+            seeded: list[FileResult] = []
+            try:
+                applied.extend(executor.forward(script(m)) for m in plan.forward)
+                seeded.extend(executor.seed(script(m)) for m in plan.seeds)
+            except BaseException as exc:
+                record_failed_run(executor, "apply", self._ms(), exc)
+                raise
+            verification = None
+            if plan.verify:
+                verification = run_checks(
+                    self.conn,
+                    [script(m) for m in plan.verify],
+                    self.shown,
+                    lock_timeout=self.policy.lock_timeout_setting,
+                    state=executor.session(),
+                )
+            outcome = "ok" if verification is None or verification.ok else "verify failed"
+            executor.finish_run(
+                "apply", outcome, self._ms(), f"{len(applied)} applied, {len(seeded)} seeded"
+            )
+        report = ApplyReport(
+            self.shown, tuple(applied), tuple(seeded), verification, self._ms(), False, notes
+        )
+        if verification is not None and not verification.ok:
+            raise VerificationFailed(verification.failure_message(), report)
+        return report
+
+    def rollback(
+        self, rows: list[LedgerRow], scripts: list[Script], losses: list[str]
+    ) -> RollbackReport:
+        """Run the rollback files newest first; seeds are forgotten with the first one."""
+        ctx = RunContext.new()
+        with self._lock(ctx) as lock:
+            ledger.create_tables(self.conn, self.tables)
+            if ledger.read_rows(self.conn, self.tables) != rows:
+                raise UsageError(
+                    "the ledger changed while waiting for another sqlrunner; nothing was "
+                    "rolled back: check 'status' and run rollback again"
+                )
+            executor = self._executor(lock, ctx)
+            done: list[FileResult] = []
+            try:
+                for index, script in enumerate(scripts):
+                    done.append(executor.rollback(script, forget_seeds=index == 0))
+            except BaseException as exc:
+                record_failed_run(executor, "rollback", self._ms(), exc)
+                raise
+            executor.finish_run("rollback", "ok", self._ms(), f"{len(done)} rolled back")
+        return RollbackReport(self.shown, tuple(done), self._ms(), False, tuple(losses))
 
 
-def _literal(value: str) -> str:
-    return sql.Literal(value).as_string()
+def record_failed_run(
+    executor: Executor, action: str, duration_ms: int, exc: BaseException
+) -> None:
+    """Best effort: when the connection itself died, the original error is what matters.
+
+    An interruption (Ctrl-C, or SIGTERM, which the CLI turns into one) may arrive inside
+    a migration's transaction: that is rolled back first, so the row can be written.
+    """
+    interrupted = not isinstance(exc, Exception)
+    outcome = "interrupted" if interrupted else "failed"
+    detail = f"interrupted ({type(exc).__name__})" if interrupted else str(exc)[:2000]
+    with contextlib.suppress(psycopg.Error):
+        if executor.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            executor.conn.execute("ROLLBACK")
+        executor.finish_run(action, outcome, duration_ms, detail)
 
 
 @dataclass
@@ -277,9 +399,9 @@ class Executor:
     def _locals(self, lock_timeout: str) -> list[Part]:
         """The runner's settings for one transaction (implicit or not): SET LOCAL only."""
         return [
-            (f"SET LOCAL lock_timeout = {_literal(lock_timeout)}", None),
+            (f"SET LOCAL lock_timeout = {literal(lock_timeout)}", None),
             ("SET LOCAL synchronous_commit = off", None),
-            (f"SET LOCAL client_connection_check_interval = {_literal(CLIENT_CHECK)}", None),
+            (f"SET LOCAL client_connection_check_interval = {literal(CLIENT_CHECK)}", None),
         ]
 
     def _transaction(self, script: Script, finish: Finish, action: str) -> int:
@@ -296,16 +418,18 @@ class Executor:
         held: Part = (self.lock.held_check(), None)
         limits: list[Part] = [(q, None) for q in MIGRATION_LIMITS]
         head: list[Part] = [
-            ("BEGIN", None), *[(s.text, s) for s in script.preamble], *ours, *limits, held
+            ("BEGIN", None),
+            *[(s.text, s) for s in script.preamble],
+            *ours,
+            *limits,
+            held,
         ]
         restore: list[Part] = [(q, None) for q in self.session().restore()]
         ledger_rows = [(q, None) for q in finish(ledger.TRANSACTION_DURATION_MS)]
         tail: list[Part] = [*restore, *ours, held, *ledger_rows, ("COMMIT", "COMMIT")]
         statements = script.statements or (None,)
-        delays = self.policy.delays()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt(number: int) -> None:
             parts: list[Part] = []
             statement: Statement | None = None
             try:
@@ -316,26 +440,19 @@ class Executor:
                         *(((statement.text, statement),) if statement is not None else ()),
                         *(tail if last else ours[:1]),
                     ]
-                    self._execute(m, statement, parts, watch=attempt > 1)
-                return attempt
+                    self._execute(m, statement, parts, watch=number > 1)
             except PartFailed as failed:
-                if self._is_lost(failed.error):
-                    owner = parts[failed.index][1]
-                    at = owner if isinstance(owner, Statement) else None
-                    raise self._connection_lost(m, at, failed.error, action) from None
-                self._rollback_quietly()
-                lock_failure = self.lock.commit_failure(failed.error, self.tables, shown_path(m))
-                if lock_failure is not None:
-                    raise lock_failure from None
-                if failed.error.sqlstate in RETRYABLE_SQLSTATES:
-                    self._wait_before_retry(m, statement, failed.error, attempt, delays)
-                    continue
-                raise self._failed(m, script, parts[failed.index][1], failed, action) from None
+                owner = parts[failed.index][1]
+                raise self._failure(
+                    failed, script, owner, action, retry=True, running=statement
+                ) from failed.error
             except psycopg.OperationalError as exc:
-                if self._is_lost(exc):
-                    committing = bool(parts) and parts[-1][1] == "COMMIT"
-                    raise self._connection_lost(m, statement, exc, action, committing) from None
-                raise
+                if not connection_gone(self.conn, exc):
+                    raise
+                committing = bool(parts) and parts[-1][1] == "COMMIT"
+                raise self._connection_lost(m, statement, exc, action, committing) from exc
+
+        return self._with_retries(m, attempt)
 
     def _autocommit(self, script: Script, finish: Finish, started: float, action: str) -> int:
         """Statement by statement, each in its own (implicit) transaction with its progress row.
@@ -369,7 +486,7 @@ class Executor:
                 if runs_alone(statement):  # otherwise the check travels with the statement
                     self.lock.ensure_held(
                         self.conn,
-                        f"before {shown_path(m)}:{statement.line}; the statements before it "
+                        f"before {m.shown_path}:{statement.line}; the statements before it "
                         "are done and recorded",
                     )
                 target = concurrent_index(statement)
@@ -388,21 +505,17 @@ class Executor:
             try:
                 send(self.conn, [q for q, _ in parts])
             except PartFailed as failed:
-                if self._is_lost(failed.error):
-                    raise self._connection_lost(m, None, failed.error, action) from None
-                self._rollback_quietly()
-                lock_failure = self.lock.commit_failure(failed.error, self.tables, shown_path(m))
-                if lock_failure is not None:
-                    raise lock_failure from None
-                raise self._failed(m, script, None, failed, action) from None
+                raise self._failure(failed, script, None, action) from failed.error
             except psycopg.OperationalError as exc:
-                raise self._connection_lost(m, None, exc, action) from None
+                raise self._connection_lost(m, None, exc, action) from exc
         except (MigrationFailed, LockTimeout):
             self._settle()
             raise
         return attempts
 
     def _autocommit_statement(self, script: Script, statement: Statement, action: str) -> int:
+        """One statement of a no-transaction file with its progress row, retried on lock
+        timeouts unless it takes no lock that blocks writers (then it has no lock_timeout)."""
         m = script.migration
         alone = runs_alone(statement)
         bounded = not runs_without_lock_timeout(statement)
@@ -411,14 +524,13 @@ class Executor:
         if statement.kind != "VariableSetStmt":
             row = ledger.record_statement_done(self.tables, m.version, m.checksum, statement.index)
             progress = [*[(q, None) for q in self.session().as_runner(local=True)], (row, None)]
-        delays = self.policy.delays()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt(number: int) -> None:
+            nonlocal alone
             parts: list[Part] = [(statement.text, statement)]
             try:
                 if alone:
-                    self._alone(m, statement, bounded, watch=attempt > 1 and bounded)
+                    self._alone(m, statement, bounded, watch=number > 1 and bounded)
                     parts = [("SET LOCAL synchronous_commit = off", None), *progress]
                     if progress:
                         send(self.conn, [q for q, _ in parts])
@@ -429,28 +541,62 @@ class Executor:
                         (statement.text, statement),
                         *progress,
                     ]
-                    self._execute(m, statement, parts, watch=attempt > 1 and bounded)
-                return attempt
+                    self._execute(m, statement, parts, watch=number > 1 and bounded)
             except PartFailed as failed:
-                error, owner = failed.error, parts[failed.index][1]
-                if self._is_lost(error):
-                    raise self._connection_lost(m, statement, error, action) from None
-                where = f"{shown_path(m)}:{statement.line}"
-                lock_failure = self.lock.commit_failure(error, self.tables, where)
-                if lock_failure is not None:
-                    raise lock_failure from None
-                if not alone and owner is statement and error.sqlstate in NOT_IN_A_BLOCK:
+                owner = parts[failed.index][1]
+                if (
+                    not alone
+                    and owner is statement
+                    and isinstance(failed.error, NOT_IN_A_BLOCK)
+                    and self.lock.lost_reason is None
+                ):
                     alone = True  # its implicit transaction rolled back: nothing happened
-                    attempt -= 1
-                    continue
-                if error.sqlstate in RETRYABLE_SQLSTATES and bounded and owner is statement:
-                    self._wait_before_retry(m, statement, error, attempt, delays)
-                    continue
-                raise self._failed(m, script, owner, failed, action, resumable=statement) from None
+                    attempt(number)
+                    return
+                retry = bounded and owner is statement
+                raise self._failure(
+                    failed, script, owner, action, retry=retry, resumable=statement
+                ) from failed.error
             except psycopg.OperationalError as exc:
-                if self._is_lost(exc):
-                    raise self._connection_lost(m, statement, exc, action) from None
-                raise
+                if not connection_gone(self.conn, exc):
+                    raise
+                raise self._connection_lost(m, statement, exc, action) from exc
+
+        return self._with_retries(m, attempt)
+
+    def _failure(
+        self,
+        failed: PartFailed,
+        script: Script,
+        owner: Statement | str | None,
+        action: str,
+        *,
+        retry: bool = False,
+        resumable: Statement | None = None,
+        running: Statement | None = None,
+    ) -> Exception:
+        """What a failed message means, in order: the connection is gone; the runner lock
+        explains it; a lock timeout to retry (``retry``); a SQL error in the file.
+
+        ``resumable`` is the no-transaction statement that failed (its implicit
+        transaction is over); otherwise the file's transaction is rolled back here.
+        ``running`` is the file's statement whose message failed (a retry names it).
+        """
+        m = script.migration
+        if connection_gone(self.conn, failed.error):
+            at = owner if isinstance(owner, Statement) else resumable
+            return self._connection_lost(m, at, failed.error, action)
+        if resumable is None:
+            self._rollback_quietly()
+        where = f"{m.shown_path}:{resumable.line}" if resumable is not None else m.shown_path
+        lock_failure = self.lock.commit_failure(failed.error, self.tables, where)
+        if lock_failure is not None:
+            return lock_failure
+        if retry and isinstance(failed.error, RETRYABLE):
+            waited = running or resumable
+            where = f"{m.display_path}:{waited.line}" if waited else m.display_path
+            return Retryable(failed.error, where)
+        return self._failed(m, script, owner, failed, action, resumable=resumable)
 
     def _alone(self, m: Migration, statement: Statement, bounded: bool, watch: bool) -> None:
         """A statement that cannot run in a transaction block: in its own message."""
@@ -458,13 +604,13 @@ class Executor:
             self._execute(m, statement, [(statement.text, statement)], watch=False)
             return
         state = self.session()
-        send(self.conn, [f"SET lock_timeout = {_literal(self.policy.lock_timeout_setting)}"])
+        send(self.conn, [f"SET lock_timeout = {literal(self.policy.lock_timeout_setting)}"])
         try:
             self._execute(m, statement, [(statement.text, statement)], watch=watch)
         finally:
             if not self.conn.closed:
                 kept = dict(state.settings).get("lock_timeout")
-                reset = f"SET lock_timeout = {_literal(kept)}" if kept else "RESET lock_timeout"
+                reset = f"SET lock_timeout = {literal(kept)}" if kept else "RESET lock_timeout"
                 with contextlib.suppress(psycopg.Error):
                     send(self.conn, [reset])
 
@@ -499,36 +645,36 @@ class Executor:
             timer.cancel()
             timer.join()
 
-    def _wait_before_retry(
-        self,
-        m: Migration,
-        statement: Statement | None,
-        exc: psycopg.Error,
-        attempt: int,
-        delays: Any,
-    ) -> None:
-        where = f"{m.display_path}:{statement.line}" if statement else m.display_path
-        blockers = self.seen_blockers.get(m.version, [])
-        blocked_by = f"; blocked by {' / '.join(blockers)}" if blockers else ""
-        delay = next(delays, None)
-        if delay is None:
-            raise LockTimeout(
-                f"{where}: gave up after {attempt} attempts ({exc.diag.message_primary}, "
+    def _with_retries(self, m: Migration, attempt: Callable[[int], None]) -> int:
+        """``attempt`` under the retry policy, saying who blocks it; the attempts it took."""
+
+        def blocked_by() -> str:
+            blockers = self.seen_blockers.get(m.version, [])
+            return f"; blocked by {' / '.join(blockers)}" if blockers else ""
+
+        def on_retry(failed: Retryable, number: int, delay: float) -> None:
+            message = failed.error.diag.message_primary
+            self.emit(
+                Event(
+                    "retry",
+                    f"{failed.where}: {message} (attempt {number}); "
+                    f"retrying in {delay:.1f}s{blocked_by()}",
+                    migration=m,
+                )
+            )
+
+        def give_up(failed: Retryable, number: int) -> LockTimeout:
+            return LockTimeout(
+                f"{failed.where}: gave up after {number} attempts "
+                f"({failed.error.diag.message_primary}, "
                 f"lock_timeout {self.policy.lock_timeout_setting})"
-                f"{blocked_by or '; the blocker is gone'}"
+                f"{blocked_by() or '; the blocker is gone'}"
                 " | nothing was changed by this file; end or wait out the blocker, then run apply "
                 "again (or raise --lock-retries)",
-                blockers,
-            ) from None
-        self.emit(
-            Event(
-                "retry",
-                f"{where}: {exc.diag.message_primary} (attempt {attempt}); "
-                f"retrying in {delay:.1f}s{blocked_by}",
-                migration=m,
+                self.seen_blockers.get(m.version, []),
             )
-        )
-        time.sleep(delay)
+
+        return with_retries(self.policy, attempt, on_retry, give_up)
 
     def _invalid_leftovers(self, statements: Sequence[Statement]) -> dict[str, tuple[str, bool]]:
         """Index name -> (schema, being built now) for each INVALID index the file would build."""
@@ -553,7 +699,7 @@ class Executor:
         """An INVALID index left by a failed concurrent build would satisfy IF NOT EXISTS."""
         if building:
             raise UsageError(
-                f"{shown_path(m)}:{statement.line}: index {index} is being built by another "
+                f"{m.shown_path}:{statement.line}: index {index} is being built by another "
                 "session right now (see pg_stat_progress_create_index); wait for it, then re-run"
             )
         self.emit(
@@ -574,10 +720,6 @@ class Executor:
         """ROLLBACK undoes the file's settings, not the session advisory locks it took."""
         with contextlib.suppress(psycopg.Error):
             send(self.conn, ["ROLLBACK", *self.session().release_locks()])
-
-    def _is_lost(self, exc: psycopg.Error) -> bool:
-        """The connection is gone (not a SQL error): closed, or ended by the server."""
-        return self.conn.closed or (exc.sqlstate or "").startswith(("08", "57P"))
 
     def _failed(
         self,
@@ -655,8 +797,8 @@ class Executor:
                 f"the ledger does not show the file applied: it was rolled back; run {action} again"
             )
         return ConnectionLost(
-            f"{shown_path(m)}: lost the connection to the database {where} ({reason}); {verdict}",
-            shown_path(m),
+            f"{m.shown_path}: lost the connection to the database {where} ({reason}); {verdict}",
+            m.shown_path,
             done if m.kind != "rollback" else (None if done is None else not done),
         )
 
@@ -666,14 +808,14 @@ class Executor:
             return None, "no connection string"
         kind = "forward" if m.kind == "rollback" else m.kind
         try:
-            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+            with connect(self.conninfo, timeout=5) as conn:
                 row = conn.execute(
                     sql.SQL("SELECT checksum FROM {} WHERE kind = %s AND version = %s").format(
                         sql.SQL(self.tables.ledger_name)
                     ),
                     (kind, m.version),
                 ).fetchone()
-        except psycopg.Error as exc:
+        except (psycopg.Error, ConnectionFailed) as exc:
             return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if m.kind == "rollback":
             return row is None, ""

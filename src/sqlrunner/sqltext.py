@@ -5,7 +5,9 @@ strings and function bodies; the real parser does not. A file is parsed once,
 whole: libpg_query's JSON parse tree (plain dicts, about six times faster to
 build than pglast's AST objects) gives every statement's kind, fields and byte
 position, and the positions become line:column in one pass over the text, so a
-file of N statements costs O(N). Nothing here needs a database.
+file of N statements costs O(N). The parse tree also says which statements must
+run alone or may wait for their lock, and where in its file a PostgreSQL error
+happened. Nothing here needs a database.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pglast.parser import ParseError, parse_sql_json
 
 from .errors import InvalidMigrationSet, MigrationFailed, Problem, SqlErrorDetail
-from .files import Migration
+from .files import Migration, line_and_column
+
+if TYPE_CHECKING:
+    import psycopg
 
 ALLOWED_BEFORE_BEGIN = frozenset({"lock_timeout", "statement_timeout"})
 # Each statement is one round trip inside the file's transaction: past this a file is a
@@ -55,14 +60,6 @@ class Script:
     # the SETs before a transactional file's BEGIN, and its COMMIT (for error positions)
     preamble: tuple[Statement, ...] = ()
     commit: Statement | None = None
-
-
-def line_and_column(text: str, offset: int) -> tuple[int, int]:
-    """1-based line and column of a character offset (one lookup; see ``_positions``)."""
-    offset = max(0, min(offset, len(text)))
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return line, column
 
 
 def _positions(utf8: bytes, offsets: Iterable[int]) -> Iterator[tuple[int, int, int]]:
@@ -362,28 +359,140 @@ def runs_without_lock_timeout(statement: Statement) -> bool:
     return False
 
 
-def dropped_objects(
-    statement: Statement,
-) -> tuple[list[tuple[str | None, str]], list[tuple[str | None, str, str]]]:
-    """Tables and (table, column) pairs a rollback statement drops, for the data-loss check."""
+# Statements PostgreSQL refuses inside any transaction block, including the implicit
+# one of a multi-statement message (PreventInTransactionBlock). Others it refuses
+# are found at run time (SQLSTATE 25001 / 2D000) and sent alone then.
+ALONE_KINDS = frozenset(
+    {
+        "CallStmt",  # a procedure may COMMIT
+        "CreatedbStmt",
+        "DropdbStmt",
+        "AlterSystemStmt",
+        "CreateTableSpaceStmt",
+        "DropTableSpaceStmt",
+        "CreateSubscriptionStmt",
+        "AlterSubscriptionStmt",
+        "DropSubscriptionStmt",
+    }
+)
+
+
+def runs_alone(statement: Statement) -> bool:
+    """True for statements that cannot share a message with any other statement."""
     fields = statement.fields
-    tables: list[tuple[str | None, str]] = []
-    columns: list[tuple[str | None, str, str]] = []
-    if statement.kind == "DropStmt" and fields.get("removeType") == "OBJECT_TABLE":
-        for name in fields.get("objects", ()):
-            parts = [item["String"]["sval"] for item in name["List"]["items"]]
-            tables.append((parts[-2] if len(parts) > 1 else None, parts[-1]))
-    elif statement.kind == "AlterTableStmt":
-        schema, table = _relation(fields)
-        for command in _commands(fields):
-            if command["subtype"] == "AT_DropColumn":
-                columns.append((schema, table, str(command["name"])))
-    return tables, columns
+    if statement.kind in ALONE_KINDS:
+        return True
+    if statement.kind in ("IndexStmt", "DropStmt"):
+        return bool(fields.get("concurrent"))
+    if statement.kind == "ReindexStmt":
+        return any(
+            p.get("DefElem", {}).get("defname") == "concurrently" for p in fields.get("params", ())
+        ) or fields.get("kind") in ("REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE")
+    if statement.kind == "VacuumStmt":
+        return bool(fields.get("is_vacuumcmd"))
+    if statement.kind == "DiscardStmt":
+        return fields.get("target") == "DISCARD_ALL"
+    if statement.kind == "ClusterStmt":
+        return not fields.get("relation")
+    return False
 
 
-def inserted_rows(statement: Statement) -> tuple[str | None, str, int] | None:
-    """(schema, table, VALUES rows) of an INSERT: a seed's rows count as seed data."""
-    if statement.kind != "InsertStmt":
-        return None
-    select = statement.fields.get("selectStmt", {}).get("SelectStmt", {})
-    return (*_relation(statement.fields), len(select.get("valuesLists", ())))
+# --- where in its file a PostgreSQL error happened ---------------------------------------
+# PostgreSQL gives a character position for errors found while parsing or planning a
+# statement, and for runtime errors inside PL/pgSQL a CONTEXT such as "PL/pgSQL function
+# inline_code_block line 3 at RAISE", where "line 3" counts from the line of the body's
+# opening dollar quote. Both are mapped onto the file.
+
+_PLPGSQL_LINE = re.compile(r"PL/pgSQL function (?P<name>[^\s(]+)(?:\([^)]*\))? line (?P<line>\d+)")
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z_0-9\x80-\U0010ffff]*)?\$")
+
+
+def sql_error(
+    m: Migration,
+    statement: Statement | None,
+    exc: psycopg.Error,
+    *,
+    position: int | None = None,
+    statements: Sequence[Statement] = (),
+    first: str | None = None,
+) -> SqlErrorDetail:
+    """The error located in ``m``: at ``position`` (1-based, within ``statement``) when
+    PostgreSQL gave one, else at the PL/pgSQL line its CONTEXT names (in this statement
+    or in a function created by one of ``statements``), else at the statement's start."""
+    diag = exc.diag
+    context = " / ".join(line.strip() for line in (diag.context or "").splitlines() if line.strip())
+    if statement is None:
+        line, column = 1, 1
+    elif position and 0 < position <= len(statement.text) + 1:
+        line, column = line_and_column(m.text, statement.offset + position - 1)
+    else:
+        line, column = _context_line(m, statement, diag.context or "", statements) or (
+            statement.line,
+            statement.column,
+        )
+    return SqlErrorDetail(
+        path=m.shown_path,
+        line=line,
+        column=column,
+        sqlstate=diag.sqlstate or "?????",
+        message=diag.message_primary or str(exc).strip(),
+        detail=diag.message_detail,
+        hint=diag.message_hint,
+        statement=first or (statement.first_line if statement else m.display_path),
+        context=context or None,
+    )
+
+
+def _context_line(
+    m: Migration, statement: Statement, context: str, statements: Sequence[Statement]
+) -> tuple[int, int] | None:
+    """The innermost PL/pgSQL frame whose body is in this file, as (line, column)."""
+    for match in _PLPGSQL_LINE.finditer(context):
+        name, body_line = match["name"], int(match["line"])
+        if name == "inline_code_block" and statement.kind == "DoStmt":
+            start = _body_start(m, statement.fields.get("args", ()))
+        else:
+            start = next(
+                (
+                    _body_start(m, s.fields.get("options", ()))
+                    for s in statements
+                    if s.kind == "CreateFunctionStmt" and _function_name(s.fields) == name
+                ),
+                None,
+            )
+        if start is not None:
+            line, _ = line_and_column(m.text, start)
+            return _first_token(m.text, line + body_line - 1)
+    return None
+
+
+def _function_name(fields: Mapping[str, Any]) -> str:
+    parts = [item["String"]["sval"] for item in fields.get("funcname", ()) if "String" in item]
+    return str(parts[-1]) if parts else ""
+
+
+def _body_start(m: Migration, options: Sequence[Mapping[str, Any]]) -> int | None:
+    """Character offset just after the opening dollar quote of a DO/function body."""
+    for option in options:
+        element = option.get("DefElem", {})
+        if element.get("defname") != "as":
+            continue
+        location = element.get("arg_location", -1)
+        if location is None or location < 0:
+            location = element.get("location", -1)
+        if location is None or location < 0:
+            return None
+        # libpg_query locations count UTF-8 bytes
+        offset = len(m.text.encode()[:location].decode(errors="ignore"))
+        quote = _DOLLAR_QUOTE.match(m.text, offset)
+        return offset + len(quote[0]) if quote else None
+    return None
+
+
+def _first_token(text: str, line: int) -> tuple[int, int]:
+    """(line, column of its first non-blank character) for a 1-based line of ``text``."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return line, 1
+    content = lines[line - 1]
+    return line, len(content) - len(content.lstrip()) + 1

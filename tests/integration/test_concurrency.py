@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import sqlrunner
-from sqlrunner.events import Event
+from sqlrunner.report import Event
 
 from .conftest import SqlSet, cli, spawn
 

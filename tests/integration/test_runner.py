@@ -15,7 +15,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import sqlrunner
-from sqlrunner.events import Event
+from sqlrunner.report import Event
 
 from .conftest import SqlSet
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from sqlrunner.target import mask_password, unparsable_dsn
+from sqlrunner.session import mask_password, unparsable_dsn
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sqlrunner.errors import UsageError
-from sqlrunner.locking import RetryPolicy, duration_ms
+from sqlrunner.locking import RetryPolicy
 from sqlrunner.plan import FileState
 from sqlrunner.report import (
     ApplyReport,
@@ -24,7 +24,7 @@ from sqlrunner.report import (
     to_dict,
     to_json,
 )
-from sqlrunner.target import mask_password
+from sqlrunner.session import duration_ms, mask_password
 
 TARGET = "postgresql://app:***@db:5432/app"
 WHEN = datetime(2024, 5, 7, 9, 30, tzinfo=timezone.utc)

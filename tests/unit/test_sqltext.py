@@ -9,13 +9,10 @@ import pytest
 
 from sqlrunner import sqltext
 from sqlrunner.errors import InvalidMigrationSet, MigrationFailed
-from sqlrunner.files import NO_TRANSACTION_MARK, Migration, checksum_of
+from sqlrunner.files import NO_TRANSACTION_MARK, Migration, checksum_of, line_and_column
 from sqlrunner.sqltext import (
     Statement,
     concurrent_index,
-    dropped_objects,
-    inserted_rows,
-    line_and_column,
     parse_scripts,
     problems_of,
     runs_without_lock_timeout,
@@ -398,30 +395,6 @@ def test_concurrent_index_names_table_and_index() -> None:
 )
 def test_concurrent_index_is_none_for_everything_else(sql: str) -> None:
     assert concurrent_index(one(sql)) is None
-
-
-def test_dropped_objects_lists_tables_and_columns() -> None:
-    assert dropped_objects(one("DROP TABLE IF EXISTS a, app.b CASCADE")) == (
-        [(None, "a"), ("app", "b")],
-        [],
-    )
-    assert dropped_objects(one("ALTER TABLE app.t DROP COLUMN c, DROP COLUMN IF EXISTS d")) == (
-        [],
-        [("app", "t", "c"), ("app", "t", "d")],
-    )
-    assert dropped_objects(one("ALTER TABLE t ADD COLUMN c int")) == ([], [])
-    assert dropped_objects(one("DROP INDEX i")) == ([], [])
-    assert dropped_objects(one("DROP VIEW v")) == ([], [])
-
-
-def test_inserted_rows_names_the_insert_target_and_counts_values_rows() -> None:
-    assert inserted_rows(one("INSERT INTO ref.countries VALUES ('fr'), ('de')")) == (
-        "ref",
-        "countries",
-        2,
-    )
-    assert inserted_rows(one("INSERT INTO t SELECT 1 ON CONFLICT DO NOTHING")) == (None, "t", 0)
-    assert inserted_rows(one("UPDATE t SET a = 1")) is None
 
 
 # --- psql meta-commands ------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """``sqlrunner`` / ``python -m sqlrunner``: click commands, each flags in, api call, report out.
 
 The options every command shares (``--dsn``, ``--sql-dir``, ``--json``, ``-v/-q``,
-the ledger names) live on a ``Settings`` context object; they are accepted
-before or after the command. Exceptions become a one-line message and an exit
-code in exactly one place, ``Cli.main``. Adding a command::
+the ledger names) live on a ``Settings`` context object (``cli.options``); they are
+accepted before or after the command, and their defaults are the library's
+(``session.DEFAULTS``). Exceptions become a one-line message and an exit code in
+exactly one place, ``Cli.main``. What a run prints while it goes on is
+``cli.output``; settings from a file are ``cli.config``. Adding a command::
 
     @command("check")
     def check_command(s: Settings) -> None:
@@ -14,43 +16,36 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
-import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import psycopg
 
-from . import api, embedded, templates
-from ._version import __version__
-from .config import KEYS, ConfigFile, read_config
-from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
-from .locking import lock_timeout_ms
-from .maintenance import history, repair
-from .progress import ProgressPrinter, json_line
-from .report import (
-    SCHEMA_VERSION,
-    ApplyReport,
-    Report,
-    VerifyReport,
-    json_default,
-    render_text,
-    to_dict,
-    to_json,
-    when,
+from .. import api, embedded, files
+from .._version import __version__
+from ..errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
+from ..report import ApplyReport, Report, VerifyReport, render_text, to_dict, when
+from ..session import database_errors, mask_password
+from .config import KEYS, read_config
+from .options import (
+    Settings,
+    global_options,
+    lock_options,
+    migration_name,
+    setting,
+    version_option,
+    wait_option,
 )
-from .target import mask_password
+from .output import document, log_to_stderr
 
 if TYPE_CHECKING:
-    from .adopt import AdoptReport
+    from ..adopt import AdoptReport
 
 INTERRUPTED = (
     "interrupted: a transactional file in progress was rolled back; a no-transaction "
@@ -60,302 +55,6 @@ GLOBAL_NOTE = (
     "The global options work here too (--dsn, --sql-dir, --json, -v/-q, --ledger-schema, "
     "--ledger-table, --log-format, --heartbeat; see 'sqlrunner --help')."
 )
-INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
-MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
-LEDGER_SUFFIXES = ("_history", "_progress")  # the ledger's sibling tables
-NAME_LIMIT = 200  # NNNN_NAME.sql must fit a 255-byte file name, whatever the version
-
-
-class LedgerNames(TypedDict):
-    ledger_schema: str
-    ledger_table: str
-
-
-@dataclass(slots=True)
-class Settings:
-    """The options shared by every command, filled wherever they appear on the line."""
-
-    dsn: str | None = None
-    sql_dir: str | None = None
-    as_json: bool = False
-    verbose: int = 0
-    quiet: bool = False
-    ledger_schema: str = "public"
-    ledger_table: str = "sqlrunner_ledger"
-    log_format: str = "text"
-    heartbeat: float = 10.0
-    config: ConfigFile = field(default_factory=lambda: ConfigFile(None, {}))
-
-    @property
-    def verbosity(self) -> int:
-        return -1 if self.quiet else self.verbose
-
-    @property
-    def ledger(self) -> LedgerNames:
-        return {"ledger_schema": self.ledger_schema, "ledger_table": self.ledger_table}
-
-    def say(self, text: str) -> None:
-        """Human text: stdout normally, stderr in --json mode (stdout is the document)."""
-        if text and self.verbosity >= 0:
-            click.echo(text, err=self.as_json)
-
-    def note(self, text: str) -> None:
-        """A line about the run (the target, a warning): stderr, silenced by -q."""
-        if self.verbosity >= 0:
-            click.echo(json_line("note", text) if self.log_format == "json" else text, err=True)
-
-    def show(self, report: Report, listed: bool = False) -> None:
-        """The report; ``listed`` when the progress already printed each file's line,
-        so the text ends the run with its summary instead of repeating them."""
-        if self.as_json:
-            click.echo(to_json(report))
-        self.say(render_text(report, files=not listed))
-
-    def document(self, kind: str, **fields: Any) -> None:
-        """The --json document of a command without a report value (new, repair, ...)."""
-        if self.as_json:
-            click.echo(document(kind, **fields))
-
-    def created(self, paths: Sequence[Path]) -> None:
-        """The files or folders a command wrote: a line each, or one JSON document."""
-        self.document("created", paths=[str(p) for p in paths])
-        for path in paths:
-            self.say(f"created {path}")
-
-    def target(self) -> str:
-        """--dsn, else $SQLRUNNER_DSN, else $DATABASE_URL, else the embedded server;
-        announced first, password masked."""
-        if self.dsn is not None and not self.dsn.strip():
-            raise UsageError("--dsn is empty: give a PostgreSQL URL or conninfo")
-        for name in ("SQLRUNNER_DSN", "DATABASE_URL"):
-            if self.dsn is None and name in os.environ and not os.environ[name].strip():
-                raise UsageError(f"{name} is set but empty: set it to a DSN, or unset it")
-        if self.dsn:
-            self.note(f"target: {mask_password(self.dsn)}")
-            return self.dsn
-        if not embedded.available():
-            raise UsageError(embedded.NO_DATABASE)
-        dsn = embedded.start()
-        self.note(
-            f"target: embedded PostgreSQL in ./{embedded.HOME}/pgdata "
-            f"(no --dsn or DATABASE_URL given): {mask_password(dsn)}"
-        )
-        return dsn
-
-    @contextmanager
-    def progress(self, dsn: str) -> Iterator[ProgressPrinter]:
-        """The live progress of a run on stderr, ended however the run ends."""
-        printer = ProgressPrinter(
-            verbosity=self.verbosity, dsn=dsn, heartbeat=self.heartbeat, log_format=self.log_format
-        )
-        try:
-            yield printer
-        finally:
-            printer.close()
-
-
-# --- values refused before anything runs (exit 2, one line) -------------------------------
-
-
-def version_number(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is not None and not value.isdigit():
-        raise click.BadParameter(f"{value!r} is not a version number (NNNN)")
-    return None if value is None else int(value)
-
-
-def seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """Finite, not negative, and no longer than PostgreSQL's longest timeout."""
-    if not math.isfinite(value) or not 0 <= value <= INT_MAX_MS / 1000:
-        raise click.BadParameter(f"{value} is not between 0 and {INT_MAX_MS // 1000} seconds")
-    return value
-
-
-def lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    """'200ms', '2s', '1min': at least 1 ms (0 means "wait forever"), at most INT_MAX ms."""
-    try:
-        milliseconds = lock_timeout_ms(value)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if milliseconds > INT_MAX_MS:
-        raise click.BadParameter(
-            f"{value!r} is over PostgreSQL's longest lock_timeout ({INT_MAX_MS}ms)"
-        )
-    return milliseconds
-
-
-def identifier(value: str, limit: int) -> str:
-    """A schema or table name PostgreSQL keeps whole: 1 to ``limit`` bytes, no NUL."""
-    size = len(value.encode())
-    if size == 0 or size > limit or "\x00" in value:
-        raise click.BadParameter(
-            f"{value[:80]!r} must be 1 to {limit} bytes without NUL (PostgreSQL truncates "
-            f"identifiers over {MAX_IDENTIFIER_BYTES} bytes)"
-        )
-    return value
-
-
-LEDGER_NAME_LIMITS = {
-    "ledger_schema": MAX_IDENTIFIER_BYTES,
-    "ledger_table": MAX_IDENTIFIER_BYTES - max(map(len, LEDGER_SUFFIXES)),
-}
-
-
-def migration_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not 0 < len(value.encode()) <= NAME_LIMIT:
-        raise click.BadParameter(
-            f"a name of {len(value)} characters: give 1 to {NAME_LIMIT} "
-            "(NNNN_NAME.sql must fit a 255-byte file name)"
-        )
-    return value
-
-
-# --- options ---------------------------------------------------------------------------------
-
-
-def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    """Write a global option into the Settings, unless it only holds its default: the
-    command's copy of an option must not undo what was given before the command."""
-    if param.name is None or ctx.get_parameter_source(param.name) in (
-        None,
-        click.core.ParameterSource.DEFAULT,
-    ):
-        return
-    if param.name in LEDGER_NAME_LIMITS:
-        value = identifier(value, LEDGER_NAME_LIMITS[param.name])
-    settings = ctx.ensure_object(Settings)
-    if param.name == "verbose":
-        settings.verbose += value
-    else:
-        setattr(settings, param.name, value)
-
-
-def global_options(on_group: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The shared options. On the group they read env vars and show in --help; every
-    command accepts them again (hidden), so they work before or after the command."""
-
-    def env(*names: str) -> list[str] | None:
-        return list(names) if on_group else None
-
-    shared: dict[str, Any] = {
-        "expose_value": False,
-        "callback": _store,
-        "hidden": not on_group,
-        "show_envvar": on_group,
-    }
-    options = [
-        click.option(
-            "--dsn",
-            envvar=env("SQLRUNNER_DSN", "DATABASE_URL"),
-            help="PostgreSQL URL or conninfo (default: the embedded PostgreSQL).",
-            **shared,
-        ),
-        click.option(
-            "--sql-dir",
-            envvar=env("SQLRUNNER_SQL_DIR"),
-            help="The migration set (default: ./sql, else the shipped set).",
-            **shared,
-        ),
-        click.option(
-            "--json",
-            "as_json",
-            is_flag=True,
-            envvar=env("SQLRUNNER_JSON"),
-            help="One JSON document on stdout; human text on stderr.",
-            **shared,
-        ),
-        click.option(
-            "-v",
-            "--verbose",
-            count=True,
-            envvar=env("SQLRUNNER_VERBOSE"),
-            help="More detail (-vv: every statement).",
-            **shared,
-        ),
-        click.option(
-            "-q",
-            "--quiet",
-            is_flag=True,
-            envvar=env("SQLRUNNER_QUIET"),
-            help="Only errors.",
-            **shared,
-        ),
-        click.option(
-            "--log-format",
-            type=click.Choice(["text", "json"]),
-            envvar=env("SQLRUNNER_LOG_FORMAT"),
-            help="Progress on stderr as text, or as JSON lines for log shippers.",
-            **shared,
-        ),
-        click.option(
-            "--heartbeat",
-            type=click.FloatRange(min=0.5, max=3600),
-            metavar="SECONDS",
-            envvar=env("SQLRUNNER_HEARTBEAT"),
-            help="Without a terminal, a line this often while a statement runs (default 10).",
-            **shared,
-        ),
-        click.option(
-            "--ledger-schema",
-            envvar=env("SQLRUNNER_LEDGER_SCHEMA"),
-            help="Schema of sqlrunner's tables (default: public).",
-            **shared,
-        ),
-        click.option(
-            "--ledger-table",
-            envvar=env("SQLRUNNER_LEDGER_TABLE"),
-            help="The ledger table (default: sqlrunner_ledger).",
-            **shared,
-        ),
-    ]
-
-    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):  # the first option listed shows first in --help
-            f = option(f)
-        return f
-
-    return decorate
-
-
-def setting(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A command's option that reads ``SQLRUNNER_<NAME>`` too; both show in --help."""
-    envvar = "SQLRUNNER_" + name.lstrip("-").replace("-", "_").upper()
-    return click.option(name, envvar=envvar, show_envvar=True, show_default=True, **kwargs)
-
-
-def seconds_setting(name: str, default: float, text: str) -> Callable[..., Any]:
-    return setting(
-        name, type=float, callback=seconds, metavar="SECONDS", default=default, help=text
-    )
-
-
-def version_option(name: str, text: str) -> Callable[..., Any]:
-    return click.option(name, metavar="VERSION", callback=version_number, help=text)
-
-
-wait_option = seconds_setting("--wait", 0.0, "Seconds to keep retrying the connection.")
-
-
-def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--lock-timeout, --lock-retries, --wait, --runner-wait: passed to the api as they are."""
-    for option in (
-        seconds_setting("--runner-wait", 300.0, "Seconds to wait for another sqlrunner to finish."),
-        wait_option,
-        setting(
-            "--lock-retries",
-            type=click.IntRange(min=0),
-            default=api.DEFAULT_LOCK_RETRIES,
-            help="Attempts after a lock timeout, with jittered backoff.",
-        ),
-        setting(
-            "--lock-timeout",
-            callback=lock_timeout,
-            metavar="DURATION",
-            default="200ms",
-            help="lock_timeout per attempt: the longest anyone queues behind us.",
-        ),
-    ):
-        f = option(f)
-    return f
 
 
 # --- the group and its one error handler ---------------------------------------------------
@@ -425,7 +124,7 @@ class Cli(click.Group):
             try:
                 settings.config = read_config(Path.cwd())
                 extra.setdefault("default_map", file_defaults(self, settings.config.values))
-                with sigterm_unwinds():
+                with sigterm_unwinds(), database_errors():
                     result = super().main(argv, prog_name, complete_var, False, **extra)
                 code = result if isinstance(result, int) else 0
             except (
@@ -433,7 +132,6 @@ class Cli(click.Group):
                 click.Abort,
                 Interrupted,
                 SqlRunnerError,
-                psycopg.Error,
                 OSError,
             ) as e:
                 code = report_failure(e, settings, argv)
@@ -460,12 +158,6 @@ def file_defaults(group: click.Group, values: dict[str, Any]) -> dict[str, Any]:
     return defaults
 
 
-def document(kind: str, **fields: Any) -> str:
-    """One --json document: its kind and schema version first, timestamps in ISO 8601."""
-    body = {"report": kind, "schema_version": SCHEMA_VERSION, **fields}
-    return json.dumps(body, default=json_default, indent=2)
-
-
 def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> int:
     """One ``sqlrunner: error:`` line on stderr (and the error document in --json mode)."""
     as_json = settings.as_json or "--json" in argv
@@ -486,10 +178,6 @@ def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> i
         ):
             report = exc.report  # the checks as text; in --json mode inside the error document
             click.echo(render_text(report), err=as_json)
-    elif isinstance(exc, psycopg.OperationalError):
-        message, code = f"lost the database connection: {' '.join(str(exc).split())}", 3
-    elif isinstance(exc, psycopg.Error):
-        message, code = f"database error: {' '.join(str(exc).split())}", 4
     elif isinstance(exc, OSError):  # a file sqlrunner must write or read (new, --sql-dir)
         message, code = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 2
     else:
@@ -516,7 +204,7 @@ def error_document(
     if isinstance(exc, MigrationFailed):
         e = exc.error
         fields |= {
-            "file": shown_file(e.path, api.resolve_sql_dir(settings.sql_dir)),
+            "file": shown_file(e.path, files.resolve_sql_dir(settings.sql_dir)),
             "line": e.line,
             "column": e.column,
             "sqlstate": e.sqlstate,
@@ -556,31 +244,6 @@ def _masked(text: str, argv: Sequence[str]) -> str:
             masked = mask_password(value)
             text = text.replace(repr(value), repr(masked)).replace(value, masked)
     return text
-
-
-@contextmanager
-def log_to_stderr(verbosity: int) -> Iterator[None]:
-    """The library's log on stderr for one command: errors only, -v adds events, -vv everything.
-
-    The progress printer shows the runner's events (-v and -vv add detail there);
-    their log records, for services, are left out here so no line shows twice.
-    """
-    root, own = logging.getLogger(), logging.getLogger("sqlrunner")
-    levels = root.level, own.level
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    handler.addFilter(lambda record: not hasattr(record, "sqlrunner_event"))  # printed already
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
-    own.setLevel(
-        {1: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 1 else logging.ERROR)
-    )
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(levels[0])
-        own.setLevel(levels[1])
 
 
 @click.group(
@@ -748,14 +411,14 @@ def new_command(s: Settings, name: str, no_transaction: bool) -> None:
         raise UsageError(
             f"no migration set at {sql_dir}: run 'sqlrunner init' here, or pass --sql-dir"
         )
-    created = templates.create_pair(sql_dir, name, no_transaction)
+    created = files.create_pair(sql_dir, name, no_transaction)
     s.created(created)
 
 
 @command("init", help="Create the sql/ skeleton: forward, rollback, seed and verify folders.")
 def init_command(s: Settings) -> None:
     sql_dir = Path(s.sql_dir if s.sql_dir is not None else "sql")
-    created = templates.create_skeleton(sql_dir)
+    created = files.create_skeleton(sql_dir)
     s.created(created)
     if not created:
         s.say(f"{sql_dir} already has its folders: nothing to create")
@@ -767,7 +430,7 @@ def init_command(s: Settings) -> None:
 @version_option("--forget", "Remove the ledger row of an applied file that was deleted.")
 @click.option("--forget-seeds", is_flag=True, help="Make the next apply re-run every seed.")
 def repair_command(s: Settings, **choice: Any) -> None:
-    done = repair(s.target(), s.sql_dir, **choice, **s.ledger)
+    done = api.repair(s.target(), s.sql_dir, **choice, **s.ledger)
     s.document("repair", message=done, **{k: v for k, v in choice.items() if v})
     s.say(done)
 
@@ -777,7 +440,7 @@ def repair_command(s: Settings, **choice: Any) -> None:
 )
 @setting("--limit", type=click.IntRange(min=1), default=50, help="The newest rows to show.")
 def history_command(s: Settings, limit: int) -> None:
-    rows = history(s.target(), limit=limit, **s.ledger)
+    rows = api.history(s.target(), limit=limit, **s.ledger)
     s.document("history", rows=rows)
     for r in rows:
         what = (
@@ -856,7 +519,7 @@ TOOLS = ("dbmate", "diesel", "flyway", "golang-migrate", "goose", "pop", "sqitch
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.option("--skip-verify", is_flag=True, help="Sqitch: leave its verify scripts out.")
 def import_command(s: Settings, tool: str, source: str, skip_verify: bool) -> int:
-    from . import importing  # the parser loads only for commands that parse
+    from .. import importing  # the parser loads only for commands that parse
 
     report = importing.import_from(
         tool, source, s.sql_dir or "sql", verify="skip" if skip_verify else "convert"
@@ -909,7 +572,7 @@ def say_marks(s: Settings, report: AdoptReport) -> None:
 @click.option("--tool-schema", help="Schema of the other tool's ledger table.")
 @wait_option
 def adopt_command(s: Settings, tool: str, tool_schema: str | None, wait: float) -> None:
-    from . import adopt
+    from .. import adopt
 
     say_marks(
         s,
@@ -923,7 +586,7 @@ def adopt_command(s: Settings, tool: str, tool_schema: str | None, wait: float) 
 @click.argument("version", type=click.IntRange(min=0))
 @wait_option
 def baseline_command(s: Settings, version: int, wait: float) -> None:
-    from . import baseline
+    from .. import baseline
 
     say_marks(s, baseline.baseline(s.target(), version, s.sql_dir, wait=wait, **s.ledger))
 

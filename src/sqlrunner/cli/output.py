@@ -1,4 +1,5 @@
-"""What the CLI shows while a run goes on.
+"""What the CLI writes besides the report: the progress of a run, the library's log, and
+the --json documents of commands without a report value.
 
 Each finished file gets one line on stderr (the final report then gives only
 the summary). A statement that runs long is never silent: on a terminal a live
@@ -12,18 +13,20 @@ connection, opened only once a statement has run for a second). ``log_format
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import psycopg
 
-from .report import when
-
-if TYPE_CHECKING:  # a no-op run creates no events: the module loads with the runner
-    from .events import Event
+from ..errors import ConnectionFailed
+from ..report import SCHEMA_VERSION, Event, json_default, when
+from ..session import connect
 
 INDEX_PROGRESS = """
 SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
@@ -149,16 +152,9 @@ class ProgressPrinter:
             return ""
         try:
             if self._watch is None:
-                from .target import connection_options  # keepalives, connect timeout
-
-                self._watch = psycopg.connect(
-                    self.dsn,
-                    autocommit=True,
-                    application_name="sqlrunner progress",
-                    **connection_options(self.dsn),  # type: ignore[arg-type]
-                )
+                self._watch = connect(self.dsn, application_name="sqlrunner progress")
             row = self._watch.execute(INDEX_PROGRESS, (event.backend_pid,)).fetchone()
-        except psycopg.Error:
+        except (psycopg.Error, ConnectionFailed):
             return ""
         if row is None:
             return ""
@@ -181,3 +177,34 @@ def _fields(event: Event) -> dict[str, Any]:
         fields["duration_ms"] = event.result.duration_ms
         fields["attempts"] = event.result.attempts
     return fields
+
+
+def document(kind: str, **fields: Any) -> str:
+    """One --json document: its kind and schema version first, timestamps in ISO 8601."""
+    body = {"report": kind, "schema_version": SCHEMA_VERSION, **fields}
+    return json.dumps(body, default=json_default, indent=2)
+
+
+@contextmanager
+def log_to_stderr(verbosity: int) -> Iterator[None]:
+    """The library's log on stderr for one command: errors only, -v adds events, -vv everything.
+
+    The progress printer shows the runner's events (-v and -vv add detail there);
+    their log records, for services, are left out here so no line shows twice.
+    """
+    root, own = logging.getLogger(), logging.getLogger("sqlrunner")
+    levels = root.level, own.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.addFilter(lambda record: not hasattr(record, "sqlrunner_event"))  # printed already
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    own.setLevel(
+        {1: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 1 else logging.ERROR)
+    )
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        own.setLevel(levels[1])
