@@ -97,8 +97,6 @@ def walk(frame, imported, parent_pkg, parent_function, totals):
         pkg = own_pkg or parent_pkg
     if imported is None and function in ("_find_and_load", "_handle_fromlist", "__import__"):
         imported = "?"
-    if function == "_load_alone" and "pgparser" in (frame.file_path or ""):
-        imported = "pglast"  # sqlrunner's own loader of pglast's C extension
     if imported is not None and function == "<module>" and own_pkg:
         # psycopg's or pglast's modules (and what they import) count as theirs, even
         # when sqlrunner imports them; the standard library sqlrunner imports is sqlrunner's

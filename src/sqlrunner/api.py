@@ -324,6 +324,41 @@ def repair(
     ``runner_wait`` seconds for a run in progress (RunnerBusy after that), then
     decides on the ledger as that run left it.
     """
+    action, version = _one_repair(accept, mark_applied, forget, forget_seeds)
+    opts = Options(**options)
+    files = load_files(sql_dir)
+    tables = LedgerTables.of(opts)
+    ctx = RunContext.new()
+    with (
+        open_session(target, opts.wait) as (conn, conninfo, _shown),
+        runner_lock(conninfo, opts, f"sqlrunner repair ({ctx.client})", on_event),
+    ):
+        ledger.create_tables(conn, tables)
+        rows = {r.version: r for r in ledger.read_rows(conn, tables) if r.kind == "forward"}
+        if action == "forget-seeds":
+            statements = [ledger.forget_seeds(tables)]
+            what, kind, name = "seed files: the next apply re-runs them", "seed", None
+        else:
+            statements, what = _forward_repair(tables, ctx, files, rows, action, version, reapply)
+            kind, name = "forward", what.split("_", 1)[1]
+        history = ledger.record_history(
+            tables,
+            ctx,
+            action,
+            "ok",
+            kind=kind,
+            version=version if kind == "forward" else None,
+            name=name,
+            detail="ledger repaired by hand",
+        )
+        conn.execute("; ".join(["BEGIN", *statements, history, "COMMIT"]))
+    return f"{action} {what}: recorded in the ledger and its history"
+
+
+def _one_repair(
+    accept: int | None, mark_applied: int | None, forget: int | None, forget_seeds: bool
+) -> tuple[str, int]:
+    """(action, version) of the one repair asked for; asking for none or several is refused."""
     chosen = [
         (action, version)
         for action, version in (
@@ -338,37 +373,7 @@ def repair(
         raise UsageError(
             "repair needs exactly one of --accept, --mark-applied, --forget, --forget-seeds"
         )
-    action, version = chosen[0]
-    opts = Options(**options)
-    files = load_files(sql_dir)
-    tables = LedgerTables.of(opts)
-    ctx = RunContext.new()
-    with (
-        open_session(target, opts.wait) as (conn, conninfo, _shown),
-        runner_lock(conninfo, opts, f"sqlrunner repair ({ctx.client})", on_event),
-    ):
-        ledger.create_tables(conn, tables)
-        rows = {r.version: r for r in ledger.read_rows(conn, tables) if r.kind == "forward"}
-        if action == "forget-seeds":
-            statements = [ledger.forget_seeds(tables)]
-            what = "seed files: the next apply re-runs them"
-            history = ledger.record_history(
-                tables, ctx, action, "ok", kind="seed", detail="ledger repaired by hand"
-            )
-        else:
-            statements, what = _forward_repair(tables, ctx, files, rows, action, version, reapply)
-            history = ledger.record_history(
-                tables,
-                ctx,
-                action,
-                "ok",
-                kind="forward",
-                version=version,
-                name=what.split("_", 1)[1],
-                detail="ledger repaired by hand",
-            )
-        conn.execute("; ".join(["BEGIN", *statements, history, "COMMIT"]))
-    return f"{action} {what}: recorded in the ledger and its history"
+    return chosen[0]
 
 
 def _forward_repair(

@@ -691,36 +691,8 @@ def count_rows(
     # `name` is regclass output (quoted where needed); types and defaults come from
     # the catalog (format_type, pg_get_expr), not from a user.
     relation = sql.SQL(("ONLY " if whole else "") + name)
-    params: list[Any] = []
-    extra: list[sql.Composable] = []
-    join: sql.Composable = sql.SQL("")
-    not_seed: sql.Composable = sql.SQL("true")
-    if keys is not None:
-        not_seed = sql.SQL("s.n IS NULL")
-        if not key:  # no column to compare on: no row is known to be a seed row
-            join = sql.SQL(" LEFT JOIN (SELECT NULL::bigint AS n WHERE false) AS s ON false")
-        else:
-            row_key = sql.SQL("ARRAY[{}]").format(
-                sql.SQL(", ").join(
-                    sql.SQL("t.{}::text").format(sql.Identifier(c.name)) for c in key
-                )
-            )
-            seed_key = sql.SQL("ARRAY[{}]").format(
-                sql.SQL(", ").join(
-                    sql.SQL("((e->>{})::{})::text").format(sql.Literal(i), sql.SQL(c.type))
-                    for i, c in enumerate(key)
-                )
-            )
-            extra = [
-                sql.SQL("{} AS sqlrunner_key").format(row_key),
-                sql.SQL("row_number() OVER (PARTITION BY {}) AS sqlrunner_n").format(row_key),
-            ]
-            join = sql.SQL(
-                " LEFT JOIN (SELECT k, row_number() OVER (PARTITION BY k) AS n FROM "
-                "(SELECT {} AS k FROM jsonb_array_elements(%s::jsonb) AS e) AS seed) AS s "
-                "ON s.k = r.sqlrunner_key AND s.n = r.sqlrunner_n"
-            ).format(seed_key)
-            params.append(json.dumps(keys))
+    extra, join, params = _seed_match(key, keys)
+    not_seed: sql.Composable = sql.SQL("true" if keys is None else "s.n IS NULL")
     counters: list[sql.Composable] = [
         sql.SQL("count(*)"),
         sql.SQL("count(*) FILTER (WHERE {})").format(not_seed),
@@ -741,3 +713,33 @@ def count_rows(
     query = sql.SQL("SELECT {} FROM ({}) AS r{}").format(sql.SQL(", ").join(counters), inner, join)
     row = conn.execute(query, params or None).fetchone()
     return [int(v) for v in row] if row else [0, 0, *([0] * len(wanted))]
+
+
+def _seed_match(
+    key: list[Column], keys: list[list[str | None]] | None
+) -> tuple[list[sql.Composable], sql.Composable, list[Any]]:
+    """(columns for the table's side, the join to the seed rows, its parameters) for
+    count_rows: after the join, ``s.n IS NULL`` marks a row that is not a seed row."""
+    if keys is None:
+        return [], sql.SQL(""), []
+    if not key:  # no column to compare on: no row is known to be a seed row
+        return [], sql.SQL(" LEFT JOIN (SELECT NULL::bigint AS n WHERE false) AS s ON false"), []
+    row_key = sql.SQL("ARRAY[{}]").format(
+        sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c.name)) for c in key)
+    )
+    seed_key = sql.SQL("ARRAY[{}]").format(
+        sql.SQL(", ").join(
+            sql.SQL("((e->>{})::{})::text").format(sql.Literal(i), sql.SQL(c.type))
+            for i, c in enumerate(key)
+        )
+    )
+    extra: list[sql.Composable] = [
+        sql.SQL("{} AS sqlrunner_key").format(row_key),
+        sql.SQL("row_number() OVER (PARTITION BY {}) AS sqlrunner_n").format(row_key),
+    ]
+    join = sql.SQL(
+        " LEFT JOIN (SELECT k, row_number() OVER (PARTITION BY k) AS n FROM "
+        "(SELECT {} AS k FROM jsonb_array_elements(%s::jsonb) AS e) AS seed) AS s "
+        "ON s.k = r.sqlrunner_key AND s.n = r.sqlrunner_n"
+    ).format(seed_key)
+    return extra, join, [json.dumps(keys)]

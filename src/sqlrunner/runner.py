@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import sql
@@ -60,7 +60,16 @@ from .locking import (
     with_retries,
 )
 from .plan import LedgerRow, plan_apply, refuse_drift
-from .report import ApplyReport, Event, FileResult, Listener, RollbackReport, elapsed_ms, fan_out
+from .report import (
+    ApplyReport,
+    Event,
+    FileResult,
+    Listener,
+    RollbackReport,
+    VerifyReport,
+    elapsed_ms,
+    fan_out,
+)
 from .session import Options, PartFailed, SessionState, connect, connection_gone, literal, send
 from .sqltext import (
     Script,
@@ -190,15 +199,7 @@ class LockedRun:
             except BaseException as exc:
                 record_failed_run(executor, "apply", self._ms(), exc)
                 raise
-            verification = None
-            if plan.verify:
-                verification = run_checks(
-                    self.conn,
-                    [script(m) for m in plan.verify],
-                    self.shown,
-                    lock_timeout=self.policy.lock_timeout_setting,
-                    state=executor.session(),
-                )
+            verification = self._verify([script(m) for m in plan.verify], executor)
             outcome = "ok" if verification is None or verification.ok else "verify failed"
             executor.finish_run(
                 "apply", outcome, self._ms(), f"{len(applied)} applied, {len(seeded)} seeded"
@@ -209,6 +210,18 @@ class LockedRun:
         if verification is not None and not verification.ok:
             raise VerificationFailed(verification.failure_message(), report)
         return report
+
+    def _verify(self, scripts: list[Script], executor: Executor) -> VerifyReport | None:
+        """The checks of what is now applied, bounded by the run's lock_timeout."""
+        if not scripts:
+            return None
+        return run_checks(
+            self.conn,
+            scripts,
+            self.shown,
+            lock_timeout=self.policy.lock_timeout_setting,
+            state=executor.session(),
+        )
 
     def rollback(
         self, rows: list[LedgerRow], scripts: list[Script], losses: list[str]
@@ -268,31 +281,26 @@ class Executor:
     conninfo: str = ""
 
     def forward(self, script: Script) -> FileResult:
-        m = script.migration
-
-        def finish(duration_ms: str) -> list[str]:
-            return [
-                ledger.record_applied(
-                    self.tables, "forward", m.version, m.name, m.checksum, duration_ms, self.ctx
-                ),
-                ledger.clear_progress(self.tables, m.version),
-                self._history("apply", m, "ok", duration_ms),
-            ]
-
-        return self._run(script, finish, "applied", "apply")
+        return self._run(script, self._recorded(script.migration, "apply"), "applied", "apply")
 
     def seed(self, script: Script) -> FileResult:
-        m = script.migration
+        return self._run(script, self._recorded(script.migration, "seed"), "seeded", "seed")
+
+    def _recorded(self, m: Migration, action: str) -> Finish:
+        """The ledger rows of an applied forward or seed file (a forward file's progress
+        rows go: they served a crashed no-transaction run of it)."""
 
         def finish(duration_ms: str) -> list[str]:
-            return [
+            rows = [
                 ledger.record_applied(
-                    self.tables, "seed", m.version, m.name, m.checksum, duration_ms, self.ctx
-                ),
-                self._history("seed", m, "ok", duration_ms),
+                    self.tables, m.kind, m.version, m.name, m.checksum, duration_ms, self.ctx
+                )
             ]
+            if m.kind == "forward":
+                rows.append(ledger.clear_progress(self.tables, m.version))
+            return [*rows, self._history(action, m, "ok", duration_ms)]
 
-        return self._run(script, finish, "seeded", "seed")
+        return finish
 
     def rollback(self, script: Script, forget_seeds: bool) -> FileResult:
         """Undo one file; ``forget_seeds`` on the run's first step, so that a rollback that
@@ -447,10 +455,8 @@ class Executor:
                     failed, script, owner, action, retry=True, running=statement
                 ) from failed.error
             except psycopg.OperationalError as exc:
-                if not connection_gone(self.conn, exc):
-                    raise
                 committing = bool(parts) and parts[-1][1] == "COMMIT"
-                raise self._connection_lost(m, statement, exc, action, committing) from exc
+                self._raise_lost(exc, m, statement, action, committing)
 
         return self._with_retries(m, attempt)
 
@@ -493,25 +499,30 @@ class Executor:
                 if target is not None and target[2] in leftovers:
                     self._drop_invalid_leftover(m, statement, target[2], *leftovers[target[2]])
                 attempts = max(attempts, self._autocommit_statement(script, statement, action))
-            # The file's own SETs (and role) must not reach the ledger write or the next file.
-            parts: list[Part] = [
-                ("BEGIN", None),
-                *[(q, None) for q in self.session().restore()],
-                ("SET LOCAL synchronous_commit = off", None),
-                (self.lock.held_check(), None),
-                *[(q, None) for q in finish(str(elapsed_ms(started)))],
-                ("COMMIT", None),
-            ]
-            try:
-                send(self.conn, [q for q, _ in parts])
-            except PartFailed as failed:
-                raise self._failure(failed, script, None, action) from failed.error
-            except psycopg.OperationalError as exc:
-                raise self._connection_lost(m, None, exc, action) from exc
+            self._record_done(script, finish, started, action)
         except (MigrationFailed, LockTimeout):
             self._settle()
             raise
         return attempts
+
+    def _record_done(self, script: Script, finish: Finish, started: float, action: str) -> None:
+        """A finished no-transaction file's ledger rows, in one transaction that first puts
+        the session back: the file's own SETs (and role) must not reach the ledger write."""
+        m = script.migration
+        parts: list[Part] = [
+            ("BEGIN", None),
+            *[(q, None) for q in self.session().restore()],
+            ("SET LOCAL synchronous_commit = off", None),
+            (self.lock.held_check(), None),
+            *[(q, None) for q in finish(str(elapsed_ms(started)))],
+            ("COMMIT", None),
+        ]
+        try:
+            send(self.conn, [q for q, _ in parts])
+        except PartFailed as failed:
+            raise self._failure(failed, script, None, action) from failed.error
+        except psycopg.OperationalError as exc:
+            raise self._connection_lost(m, None, exc, action) from exc
 
     def _autocommit_statement(self, script: Script, statement: Statement, action: str) -> int:
         """One statement of a no-transaction file with its progress row, retried on lock
@@ -558,11 +569,22 @@ class Executor:
                     failed, script, owner, action, retry=retry, resumable=statement
                 ) from failed.error
             except psycopg.OperationalError as exc:
-                if not connection_gone(self.conn, exc):
-                    raise
-                raise self._connection_lost(m, statement, exc, action) from exc
+                self._raise_lost(exc, m, statement, action)
 
         return self._with_retries(m, attempt)
+
+    def _raise_lost(
+        self,
+        exc: psycopg.OperationalError,
+        m: Migration,
+        statement: Statement | None,
+        action: str,
+        committing: bool = False,
+    ) -> NoReturn:
+        """ConnectionLost when the connection is gone; else ``exc`` itself, as it came."""
+        if not connection_gone(self.conn, exc):
+            raise exc
+        raise self._connection_lost(m, statement, exc, action, committing) from exc
 
     def _failure(
         self,

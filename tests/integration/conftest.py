@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 SqlSet = Callable[[dict[str, str]], Path]
@@ -49,3 +51,29 @@ def spawn(*args: str, dsn: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
     )
+
+
+def query(dsn: str, text: str) -> list[tuple[object, ...]]:
+    """Every row of ``text``, read on a connection of its own."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(text).fetchall()
+
+
+def scalar(dsn: str, text: str) -> object:
+    """The first column of the first row of ``text`` (None without a row)."""
+    rows = query(dsn, text)
+    return rows[0][0] if rows else None
+
+
+def advisory_locks(dsn: str) -> int:
+    return int(query(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0])
+
+
+def wait_until(predicate: Callable[[], object], message: str = "", timeout: float = 20.0) -> None:
+    """Poll ``predicate`` every 50 ms until it is true; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {message}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -178,12 +179,33 @@ def silent_server() -> Iterator[int]:
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_as(host: str) -> str | None:
+    """PgBouncer refuses to run as root: run it as the user who can reach the server."""
+    if os.geteuid() != 0:
+        return None
+    if host.startswith("/"):
+        return pwd.getpwuid(Path(host).stat().st_uid).pw_name
+    return "postgres" if user_exists("postgres") else "nobody"
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def pgbouncer(dsn: str, settings: str) -> Iterator[str]:
     """``dsn``'s database through a fresh PgBouncer in transaction mode with ``settings``
     (extra lines for its [pgbouncer] section); yields the DSN through it."""
-    from .test_pgbouncer import _free_port, _run_as
-
     if not os.path.exists(PGBOUNCER):
         if os.environ.get("CI"):
             pytest.fail("pgbouncer is not installed (apt-get install pgbouncer)")
@@ -192,7 +214,7 @@ def pgbouncer(dsn: str, settings: str) -> Iterator[str]:
     host, port = str(params.get("host", "localhost")), str(params.get("port", 5432))
     user = str(params.get("user", "postgres"))
     work = Path(tempfile.mkdtemp(prefix="sqlrunner-pgbouncer-"))
-    listen = _free_port()
+    listen = free_port()
     (work / "users.txt").write_text(f'"{user}" ""\n')
     (work / "pgbouncer.ini").write_text(
         f"[databases]\n* = host={host} port={port}\n[pgbouncer]\n"
@@ -202,7 +224,7 @@ def pgbouncer(dsn: str, settings: str) -> Iterator[str]:
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {work}/pgbouncer.log\n{settings}\n"
     )
-    owner = _run_as(host)
+    owner = run_as(host)
     if owner:
         shutil.chown(work, owner)
         for path in work.iterdir():
@@ -220,7 +242,9 @@ def pgbouncer(dsn: str, settings: str) -> Iterator[str]:
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("pgbouncer did not start")
+                    log = work / "pgbouncer.log"
+                    tail = log.read_text()[-2000:] if log.exists() else ""
+                    pytest.fail(f"pgbouncer did not start: {tail}")
                 time.sleep(0.1)
         yield through
     finally:

@@ -8,8 +8,6 @@ real process is the point.
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import psycopg
 import pytest
 
 from .clirun import Run, invoke, run_process
-from .conftest import SqlSet, spawn
+from .conftest import SqlSet
 
 ITEMS = "BEGIN;\nCREATE TABLE items (id int PRIMARY KEY);\nCOMMIT;\n"
 BROKEN = "BEGIN;\nCREATE TABLE report (id int);\nSELECT 1/0;\nCOMMIT;\n"
@@ -181,12 +179,18 @@ def test_help_names_the_env_vars() -> None:
 # --- click's own help: did you mean, completion -------------------------------------------
 
 
-def test_a_mistyped_command_gets_did_you_mean() -> None:
-    refused(invoke("stauts"), "No such command 'stauts'", "Did you mean 'status'?")
-
-
-def test_a_mistyped_option_gets_did_you_mean() -> None:
-    refused(invoke("apply", "--dry-rnu"), "--dry-rnu", "--dry-run")
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("stauts",), ("No such command 'stauts'", "Did you mean 'status'?")),
+        (("apply", "--dry-rnu"), ("--dry-rnu", "--dry-run")),
+    ],
+    ids=["command", "option"],
+)
+def test_a_mistyped_command_or_option_gets_did_you_mean(
+    argv: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    refused(invoke(*argv), *words)
 
 
 def test_bash_completion_script_and_answers() -> None:
@@ -342,33 +346,3 @@ def test_a_usage_error_in_a_real_process_exits_2_with_one_line(dsn: str) -> None
 
     refused(run, "No such option '--no-such-option'", "sqlrunner status --help")
     assert run.stdout == ""
-
-
-def test_ctrl_c_in_a_real_process_exits_130_with_one_line_and_rolls_back(
-    dsn: str, sql_set: SqlSet
-) -> None:
-    root = sql_set(
-        {
-            "forward/0001_slow.sql": "BEGIN;\nCREATE TABLE slow (id int);\nSELECT pg_sleep(30);\nCOMMIT;\n"
-        }
-    )
-    runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    deadline = time.monotonic() + 20
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
-        ).fetchone() != (1,):
-            assert time.monotonic() < deadline, "the migration never reached its sleep"
-            time.sleep(0.05)
-
-    runner.send_signal(signal.SIGINT)
-    _, stderr = runner.communicate(timeout=20)
-
-    assert runner.returncode == 130
-    assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("sqlrunner: error:")]
-    assert (
-        len(errors) == 1
-        and "interrupted: a transactional file in progress was rolled back" in errors[0]
-    )
-    assert ("public", "slow") not in relations(dsn)

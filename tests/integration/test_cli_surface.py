@@ -129,8 +129,12 @@ def test_stop_embedded_after_a_killed_server_says_nothing_was_running(tmp_path: 
 @pytest.mark.parametrize(
     ("signum", "code", "words"),
     [
-        (signal.SIGTERM, 143, "terminated (SIGTERM): a transactional file in progress"),
-        (signal.SIGINT, 130, "interrupted: a transactional file in progress"),
+        (
+            signal.SIGTERM,
+            143,
+            "terminated (SIGTERM): a transactional file in progress was rolled back",
+        ),
+        (signal.SIGINT, 130, "interrupted: a transactional file in progress was rolled back"),
     ],
 )
 def test_a_signal_prints_one_line_exits_its_code_and_rolls_back(

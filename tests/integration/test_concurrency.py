@@ -13,7 +13,7 @@ import pytest
 import sqlrunner
 from sqlrunner.report import Event
 
-from .conftest import SqlSet, cli, spawn
+from .conftest import SqlSet, advisory_locks, cli, query, spawn, wait_until
 
 BASE = """BEGIN;
 CREATE TABLE IF NOT EXISTS runs (migration int NOT NULL, pid int NOT NULL DEFAULT pg_backend_pid());
@@ -32,20 +32,6 @@ COMMIT;
 """
 
 
-def wait_until(predicate: object, timeout: float = 20.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting: {message}")
-
-
-def query(dsn: str, text: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(text).fetchall()
-
-
 def kill_runner_in_slow_statement(root: Path, *, runner_dsn: str, observer_dsn: str) -> None:
     """Start `apply`, wait until it sits in its pg_sleep(30), then kill -9 it."""
     runner = spawn("--sql-dir", str(root), "apply", dsn=runner_dsn)
@@ -61,10 +47,6 @@ def kill_runner_in_slow_statement(root: Path, *, runner_dsn: str, observer_dsn: 
     )
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
-
-
-def advisory_locks(dsn: str) -> int:
-    return int(query(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0])
 
 
 def test_eight_concurrent_appliers_run_each_migration_once(dsn: str, sql_set: SqlSet) -> None:

@@ -25,9 +25,8 @@ import sqlrunner
 from sqlrunner.ledger import LedgerTables
 
 from ..conftest import REPO
-from .conftest import SqlSet, cli, spawn
+from .conftest import SqlSet, advisory_locks, cli, query, spawn, wait_until
 from .faults import pgbouncer, proxy_to, silent_server
-from .test_concurrency import advisory_locks, query, wait_until
 
 BASE = """BEGIN;
 CREATE TABLE gate (open boolean NOT NULL);

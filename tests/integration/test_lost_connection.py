@@ -19,15 +19,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import sqlrunner
 from sqlrunner.errors import ConnectionLost
 
-from .conftest import SqlSet, spawn
+from .conftest import SqlSet, scalar, spawn
 
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
-
-
-def scalar(dsn: str, query: str) -> object:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(query).fetchone()
-        return row[0] if row else None
 
 
 def terminate_when(

@@ -10,114 +10,20 @@ and fails in CI.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .conftest import SqlSet, cli, spawn
-from .test_concurrency import (
-    BASE,
-    SLOW,
-    advisory_locks,
-    kill_runner_in_slow_statement,
-    query,
-    wait_until,
-)
-
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run_as(host: str) -> str | None:
-    """PgBouncer refuses to run as root: run it as the user who can reach the server."""
-    if os.geteuid() != 0:
-        return None
-    if host.startswith("/"):
-        return pwd.getpwuid(Path(host).stat().st_uid).pw_name
-    return "postgres" if _user_exists("postgres") else "nobody"
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
+from .conftest import SqlSet, advisory_locks, cli, query, spawn, wait_until
+from .faults import pgbouncer
+from .test_concurrency import BASE, SLOW, kill_runner_in_slow_statement
 
 
 @pytest.fixture
 def bouncer_dsn(dsn: str) -> Iterator[str]:
     """A DSN for ``dsn``'s database through a fresh PgBouncer in transaction mode."""
-    if not os.path.exists(PGBOUNCER):
-        if os.environ.get("CI"):
-            pytest.fail("pgbouncer is not installed (apt-get install pgbouncer)")
-        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
-    params = conninfo_to_dict(dsn)
-    host, port = str(params.get("host", "localhost")), str(params.get("port", 5432))
-    user = str(params.get("user", "postgres"))
-    work = Path(tempfile.mkdtemp(prefix="sqlrunner-pgbouncer-"))
-    listen = _free_port()
-    (work / "users.txt").write_text(f'"{user}" ""\n')
-    (work / "pgbouncer.ini").write_text(f"""[databases]
-* = host={host} port={port}
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {listen}
-unix_socket_dir =
-auth_type = trust
-auth_file = {work}/users.txt
-pool_mode = transaction
-default_pool_size = 6
-max_client_conn = 100
-ignore_startup_parameters = extra_float_digits
-logfile = {work}/pgbouncer.log
-""")
-    owner = _run_as(host)
-    if owner:
-        shutil.chown(work, owner)
-        for path in work.iterdir():
-            shutil.chown(path, owner)
-    argv = [PGBOUNCER, str(work / "pgbouncer.ini")]
-    if owner:
-        argv = ["runuser", "-u", owner, "--", *argv]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    through = make_conninfo(host="127.0.0.1", port=listen, user=user, dbname=params["dbname"])
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                psycopg.connect(through, prepare_threshold=None).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    log = (
-                        (work / "pgbouncer.log").read_text()
-                        if (work / "pgbouncer.log").exists()
-                        else ""
-                    )
-                    pytest.fail(f"pgbouncer did not start: {log[-2000:]}")
-                time.sleep(0.1)
+    with pgbouncer(dsn, "") as through:
         yield through
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_concurrent_runners_behind_transaction_pooler_apply_once(

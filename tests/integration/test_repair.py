@@ -11,30 +11,19 @@ import pytest
 
 import sqlrunner
 
-from .conftest import SqlSet, spawn
+from .conftest import SqlSet, query, scalar, spawn, wait_until
 
 BASE = "BEGIN;\nCREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY);\nCOMMIT;\n"
 SLOW = "BEGIN;\nCREATE TABLE IF NOT EXISTS slow (id int);\nSELECT pg_sleep(2);\nCOMMIT;\n"
 HAND_RUN = "BEGIN;\nCREATE TABLE IF NOT EXISTS by_hand (id int);\nCOMMIT;\n"
 
 
-def rows(dsn: str, query: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(query).fetchall()
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def sleeping(dsn: str) -> bool:
-    query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()"
-    return rows(dsn, query)[0][0] == 1
+    text = (
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' "
+        "AND pid <> pg_backend_pid()"
+    )
+    return scalar(dsn, text) == 1
 
 
 def test_mark_applied_during_a_run_waits_for_it_then_refuses(dsn: str, sql_set: SqlSet) -> None:
@@ -51,8 +40,8 @@ def test_mark_applied_during_a_run_waits_for_it_then_refuses(dsn: str, sql_set: 
     finally:
         run.kill()
         run.wait()
-    assert rows(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
-    assert rows(
+    assert query(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
+    assert query(
         dsn, "SELECT count(*) FROM sqlrunner_ledger_history WHERE action = 'mark-applied'"
     ) == [(0,)]
 
@@ -72,7 +61,7 @@ def test_repair_gives_up_on_a_long_run_naming_it_and_changes_nothing(
     finally:
         run.kill()
         run.wait()
-    assert rows(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
+    assert query(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
 
 
 def test_forget_of_a_file_that_still_exists_is_refused_unless_reapply(
@@ -86,14 +75,14 @@ def test_forget_of_a_file_that_still_exists_is_refused_unless_reapply(
     message = str(refused.value)
     assert "forward/0002_hand.sql still exists" in message and "--reapply" in message
     assert refused.value.exit_code == 2
-    assert rows(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
+    assert query(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
 
     assert "forget 0002_hand" in sqlrunner.repair(dsn, root, forget=2, reapply=True)
     assert [r.version for r in sqlrunner.apply(dsn, root).applied] == [2]
 
     (root / "forward/0002_hand.sql").unlink()  # the usual case: the file was deleted
     sqlrunner.repair(dsn, root, forget=2)
-    assert rows(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,)]
+    assert query(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,)]
 
 
 def test_repair_racing_a_first_apply_does_not_fail_on_a_catalog_duplicate_key(
@@ -122,7 +111,7 @@ def test_repair_racing_a_first_apply_does_not_fail_on_a_catalog_duplicate_key(
         for thread in threads:
             thread.start()
         wait_until(
-            lambda: rows(dsn, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] >= 1,
+            lambda: query(dsn, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] >= 1,
             "a ledger creation to wait for the schema",
         )
         time.sleep(1.0)  # time for a second creator to queue as well, if one can
@@ -130,4 +119,4 @@ def test_repair_racing_a_first_apply_does_not_fail_on_a_catalog_duplicate_key(
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
-    assert rows(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]
+    assert query(dsn, "SELECT version FROM sqlrunner_ledger ORDER BY 1") == [(1,), (2,)]

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import sqlrunner
 from sqlrunner.report import Event
 
-from .conftest import SqlSet
+from .conftest import SqlSet, scalar
 
 BASE = """SET lock_timeout = '5s';
 BEGIN;
@@ -30,12 +30,6 @@ BEGIN
 END $$;
 COMMIT;
 """
-
-
-def scalar(dsn: str, query: str) -> object:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(query).fetchone()
-        return row[0] if row else None
 
 
 def test_file_and_its_ledger_row_commit_together(dsn: str, sql_set: SqlSet) -> None:

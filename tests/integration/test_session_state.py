@@ -15,7 +15,7 @@ import pytest
 
 import sqlrunner
 
-from .conftest import SqlSet
+from .conftest import SqlSet, query, scalar
 
 SEEN = """BEGIN;
 INSERT INTO seen SELECT {label!r}, current_setting('search_path'), current_setting('TimeZone'),
@@ -43,15 +43,6 @@ SELECT set_config('app.flag', 'on', false);
 SELECT pg_advisory_lock(4242);
 SET ROLE {role};
 """
-
-
-def rows(dsn: str, query: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(query).fetchall()
-
-
-def scalar(dsn: str, query: str) -> object:
-    return rows(dsn, query)[0][0]
 
 
 @pytest.fixture
@@ -113,12 +104,12 @@ def test_no_session_state_leaks_from_one_file_into_the_next(
     report = sqlrunner.apply(dsn, root)
     assert [r.version for r in report.applied] == [1, 2, 3, 4, 5]
     expected = fresh_session(dsn)
-    assert rows(dsn, "SELECT * FROM seen ORDER BY label DESC") == [
+    assert query(dsn, "SELECT * FROM seen ORDER BY label DESC") == [
         ("transactional", *expected),
         ("no-transaction", *expected),
     ]
     # ... and the ledger rows were written as the role the runner connected as
-    assert rows(dsn, "SELECT DISTINCT applied_by FROM sqlrunner_ledger") == [(expected[3],)]
+    assert query(dsn, "SELECT DISTINCT applied_by FROM sqlrunner_ledger") == [(expected[3],)]
 
 
 def test_a_file_that_sets_role_is_recorded_as_the_runner_role(
@@ -137,13 +128,13 @@ def test_a_file_that_sets_role_is_recorded_as_the_runner_role(
     )
     sqlrunner.apply(dsn, root)
     runner = fresh_session(dsn)[3]
-    assert rows(dsn, "SELECT version, applied_by FROM sqlrunner_ledger ORDER BY 1") == [
+    assert query(dsn, "SELECT version, applied_by FROM sqlrunner_ledger ORDER BY 1") == [
         (1, runner),
         (2, runner),
         (3, runner),
         (4, runner),
     ]
-    assert rows(dsn, "SELECT DISTINCT by FROM sqlrunner_ledger_history") == [(runner,)]
+    assert query(dsn, "SELECT DISTINCT by FROM sqlrunner_ledger_history") == [(runner,)]
 
 
 def test_trailing_comment_after_the_last_token_is_not_a_problem(dsn: str, sql_set: SqlSet) -> None:
@@ -406,4 +397,4 @@ def test_role_change_in_no_transaction_file_keeps_progress_rows_writable(
     with pytest.raises(sqlrunner.MigrationFailed) as failure:
         sqlrunner.apply(dsn, root)
     assert (failure.value.line, failure.value.sqlstate) == (4, "22012")
-    assert rows(dsn, "SELECT version, statement_index FROM sqlrunner_ledger_progress") == [(2, 1)]
+    assert query(dsn, "SELECT version, statement_index FROM sqlrunner_ledger_progress") == [(2, 1)]

@@ -192,88 +192,79 @@ def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         setattr(settings, param.name, value)
 
 
+# The options shared by every command: (flags, environment variables, help, click's
+# other settings). The help states each default: the group's options have none in click,
+# so a command's copy given later cannot undo one given earlier.
+GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], tuple[str, ...], str, dict[str, Any]], ...] = (
+    (
+        ("--dsn",),
+        ("SQLRUNNER_DSN", "DATABASE_URL"),
+        "PostgreSQL URL or conninfo (default: the embedded PostgreSQL).",
+        {},
+    ),
+    (
+        ("--sql-dir",),
+        ("SQLRUNNER_SQL_DIR",),
+        "The migration set (default: ./sql, else the shipped set).",
+        {},
+    ),
+    (
+        ("--json", "as_json"),
+        ("SQLRUNNER_JSON",),
+        "One JSON document on stdout; human text on stderr.",
+        {"is_flag": True},
+    ),
+    (
+        ("-v", "--verbose"),
+        ("SQLRUNNER_VERBOSE",),
+        "More detail (-vv: every statement).",
+        {"count": True},
+    ),
+    (("-q", "--quiet"), ("SQLRUNNER_QUIET",), "Only errors.", {"is_flag": True}),
+    (
+        ("--log-format",),
+        ("SQLRUNNER_LOG_FORMAT",),
+        "Progress on stderr as text, or as JSON lines for log shippers.",
+        {"type": click.Choice(["text", "json"])},
+    ),
+    (
+        ("--heartbeat",),
+        ("SQLRUNNER_HEARTBEAT",),
+        "Without a terminal, a line this often while a statement runs (default 10).",
+        {"type": click.FloatRange(min=0.5, max=3600), "metavar": "SECONDS"},
+    ),
+    (
+        ("--ledger-schema",),
+        ("SQLRUNNER_LEDGER_SCHEMA",),
+        f"Schema of sqlrunner's tables (default: {DEFAULTS.ledger_schema}).",
+        {},
+    ),
+    (
+        ("--ledger-table",),
+        ("SQLRUNNER_LEDGER_TABLE",),
+        f"The ledger table (default: {DEFAULTS.ledger_table}).",
+        {},
+    ),
+)
+
+
 def global_options(on_group: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The shared options. On the group they read env vars and show in --help; every
     command accepts them again (hidden), so they work before or after the command."""
 
-    def env(*names: str) -> list[str] | None:
-        return list(names) if on_group else None
-
-    shared: dict[str, Any] = {
-        "expose_value": False,
-        "callback": _store,
-        "hidden": not on_group,
-        "show_envvar": on_group,
-    }
-    options = [
-        click.option(
-            "--dsn",
-            envvar=env("SQLRUNNER_DSN", "DATABASE_URL"),
-            help="PostgreSQL URL or conninfo (default: the embedded PostgreSQL).",
-            **shared,
-        ),
-        click.option(
-            "--sql-dir",
-            envvar=env("SQLRUNNER_SQL_DIR"),
-            help="The migration set (default: ./sql, else the shipped set).",
-            **shared,
-        ),
-        click.option(
-            "--json",
-            "as_json",
-            is_flag=True,
-            envvar=env("SQLRUNNER_JSON"),
-            help="One JSON document on stdout; human text on stderr.",
-            **shared,
-        ),
-        click.option(
-            "-v",
-            "--verbose",
-            count=True,
-            envvar=env("SQLRUNNER_VERBOSE"),
-            help="More detail (-vv: every statement).",
-            **shared,
-        ),
-        click.option(
-            "-q",
-            "--quiet",
-            is_flag=True,
-            envvar=env("SQLRUNNER_QUIET"),
-            help="Only errors.",
-            **shared,
-        ),
-        click.option(
-            "--log-format",
-            type=click.Choice(["text", "json"]),
-            envvar=env("SQLRUNNER_LOG_FORMAT"),
-            help="Progress on stderr as text, or as JSON lines for log shippers.",
-            **shared,
-        ),
-        click.option(
-            "--heartbeat",
-            type=click.FloatRange(min=0.5, max=3600),
-            metavar="SECONDS",
-            envvar=env("SQLRUNNER_HEARTBEAT"),
-            help="Without a terminal, a line this often while a statement runs (default 10).",
-            **shared,
-        ),
-        click.option(
-            "--ledger-schema",
-            envvar=env("SQLRUNNER_LEDGER_SCHEMA"),
-            help="Schema of sqlrunner's tables (default: public).",
-            **shared,
-        ),
-        click.option(
-            "--ledger-table",
-            envvar=env("SQLRUNNER_LEDGER_TABLE"),
-            help="The ledger table (default: sqlrunner_ledger).",
-            **shared,
-        ),
-    ]
-
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(options):  # the first option listed shows first in --help
-            f = option(f)
+        # reversed: the first option listed shows first in --help
+        for flags, envvars, text, extra in reversed(GLOBAL_OPTIONS):
+            f = click.option(
+                *flags,
+                envvar=list(envvars) if on_group else None,
+                help=text,
+                expose_value=False,
+                callback=_store,
+                hidden=not on_group,
+                show_envvar=on_group,
+                **extra,
+            )(f)
         return f
 
     return decorate
