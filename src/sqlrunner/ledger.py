@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
 from ._version import __version__
+from .files import Migration
 from .plan import Failure, LedgerRow
 from .session import DEFAULTS, Options, identifier, literal
 
@@ -268,6 +269,21 @@ def record_history(
         f"INSERT INTO {tables.history_name} (run_id, client, action, kind, version, name, "
         f"checksum, outcome, duration_ms, detail, sqlrunner_version) VALUES ({values})"
     )
+
+
+def recorded_checksum(
+    conn: psycopg.Connection[Any], tables: LedgerTables, m: Migration
+) -> str | None:
+    """The checksum the ledger holds for ``m`` (for a rollback file: for its forward file),
+    or None when it holds no row for it."""
+    kind = "forward" if m.kind == "rollback" else m.kind
+    row = conn.execute(
+        sql.SQL("SELECT checksum FROM {} WHERE kind = %s AND version = %s").format(
+            sql.SQL(tables.ledger_name)
+        ),
+        (kind, m.version),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def done_statements(

@@ -70,7 +70,16 @@ from .report import (
     elapsed_ms,
     fan_out,
 )
-from .session import Options, PartFailed, SessionState, connect, connection_gone, literal, send
+from .session import (
+    Options,
+    PartFailed,
+    SessionState,
+    connect,
+    connection_gone,
+    identifier,
+    literal,
+    send,
+)
 from .sqltext import (
     Script,
     Statement,
@@ -706,10 +715,7 @@ class Executor:
         row = self.conn.execute(ANY_INVALID_INDEX_QUERY).fetchone()
         if row is None or not row[0]:
             return {}
-        tables = [
-            ".".join(sql.Identifier(p).as_string(self.conn) for p in (schema, table) if p)
-            for schema, table, _ in targets
-        ]
+        tables = [identifier(*(p for p in (schema, table) if p)) for schema, table, _ in targets]
         rows = self.conn.execute(
             INVALID_INDEXES_QUERY, ([index for _, _, index in targets], tables)
         ).fetchall()
@@ -828,17 +834,11 @@ class Executor:
         """(whether the file's effect is recorded, why not known) read on a new connection."""
         if not self.conninfo:
             return None, "no connection string"
-        kind = "forward" if m.kind == "rollback" else m.kind
         try:
             with connect(self.conninfo, timeout=5) as conn:
-                row = conn.execute(
-                    sql.SQL("SELECT checksum FROM {} WHERE kind = %s AND version = %s").format(
-                        sql.SQL(self.tables.ledger_name)
-                    ),
-                    (kind, m.version),
-                ).fetchone()
+                checksum = ledger.recorded_checksum(conn, self.tables, m)
         except (psycopg.Error, ConnectionFailed) as exc:
             return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if m.kind == "rollback":
-            return row is None, ""
-        return row is not None and row[0] == m.checksum, ""
+            return checksum is None, ""
+        return checksum == m.checksum, ""
