@@ -255,8 +255,21 @@ def test_index_build_after_a_lock_retry_does_not_wait_on_our_own_lock_connection
     sqlrunner.apply(dsn, root, to=1)
     blocker = psycopg.connect(dsn, application_name="report-job")
     blocker.execute("SELECT count(*) FROM orders")
-    threading.Timer(1.5, blocker.close).start()
-    result = cli("--sql-dir", str(root), "apply", "--lock-timeout", "100ms", dsn=dsn, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "report-job" in result.stderr  # the retry line named the blocker
+    runner = spawn("--sql-dir", str(root), "apply", "--lock-timeout", "100ms", dsn=dsn)
+    # Once the ALTER has queued behind the blocker, let it retry a while (the retries
+    # name the blocker), then end the blocker: however long the runner took to start.
+    wait_until(
+        lambda: query(
+            dsn,
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE orders%'",
+        )[0][0]
+        == 1,
+        message="the ALTER to queue behind the blocker",
+    )
+    time.sleep(1.0)
+    blocker.close()
+    _, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 0, stderr
+    assert "report-job" in stderr  # the retry line named the blocker
     assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 3") == [(1,)]
