@@ -259,12 +259,14 @@ def test_index_build_after_a_lock_retry_does_not_wait_on_our_own_lock_connection
     # Once the ALTER has queued behind the blocker, let it retry a while (the retries
     # name the blocker), then end the blocker: however long the runner took to start.
     wait_until(
-        lambda: query(
-            dsn,
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE orders%'",
-        )[0][0]
-        == 1,
+        lambda: (
+            query(
+                dsn,
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE orders%'",
+            )[0][0]
+            == 1
+        ),
         message="the ALTER to queue behind the blocker",
     )
     time.sleep(1.0)
