@@ -161,6 +161,7 @@ def apply(
     ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
     strict: bool = False,
+    show_sql: bool = False,
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
 
@@ -169,6 +170,8 @@ def apply(
     Versions applied by a newer release ("future") are a warning and a note in
     the report; ``strict=True`` refuses them (FutureVersions, exit 2).
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
+    ``dry_run`` with ``show_sql`` lists in ``report.statements`` the SQL the run would
+    send, in order, with the table locks of each statement (dryrun.py).
     """
     started = time.monotonic()
     tables = LedgerTables(ledger_schema, ledger_table)
@@ -188,6 +191,7 @@ def apply(
         runner_wait=runner_wait,
         on_event=on_event,
         strict=strict,
+        show_sql=show_sql,
     )
 
 
@@ -207,6 +211,7 @@ def _apply(
     runner_wait: float,
     on_event: Listener | None,
     strict: bool,
+    show_sql: bool = False,
 ) -> ApplyReport:
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
@@ -220,7 +225,12 @@ def _apply(
             parse_all([*plan.forward, *plan.seeds], undo)
             would = tuple(_would(m, "would apply") for m in plan.forward) if dry_run else ()
             seeds = tuple(_would(m, "would seed") for m in plan.seeds) if dry_run else ()
-            return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes)
+            # --- hook (surface, issue 12 item 16): apply --dry-run --sql
+            sent = _preview(conn, plan, undo, tables, policy) if dry_run and show_sql else ()
+            # --- end hook
+            return ApplyReport(
+                shown, would, seeds, None, elapsed_ms(started), dry_run, notes, sent
+            )
         # Imported here, not at the top: the no-op path above never needs the executor,
         # and `import sqlrunner` is on every service's start-up path.
         from .execute import LockedRun
@@ -232,6 +242,27 @@ def _apply(
             return run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=strict
             )
+
+
+def _preview(
+    conn: psycopg.Connection[Any],
+    plan: ApplyPlan,
+    undo: list[Migration],
+    tables: LedgerTables,
+    policy: RetryPolicy,
+) -> tuple[Any, ...]:
+    """The SQL a run of ``plan`` would send (apply --dry-run --sql)."""
+    from .dryrun import preview_apply
+
+    scripts = {s.migration.path: s for s in parse_all([*plan.forward, *plan.seeds, *plan.verify])}
+    return preview_apply(
+        conn,
+        tables,
+        policy,
+        [scripts[m.path] for m in plan.forward],
+        [scripts[m.path] for m in plan.seeds],
+        [scripts[m.path] for m in plan.verify],
+    )
 
 
 def _apply_notes(plan: ApplyPlan, on_event: Listener | None) -> tuple[str, ...]:

@@ -623,6 +623,12 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
 @setting("--no-seed", is_flag=True, help="Leave the seed files alone.")
 @setting("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
 @setting("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
+@click.option(  # hook (surface, issue 12 item 16)
+    "--sql",
+    "show_sql",
+    is_flag=True,
+    help="With --dry-run: print the SQL that would run, in order, and the locks it takes.",
+)
 @setting(
     "--strict",
     is_flag=True,
@@ -640,10 +646,13 @@ def apply_command(
     no_seed: bool,
     no_verify: bool,
     dry_run: bool,
+    show_sql: bool,
     strict: bool,
     strict_order: bool,
     **lock: Any,
 ) -> None:
+    if show_sql and not dry_run:
+        raise UsageError("--sql shows what a dry run would send: add --dry-run")
     dsn = s.target()
     with s.progress(dsn) as printer:
         report = api.apply(
@@ -656,9 +665,17 @@ def apply_command(
             strict=strict,
             strict_order=strict_order,
             on_event=printer,
+            show_sql=show_sql,
             **lock,
             **s.ledger,
         )
+    if show_sql and not s.as_json:  # stdout is the SQL script; the summary goes to stderr
+        from .dryrun import as_text
+
+        click.echo(as_text(report.statements, report.target), nl=False)
+        if s.verbosity >= 0:
+            click.echo(render_text(report), err=True)
+        return
     s.show(report, listed=printer.files_listed)
 
 
