@@ -639,6 +639,11 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
     is_flag=True,
     help="Refuse (exit 2) a pending file older than the newest applied one.",
 )
+@click.option(  # hook (surface, issue 12 item 15)
+    "--dump-schema",
+    metavar="FILE",
+    help="After the apply, write the schema as pg_dump prints it to FILE ('-': stdout).",
+)
 @lock_options
 def apply_command(
     s: Settings,
@@ -649,10 +654,13 @@ def apply_command(
     show_sql: bool,
     strict: bool,
     strict_order: bool,
+    dump_schema: str | None,
     **lock: Any,
 ) -> None:
     if show_sql and not dry_run:
         raise UsageError("--sql shows what a dry run would send: add --dry-run")
+    if dump_schema is not None and dry_run:
+        raise UsageError("--dump-schema writes the schema an apply leaves; a dry run applies none")
     dsn = s.target()
     with s.progress(dsn) as printer:
         report = api.apply(
@@ -677,6 +685,23 @@ def apply_command(
             click.echo(render_text(report), err=True)
         return
     s.show(report, listed=printer.files_listed)
+    if dump_schema is not None:
+        write_schema_dump(s, dsn, dump_schema, lock["wait"])
+
+
+def write_schema_dump(s: Settings, dsn: str, file: str | None, wait: float) -> None:
+    """The schema to FILE (a line says so) or to stdout (not with --json: stdout is the
+    document, so the dump goes to a file or nowhere)."""
+    from . import schemadump
+
+    text = schemadump.dump_schema(dsn, wait=wait, **s.ledger)
+    written = schemadump.write_schema(text, file)
+    if written is None and s.as_json:
+        raise UsageError("--json puts a document on stdout: give the schema dump a FILE")
+    if written is None:
+        click.echo(text, nl=False)
+    else:
+        s.note(f"schema written to {written}")
 
 
 @command("rollback", help="Undo applied forward files, newest first.")
@@ -741,6 +766,22 @@ def status_command(s: Settings, exit_code: bool, wait: float) -> int:
     if exit_code and report.pending:
         return 6
     return 0
+
+
+@command("dump-schema", help="Print the schema as pg_dump writes it, sqlrunner's tables left out.")
+@click.argument("file", required=False)
+@wait_option
+def dump_schema_command(s: Settings, file: str | None, wait: float) -> None:
+    """To FILE, or stdout when FILE is '-' or absent; with a pg_dump of the server's version."""
+    dsn = s.target()
+    if s.as_json:
+        from . import schemadump
+
+        text = schemadump.dump_schema(dsn, wait=wait, **s.ledger)
+        written = schemadump.write_schema(text, file)
+        s.document("dump-schema", file=written, schema=None if written else text)
+        return
+    write_schema_dump(s, dsn, file, wait)
 
 
 @command("verify", help="Run sql/verify and report each check.")
