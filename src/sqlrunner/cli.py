@@ -784,6 +784,55 @@ def dump_schema_command(s: Settings, file: str | None, wait: float) -> None:
     write_schema_dump(s, dsn, file, wait)
 
 
+@command("lint", help="Run squawk on the pending files (or FILES); exit 2 on findings.")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--all", "every", is_flag=True, help="Every forward and rollback file.")
+@click.option(
+    "--exclude-rule",
+    "lint_excluded_rules",
+    multiple=True,
+    metavar="RULE",
+    envvar="SQLRUNNER_LINT_EXCLUDED_RULES",
+    show_envvar=True,
+    help="A squawk rule to leave out (also lint_excluded_rules in the config file, and "
+    ".squawk.toml's excluded_rules).",
+)
+@wait_option
+def lint_command(
+    s: Settings, files: tuple[str, ...], every: bool, lint_excluded_rules: Any, wait: float
+) -> int:
+    from dataclasses import asdict
+
+    from . import lint
+    from .ledger import LedgerTables
+
+    if files and every:
+        raise UsageError("give FILES or --all, not both")
+    lint.squawk_path()  # not installed: say so before connecting
+    if files:
+        paths, chosen, version = list(files), "the files given", None
+    else:
+        dsn = s.target() if s.dsn is not None else None
+        tables = LedgerTables(s.ledger_schema, s.ledger_table)
+        paths, chosen, version = lint.choose_files(dsn, s.sql_dir, tables, every, wait)
+    rules = [lint_excluded_rules] if isinstance(lint_excluded_rules, str) else lint_excluded_rules
+    report = lint.lint_files(paths, chosen=chosen, excluded_rules=rules, pg_version=version)
+    s.document(
+        "lint",
+        ok=report.ok,
+        chosen=report.chosen,
+        files=list(report.files),
+        excluded_rules=list(report.excluded_rules),
+        findings=[asdict(f) for f in report.findings],
+    )
+    if not s.as_json:
+        for finding in report.findings:
+            click.echo(str(finding))
+    found = f"{len(report.findings)} finding(s)" if report.findings else "no findings"
+    s.note(f"lint: {chosen}: {len(report.files)} file(s), {found}")
+    return 2 if report.findings else 0
+
+
 @command("verify", help="Run sql/verify and report each check.")
 @wait_option
 def verify_command(s: Settings, wait: float) -> None:
