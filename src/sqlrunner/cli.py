@@ -952,6 +952,8 @@ def setting_source(key: str, s: Settings, ctx: click.Context) -> dict[str, Any]:
     if key in s.config.values:
         return {"value": s.config.values[key], "source": f"file {s.config.path}"}
     default = getattr(Settings(), key) if key in Settings.__dataclass_fields__ else param.default
+    if getattr(param, "is_flag", False) and not isinstance(default, bool):
+        default = False  # click 8.2+ keeps an unset flag's default as a sentinel
     return {"value": default, "source": "default"}
 
 

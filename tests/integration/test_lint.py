@@ -152,3 +152,13 @@ def test_without_squawk_installed_lint_is_one_line_exit_2(
         "(the squawk-cli package), or put squawk on PATH"
     ]
     assert run.stdout == ""
+
+
+def test_config_shows_the_lint_rules_and_where_they_come_from(tmp_path: Path) -> None:
+    (tmp_path / "sqlrunner.toml").write_text('lint_excluded_rules = ["prefer-bigint-over-int"]\n')
+    rows = json.loads(invoke("--json", "config", cwd=tmp_path).stdout)["settings"]
+    assert rows["lint_excluded_rules"] == {
+        "value": ["prefer-bigint-over-int"],
+        "source": f"file {tmp_path / 'sqlrunner.toml'}",
+    }
+    assert rows["strict_order"] == {"value": False, "source": "default"}  # not click's sentinel
