@@ -4,11 +4,15 @@ runner's own statements marked, each file statement with the table locks it take
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import psycopg
+from psycopg import pq
 
+import sqlrunner
 from sqlrunner.files import load_migration_set
+from sqlrunner.messages import SEPARATOR
 from sqlrunner.sqltext import split_statements
 
 from .clirun import invoke
@@ -16,6 +20,7 @@ from .conftest import SqlSet
 
 REPO = Path(__file__).resolve().parents[2]
 MARK = "-- sqlrunner:"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def user_tables(dsn: str) -> set[str]:
@@ -147,3 +152,63 @@ def test_sql_without_dry_run_is_refused_and_nothing_pending_says_so(
     idle = invoke("--dsn", dsn, "--sql-dir", str(sql_dir), "apply", "--dry-run", "--sql")
     assert idle.code == 0
     assert idle.stdout.splitlines()[-1] == f"{MARK} nothing to apply"
+
+
+def sent_parts(trace: bytes) -> list[str]:
+    """Every statement sent in a simple-query message, from libpq's trace of the connection
+    (a message's length field says where its text ends, quotes and newlines included)."""
+    parts = []
+    for found in re.finditer(rb'^F\t(\d+)\tQuery\t "', trace, re.M):
+        text = trace[found.end() : found.end() + int(found[1]) - 5].decode()
+        parts += text.split(SEPARATOR)
+    return parts
+
+
+def normal(statement: str) -> str:
+    return UUID.sub("<uuid>", statement)
+
+
+def is_subsequence(wanted: list[str], sent: list[str]) -> bool:
+    remaining = iter(sent)
+    return all(any(part == w for part in remaining) for w in wanted)
+
+
+def test_the_preview_is_what_the_run_then_sends_in_the_same_order(
+    dsn: str, sql_set: SqlSet, tmp_path: Path
+) -> None:
+    """The preview is built apart from the executor: this holds the two together. Each
+    exact statement of the preview (not its descriptions of the lock connection and the
+    lock check, nor a duration it cannot know) is sent by the real run, in that order."""
+    sql_dir = sql_set(
+        {
+            "forward/0001_t.sql": "SET lock_timeout = '1s';\nBEGIN;\n"
+            "CREATE TABLE t (id bigint PRIMARY KEY, c text);\nALTER TABLE t ADD COLUMN d int;\n"
+            "COMMIT;\n",
+            "forward/0002_idx.sql": "-- sqlrunner: no-transaction\nSET statement_timeout = 0;\n"
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_c ON t (c);\n"
+            "ALTER TABLE t ADD CONSTRAINT t_d CHECK (d > 0) NOT VALID;\n"
+            "ALTER TABLE t VALIDATE CONSTRAINT t_d;\n",
+            "seed/0001_rows.sql": "BEGIN;\nINSERT INTO t VALUES (1, 'it''s') ON CONFLICT DO NOTHING;\n"
+            "COMMIT;\n",
+        }
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        preview = sqlrunner.apply(conn, sql_dir, dry_run=True, show_sql=True, verify=False)
+        trace = tmp_path / "trace"
+        with trace.open("wb") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            sqlrunner.apply(conn, sql_dir, verify=False)
+            conn.pgconn.untrace()
+    exact = [
+        normal(s.sql)
+        for s in preview.statements
+        if not s.sql.startswith(("(lock connection)", "DO: ", "create ", "SELECT kind, version"))
+        and "<duration_ms>" not in s.sql
+        and "<ms>" not in s.sql
+    ]
+    sent = [normal(part) for part in sent_parts(trace.read_bytes())]
+    assert len(exact) > 40
+    assert is_subsequence(exact, sent), (exact, sent)
+    files = [s.sql for s in preview.statements if s.by == "file"]
+    assert [p for p in sent if p in files] == files  # each file statement sent once, in order
