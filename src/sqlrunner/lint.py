@@ -92,7 +92,7 @@ def squawk_config_rules(start: Path) -> tuple[Path | None, tuple[str, ...]]:
 def lint_files(
     files: Sequence[str],
     *,
-    chosen: str,
+    chosen: str = "the files given",
     excluded_rules: Sequence[str] = (),
     pg_version: str | None = None,
 ) -> LintReport:
