@@ -23,7 +23,7 @@ from . import ledger
 from .errors import DataLossRefused, OutOfOrder, Problem, UsageError, VerificationFailed
 from .files import Migration, MigrationSet, SqlDir, load_files, read_migration_set, resolve_sql_dir
 from .ledger import LedgerTables, RunContext
-from .locking import runner_lock
+from .locking import RetryPolicy, runner_lock
 from .plan import (
     ApplyPlan,
     LedgerRow,
@@ -117,6 +117,7 @@ def apply(
     verify: bool = True,
     dry_run: bool = False,
     on_event: Listener | None = None,
+    show_sql: bool = False,
     **options: Unpack[OptionValues],
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
@@ -126,6 +127,8 @@ def apply(
     Versions applied by a newer release ("future") are a warning and a note in
     the report; ``strict=True`` refuses them (FutureVersions, exit 2).
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
+    ``dry_run`` with ``show_sql`` lists in ``report.statements`` the SQL the run would
+    send, in order, with the table locks of each statement (dryrun.py).
     """
     started = time.monotonic()
     opts = Options(**options)
@@ -143,7 +146,10 @@ def apply(
             parse_all([*plan.forward, *plan.seeds], undo)
             would = tuple(_would(m, "would apply") for m in plan.forward) if dry_run else ()
             seeds = tuple(_would(m, "would seed") for m in plan.seeds) if dry_run else ()
-            return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes)
+            # apply --dry-run --sql: the SQL the run would send, with its locks
+            preview = dry_run and show_sql
+            sent = _preview(conn, plan, tables, RetryPolicy.of(opts)) if preview else ()
+            return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes, sent)
         from .runner import LockedRun  # the runner, and the parser, load only to run
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
@@ -152,6 +158,26 @@ def apply(
             return run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=opts.strict
             )
+
+
+def _preview(
+    conn: psycopg.Connection[Any],
+    plan: ApplyPlan,
+    tables: LedgerTables,
+    policy: RetryPolicy,
+) -> tuple[Any, ...]:
+    """The SQL a run of ``plan`` would send (apply --dry-run --sql)."""
+    from .dryrun import preview_apply
+
+    scripts = {s.migration.path: s for s in parse_all([*plan.forward, *plan.seeds, *plan.verify])}
+    return preview_apply(
+        conn,
+        tables,
+        policy,
+        [scripts[m.path] for m in plan.forward],
+        [scripts[m.path] for m in plan.seeds],
+        [scripts[m.path] for m in plan.verify],
+    )
 
 
 def _apply_notes(plan: ApplyPlan, on_event: Listener | None) -> tuple[str, ...]:

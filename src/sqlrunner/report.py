@@ -130,6 +130,8 @@ class ApplyReport:
     duration_ms: int
     dry_run: bool = False
     notes: tuple[str, ...] = ()
+    # apply --dry-run --sql: dryrun.PlannedStatement values, the SQL the run would send
+    statements: tuple[Any, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -225,6 +227,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         data["future"] = [f.label for f in report.future]
     if isinstance(report, ApplyReport) and report.verification is not None:
         data["verification"]["ok"] = report.verification.ok
+    if isinstance(report, ApplyReport) and not report.statements:
+        del data["statements"]  # only a dry run with --sql lists them
     return data
 
 

@@ -286,6 +286,12 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
 @setting("--no-seed", is_flag=True, help="Leave the seed files alone.")
 @setting("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
 @setting("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
+@click.option(  # hook (surface, issue 12 item 16)
+    "--sql",
+    "show_sql",
+    is_flag=True,
+    help="With --dry-run: print the SQL that would run, in order, and the locks it takes.",
+)
 @setting(
     "--strict",
     is_flag=True,
@@ -296,6 +302,11 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
     is_flag=True,
     help="Refuse (exit 2) a pending file older than the newest applied one.",
 )
+@click.option(  # hook (surface, issue 12 item 15)
+    "--dump-schema",
+    metavar="FILE",
+    help="After the apply, write the schema as pg_dump prints it to FILE ('-': stdout).",
+)
 @lock_options
 def apply_command(
     s: Settings,
@@ -303,10 +314,16 @@ def apply_command(
     no_seed: bool,
     no_verify: bool,
     dry_run: bool,
+    show_sql: bool,
     strict: bool,
     strict_order: bool,
+    dump_schema: str | None,
     **lock: Any,
 ) -> None:
+    if show_sql and not dry_run:
+        raise UsageError("--sql shows what a dry run would send: add --dry-run")
+    if dump_schema is not None and dry_run:
+        raise UsageError("--dump-schema writes the schema an apply leaves; a dry run applies none")
     dsn = s.target()
     with s.progress(dsn) as printer:
         report = api.apply(
@@ -319,10 +336,35 @@ def apply_command(
             strict=strict,
             strict_order=strict_order,
             on_event=printer,
+            show_sql=show_sql,
             **lock,
             **s.ledger,
         )
+    if show_sql and not s.as_json:  # stdout is the SQL script; the summary goes to stderr
+        from ..dryrun import as_text
+
+        click.echo(as_text(report.statements, report.target), nl=False)
+        if s.verbosity >= 0:
+            click.echo(render_text(report), err=True)
+        return
     s.show(report, listed=printer.files_listed)
+    if dump_schema is not None:
+        write_schema_dump(s, dsn, dump_schema, lock["wait"])
+
+
+def write_schema_dump(s: Settings, dsn: str, file: str | None, wait: float) -> None:
+    """The schema to FILE (a line says so) or to stdout (not with --json: stdout is the
+    document, so the dump goes to a file or nowhere)."""
+    from .. import schemadump
+
+    text = schemadump.dump_schema(dsn, wait=wait, **s.ledger)
+    written = schemadump.write_schema(text, file)
+    if written is None and s.as_json:
+        raise UsageError("--json puts a document on stdout: give the schema dump a FILE")
+    if written is None:
+        click.echo(text, nl=False)
+    else:
+        s.note(f"schema written to {written}")
 
 
 @command("rollback", help="Undo applied forward files, newest first.")
@@ -387,6 +429,71 @@ def status_command(s: Settings, exit_code: bool, wait: float) -> int:
     if exit_code and report.pending:
         return 6
     return 0
+
+
+@command("dump-schema", help="Print the schema as pg_dump writes it, sqlrunner's tables left out.")
+@click.argument("file", required=False)
+@wait_option
+def dump_schema_command(s: Settings, file: str | None, wait: float) -> None:
+    """To FILE, or stdout when FILE is '-' or absent; with a pg_dump of the server's version."""
+    dsn = s.target()
+    if s.as_json:
+        from .. import schemadump
+
+        text = schemadump.dump_schema(dsn, wait=wait, **s.ledger)
+        written = schemadump.write_schema(text, file)
+        s.document("dump-schema", file=written, schema=None if written else text)
+        return
+    write_schema_dump(s, dsn, file, wait)
+
+
+@command("lint", help="Run squawk on the pending files (or FILES); exit 2 on findings.")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--all", "every", is_flag=True, help="Every forward and rollback file.")
+@click.option(
+    "--exclude-rule",
+    "lint_excluded_rules",
+    multiple=True,
+    metavar="RULE",
+    envvar="SQLRUNNER_LINT_EXCLUDED_RULES",
+    show_envvar=True,
+    help="A squawk rule to leave out (also lint_excluded_rules in the config file, and "
+    ".squawk.toml's excluded_rules).",
+)
+@wait_option
+def lint_command(
+    s: Settings, files: tuple[str, ...], every: bool, lint_excluded_rules: Any, wait: float
+) -> int:
+    from dataclasses import asdict
+
+    from .. import lint
+    from ..ledger import LedgerTables
+
+    if files and every:
+        raise UsageError("give FILES or --all, not both")
+    lint.squawk_path()  # not installed: say so before connecting
+    if files:
+        paths, chosen, version = list(files), "the files given", None
+    else:
+        dsn = s.target() if s.dsn is not None else None
+        tables = LedgerTables(s.ledger_schema, s.ledger_table)
+        paths, chosen, version = lint.choose_files(dsn, s.sql_dir, tables, every, wait)
+    rules = [lint_excluded_rules] if isinstance(lint_excluded_rules, str) else lint_excluded_rules
+    report = lint.lint_files(paths, chosen=chosen, excluded_rules=rules, pg_version=version)
+    s.document(
+        "lint",
+        ok=report.ok,
+        chosen=report.chosen,
+        files=list(report.files),
+        excluded_rules=list(report.excluded_rules),
+        findings=[asdict(f) for f in report.findings],
+    )
+    if not s.as_json:
+        for finding in report.findings:
+            click.echo(str(finding))
+    found = f"{len(report.findings)} finding(s)" if report.findings else "no findings"
+    s.note(f"lint: {chosen}: {len(report.files)} file(s), {found}")
+    return 2 if report.findings else 0
 
 
 @command("verify", help="Run sql/verify and report each check.")
@@ -508,6 +615,8 @@ def setting_source(key: str, s: Settings, ctx: click.Context) -> dict[str, Any]:
     if key in s.config.values:
         return {"value": s.config.values[key], "source": f"file {s.config.path}"}
     default = getattr(Settings(), key) if key in Settings.__dataclass_fields__ else param.default
+    if getattr(param, "is_flag", False) and not isinstance(default, bool):
+        default = False  # click 8.2+ keeps an unset flag's default as a sentinel
     return {"value": default, "source": "default"}
 
 

@@ -34,6 +34,7 @@ KEYS = (
     "strict_order",
     "heartbeat",
     "log_format",
+    "lint_excluded_rules",  # squawk rules `sqlrunner lint` leaves out (hook: surface)
 )
 
 
