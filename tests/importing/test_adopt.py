@@ -359,7 +359,10 @@ def test_mark_applied_range_records_each_version_in_one_run(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
     sql_dir = _hand_built(dsn, tmp_path, run_psql, upto=2)
-    report = mark_applied(dsn, parse_versions("1-2,9"), sql_dir)
+    with pytest.raises(UsageError, match="no forward file with version 0009: nothing was marked"):
+        mark_applied(dsn, parse_versions("1-2,9"), sql_dir)  # a version without a file
+    assert all(f.state == "pending" for f in sqlrunner.status(dsn, sql_dir).files)
+    report = mark_applied(dsn, parse_versions("1-2"), sql_dir)
     assert report.marked == ("0001_schema", "0002_notes")
     assert mark_applied(dsn, parse_versions("1-3"), sql_dir).already == (
         "0001_schema",
