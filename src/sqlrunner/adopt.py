@@ -154,9 +154,9 @@ def mark_applied(
 
     def check(conn: psycopg.Connection[Any], rows: set[tuple[str, int]]) -> list[str]:
         if all(("forward", m.version) in rows for m in chosen):
-            return [
-                f"{m.display_path} is already applied" for m in chosen[:3]
-            ] + ([f"{len(chosen) - 3} more"] if len(chosen) > 3 else [])
+            return [f"{m.display_path} is already applied" for m in chosen[:3]] + (
+                [f"{len(chosen) - 3} more"] if len(chosen) > 3 else []
+            )
         return []
 
     return record_marks(

@@ -196,9 +196,8 @@ def test_repair_mark_applied_range_waits_for_a_running_apply_then_decides(
         run.wait()
     assert marked.code == 0, marked.output
     assert "already applied 0002_t2: left as it was" in marked.stdout
-    assert json.loads(
-        invoke("--json", "--dsn", dsn, "--sql-dir", str(sql_dir), "history").stdout
-    )["rows"][0]["action"] == "mark-applied"
+    history = invoke("--json", "--dsn", dsn, "--sql-dir", str(sql_dir), "history").stdout
+    assert json.loads(history)["rows"][0]["action"] == "mark-applied"
     assert _rows(
         dsn,
         "SELECT version FROM sqlrunner_ledger_history WHERE action = 'mark-applied' "
