@@ -16,7 +16,8 @@ from sqlrunner.cli import cli
 from ..integration.clirun import invoke
 from ..integration.conftest import spawn
 from .conftest import RunPsql
-from .sets import write_set
+from .sets import SETS, write_set
+from .test_adopt import _migrated_by
 
 
 def dbmate_set(root: Path) -> Path:
@@ -203,3 +204,33 @@ def test_repair_mark_applied_range_waits_for_a_running_apply_then_decides(
         "SELECT version FROM sqlrunner_ledger_history WHERE action = 'mark-applied' "
         "AND kind = 'forward'",
     ) == [(3,)]
+
+
+# --- adopt and import as the shell sees them ------------------------------------------------
+
+
+def test_adopt_then_status_has_nothing_pending(dsn: str, tmp_path: Path, run_psql: RunPsql) -> None:
+    _src, sql_dir = _migrated_by("golang-migrate", dsn, tmp_path, run_psql)
+    run = invoke("--dsn", dsn, "--sql-dir", str(sql_dir), "adopt", "--from", "golang-migrate")
+    assert run.code == 0 and not run.errors, run.output
+    assert "marked applied 0005_create_settings" in run.stdout
+    status = invoke("--dsn", dsn, "--sql-dir", str(sql_dir), "status", "--exit-code")
+    assert status.code == 0, status.output
+
+
+def test_adopt_refusal_is_one_line_exit_2_and_marks_nothing(
+    dsn: str, tmp_path: Path, run_psql: RunPsql
+) -> None:
+    rows = "INSERT INTO schema_migrations VALUES (3, true)"
+    _src, sql_dir = _migrated_by("golang-migrate", dsn, tmp_path, run_psql, rows)
+    run = invoke("--dsn", dsn, "--sql-dir", str(sql_dir), "adopt", "--from", "golang-migrate")
+    assert run.code == 2, run.output
+    assert len(run.errors) == 1 and "dirty" in run.errors[0], run.stderr
+    assert _ledger(dsn) == []
+
+
+def test_import_with_todos_exits_1_and_lists_each_with_file_and_line(tmp_path: Path) -> None:
+    src = write_set(tmp_path / "src", SETS["pop"])
+    run = invoke("--sql-dir", str(tmp_path / "sql"), "import", "--from", "pop", str(src))
+    assert run.code == 1, run.output
+    assert f"{src / '20200103000000_create_gizmos.up.fizz'}:1: todo: " in run.stderr

@@ -86,3 +86,43 @@ def test_imported_set_leaves_the_schema_the_source_leaves_under_psql(
         run_psql(other_dsn, down, src)
     sqlrunner.rollback(dsn, tmp_path / "sql", steps=undo, allow_data_loss=True)
     assert schema_of(dsn) == schema_of(other_dsn)
+
+
+def _placeholders_set() -> dict[str, str]:
+    """A golang-migrate set like the one the issue converted: 132 empty placeholders (the
+    numbers of reverted releases) around real migrations, some lacking their last ';'."""
+    files = {
+        "000001_create_accounts.up.sql": "CREATE TABLE accounts (id bigint PRIMARY KEY)",
+        "000001_create_accounts.down.sql": "DROP TABLE accounts",
+    }
+    for version in range(2, 134):
+        up = "" if version % 3 else f"-- {version}: reverted before release\n"
+        files[f"{version:06d}_placeholder_{version}.up.sql"] = up
+        files[f"{version:06d}_placeholder_{version}.down.sql"] = "\n" if version % 2 else ""
+    files["000134_add_email.up.sql"] = "ALTER TABLE accounts ADD COLUMN email text\n-- done\n"
+    files["000134_add_email.down.sql"] = "ALTER TABLE accounts DROP COLUMN email"
+    return files
+
+
+def test_132_empty_placeholders_keep_their_versions_and_apply_and_roll_back(
+    dsn: str, other_dsn: str, tmp_path: Path, schema_of: SchemaOf, run_psql: RunPsql
+) -> None:
+    src = write_set(tmp_path / "src", _placeholders_set())
+    report = import_from("golang-migrate", src, tmp_path / "sql")
+    notes = [f.what for f in report.findings]
+    assert notes.count("empty placeholder: written as an empty BEGIN/COMMIT pair") == 132 * 2
+    assert notes.count("added the last ';'") == 4  # 0001 and 0134, up and down
+    assert not report.needs_attention
+    applied = sqlrunner.apply(dsn, tmp_path / "sql")
+    assert [r.version for r in applied.applied] == list(range(1, 135))
+    for up in sorted(src.glob("*.up.sql")):
+        run_psql(other_dsn, up, src)
+    assert schema_of(dsn) == schema_of(other_dsn)
+    assert "email" in schema_of(dsn)
+
+    rolled = sqlrunner.rollback(dsn, tmp_path / "sql", to=1)  # back through every placeholder
+    assert len(rolled.rolled_back) == 133
+    for down in sorted(src.glob("*.down.sql"), reverse=True)[:-1]:
+        run_psql(other_dsn, down, src)
+    assert schema_of(dsn) == schema_of(other_dsn)
+    assert "email" not in schema_of(dsn)
