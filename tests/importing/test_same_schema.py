@@ -3,7 +3,6 @@ schema the source files leave under psql, and its rollbacks what the down files 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,55 +11,8 @@ import sqlrunner
 from sqlrunner.importing import import_from
 
 from .conftest import RunPsql, SchemaOf
+from .oldtools import steps
 from .sets import SETS, write_set
-
-
-def _section(path: Path, start: str, end: str | None) -> str:
-    text = path.read_text()
-    body = re.split(start, text, maxsplit=1)[1]
-    return re.split(end, body, maxsplit=1)[0] if end else body
-
-
-# What the source tool runs, in its order: (up script, down script or None) per migration.
-# Written out by hand here, independently of the importer's readers.
-def _steps(tool: str, src: Path, tmp: Path) -> list[tuple[Path, Path | None]]:
-    def part(path: Path, start: str, end: str | None, suffix: str) -> Path:
-        out = tmp / f"{path.stem}.{suffix}.sql"
-        out.write_text(_section(path, start, end))
-        return out
-
-    if tool in ("golang-migrate", "pop"):
-        ups = sorted(p for p in src.glob("*.up.sql") if ".mysql." not in p.name)
-        return [(up, up.with_name(up.name.replace(".up.", ".down."))) for up in ups]
-    if tool == "dbmate":
-        return [
-            (
-                part(p, r"-- migrate:up.*\n", r"-- migrate:down", "up"),
-                part(p, r"-- migrate:down.*\n", None, "down"),
-            )
-            for p in sorted(src.glob("*.sql"))
-        ]
-    if tool == "goose":
-        return [
-            (
-                part(p, r"-- \+goose Up\n", r"-- \+goose Down", "up"),
-                part(p, r"-- \+goose Down\n", None, "down"),
-            )
-            for p in sorted(src.glob("*.sql"))
-        ]
-    if tool == "flyway":
-        return [
-            (src / "V1__create_accounts.sql", src / "U1__create_accounts.sql"),
-            (src / "V1_1__add_account_status.sql", src / "U1_1__add_account_status.sql"),
-            (src / "V2__account_name_index.sql", src / "U2__account_name_index.sql"),
-            (src / "R__account_summary_view.sql", None),  # repeatables run last
-        ]
-    if tool == "sqitch":
-        changes = ["appschema", "users", "insert_user@v1.0", "users_nickname_idx", "insert_user"]
-        return [(src / "deploy" / f"{c}.sql", src / "revert" / f"{c}.sql") for c in changes]
-    assert tool == "diesel"
-    return [(d / "up.sql", d / "down.sql") for d in sorted(p for p in src.iterdir() if p.is_dir())]
-
 
 EXPECTED_TODOS = {"pop": 1}  # the .fizz file: pop's own DSL, not SQL
 
@@ -73,14 +25,14 @@ def test_imported_set_leaves_the_schema_the_source_leaves_under_psql(
     report = import_from(tool, src, tmp_path / "sql")
     todos = [f for f in report.findings if f.severity == "todo"]
     assert len(todos) == EXPECTED_TODOS.get(tool, 0), todos
-    steps = _steps(tool, src, tmp_path)
-    for up, _down in steps:
+    order = steps(tool, src, tmp_path)
+    for up, _down in order:
         run_psql(other_dsn, up, src)
     sqlrunner.apply(dsn, tmp_path / "sql")
     assert schema_of(dsn) == schema_of(other_dsn)
     assert "CREATE TABLE" in schema_of(dsn)
 
-    downs = [down for _up, down in steps if down is not None]
+    downs = [down for _up, down in order if down is not None]
     undo = len(downs) - 1  # all but the first migration
     for down in reversed(downs[1:]):
         run_psql(other_dsn, down, src)
