@@ -58,9 +58,7 @@ SOURCE_DIRS = {
 RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "sql": "sql", "python": "python"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 MARK = re.compile(r"<!--\s*docs-test:\s*([\w-]+)\s*(\d*)\s*-->\s*$")
-PIP_PREFIX = re.compile(
-    r"^(python3 -m venv [^&\n]+&&\s*\. [^&\n]+&&\s*)?pip install [^&\n]+&&\s*"
-)
+PIP_PREFIX = re.compile(r"^(python3 -m venv [^&\n]+&&\s*\. [^&\n]+&&\s*)?pip install [^&\n]+&&\s*")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
 
@@ -288,8 +286,14 @@ def test_guide_and_reference_link_each_other() -> None:
 
 def test_guide_is_a_runbook() -> None:
     """The guide keeps its twelve sections and stays short enough to read in a change window
-    (it was a 124 KB book); tables, matrices and long explanations belong in docs/reference.md."""
+    (it was a 124 KB book): the twelve, with the preamble, about 30 KB; tables, matrices and
+    long explanations belong in docs/reference.md. Sections other features add (replicas,
+    backfill) count only towards the whole file's limit."""
     text = (REPO / "MIGRATION_GUIDE.md").read_text()
     numbers = [int(n) for n in re.findall(r"^## (\d+)\. ", text, re.M)]
-    assert numbers == list(range(1, 13)), numbers
+    assert numbers[:12] == list(range(1, 13)), numbers
+    parts = re.split(r"(?m)^(?=## )", text)
+    twelve = [p for p in parts if not p.startswith("## ") or re.match(r"## (\d|1[012])\. ", p)]
+    size = len("".join(twelve).encode())
+    assert size <= 32_768, f"the twelve sections of MIGRATION_GUIDE.md are {size} bytes"
     assert len(text.encode()) <= 40_960, f"MIGRATION_GUIDE.md is {len(text.encode())} bytes"
