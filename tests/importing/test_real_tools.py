@@ -86,3 +86,51 @@ def test_sqitch_deployed_database_is_adopted_and_matches_sqlrunners_schema(
     with psycopg.connect(other_dsn, autocommit=True) as conn:
         conn.execute("DROP SCHEMA sqitch CASCADE")  # Sqitch's registry: not the app's schema
     assert schema_of(dsn) == schema_of(other_dsn)
+
+
+DBMATE = shutil.which("dbmate")
+
+
+def _dbmate(dsn: str, src: Path, *args: str) -> None:
+    assert DBMATE is not None
+    p = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v}
+    auth = p.get("user", "postgres") + (f":{p['password']}" if "password" in p else "")
+    host, port = p.get("host", "localhost"), p.get("port", "5432")
+    if host.startswith("/"):  # dbmate takes a socket directory as ?socket=
+        url = f"postgres://{auth}@/{p['dbname']}?socket={host}&port={port}&sslmode=disable"
+    else:
+        url = f"postgres://{auth}@{host}:{port}/{p['dbname']}?sslmode=disable"
+    done = subprocess.run(
+        [DBMATE, "--url", url, "--migrations-dir", str(src), "--no-dump-schema", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"dbmate {' '.join(args)}: {done.stdout}{done.stderr}"
+
+
+@pytest.mark.skipif(DBMATE is None, reason="dbmate is not installed (.ci/run installs it)")
+def test_dbmate_migrated_database_is_adopted_and_rolls_back_like_dbmate(
+    dsn: str, other_dsn: str, tmp_path: Path, schema_of: SchemaOf
+) -> None:
+    src = write_set(tmp_path / "src", SETS["dbmate"])
+    _dbmate(other_dsn, src, "up")
+    sql_dir = tmp_path / "sql"
+    import_from("dbmate", src, sql_dir)
+
+    assert len(adopt(other_dsn, sql_dir, tool="dbmate").marked) == 4
+    assert sqlrunner.status(other_dsn, sql_dir).up_to_date
+    assert not sqlrunner.apply(other_dsn, sql_dir).applied
+
+    sqlrunner.apply(dsn, sql_dir)
+
+    def dbmate_schema() -> str:  # dbmate's ledger is not the app's schema
+        return schema_of(other_dsn, "public.schema_migrations")
+
+    assert schema_of(dsn) == dbmate_schema()
+    for _ in range(3):  # newest first: the empty placeholder, orders, the concurrent index
+        _dbmate(other_dsn, src, "rollback")
+    sqlrunner.rollback(dsn, sql_dir, steps=3)
+    assert schema_of(dsn) == dbmate_schema()
+    assert "orders" not in schema_of(dsn) and "CREATE TABLE public.users" in schema_of(dsn)
