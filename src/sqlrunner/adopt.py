@@ -24,8 +24,7 @@ from .errors import AdoptionRefused, UsageError
 from .files import Migration, MigrationSet, load_migration_set, resolve_sql_dir
 from .ledger import LedgerTables, RunContext
 from .locking import RunnerLock
-from .session import Target
-from .session import open_session as _session
+from .session import Target, open_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +76,7 @@ def record_marks(
     ctx = RunContext.new()
     name = f"sqlrunner lock ({ctx.client})"
     with (
-        _session(target, wait) as (conn, conninfo, shown),
+        open_session(target, wait) as (conn, conninfo, shown),
         RunnerLock(conninfo, tables.lock_key, runner_wait, application_name=name),
     ):
         ledger.create_tables(conn, tables)
@@ -137,19 +136,29 @@ def mark_applied(
     """Record forward files as applied without running them (a DBA ran them with psql).
 
     CLI: ``sqlrunner repair --mark-applied 1-42`` (also ``7`` or ``1-3,5``; parse with
-    ``parse_versions``). Versions of a range that have no file are skipped (numbering
-    may have gaps); a range with no file at all, or a single version without a file,
-    is refused. Versions already applied are left as they are and reported. Exit
-    codes: 0 done; 2 bad list or no such file; 3 cannot connect; 5 another runner
-    holds the lock.
+    ``parse_versions``). Every version asked for must have a forward file: a typo such
+    as ``1-420`` for ``1-42`` is refused whole, naming the versions without one, before
+    connecting. Versions already applied are left as they are and reported; when all
+    of them are, it is refused (as ``repair(mark_applied=V)`` refuses). Exit codes:
+    0 done; 2 bad list, no such file or all already applied; 3 cannot connect;
+    5 another runner holds the lock.
     """
     files = load_migration_set(resolve_sql_dir(sql_dir))
-    chosen = [m for m in files.forward if m.version in set(versions)]
-    if not chosen or (len(versions) == 1 and len(chosen) != 1):
+    wanted = set(versions)
+    chosen = [m for m in files.forward if m.version in wanted]
+    lacking = sorted(wanted - {m.version for m in chosen})
+    if not wanted or lacking:
         raise UsageError(
-            f"no forward file with version {', '.join(f'{v:04d}' for v in versions[:3])}"
-            + ("..." if len(versions) > 3 else "")
+            f"no forward file with version {spans(lacking) or '(none given)'}: nothing was marked"
         )
+
+    def check(conn: psycopg.Connection[Any], rows: set[tuple[str, int]]) -> list[str]:
+        if all(("forward", m.version) in rows for m in chosen):
+            return [f"{m.display_path} is already applied" for m in chosen[:3]] + (
+                [f"{len(chosen) - 3} more"] if len(chosen) > 3 else []
+            )
+        return []
+
     return record_marks(
         target,
         [Mark(m, "marked applied by hand (repair --mark-applied)") for m in chosen],
@@ -157,7 +166,19 @@ def mark_applied(
         wait=wait,
         runner_wait=runner_wait,
         tables=LedgerTables(ledger_schema, ledger_table),
+        check=check,
     )
+
+
+def spans(versions: Sequence[int]) -> str:
+    """[1, 2, 3, 7] -> "0001-0003, 0007": a long list of versions said in one short line."""
+    runs: list[list[int]] = []
+    for version in sorted(versions):
+        if runs and version == runs[-1][1] + 1:
+            runs[-1][1] = version
+        else:
+            runs.append([version, version])
+    return ", ".join(f"{a:04d}" if a == b else f"{a:04d}-{b:04d}" for a, b in runs)
 
 
 # --- other tools' ledgers: each returns {source key: checksum or None} and refusals ---
@@ -318,7 +339,7 @@ def adopt(
     if mapping.get("tool") != tool:
         raise UsageError(f"{root} was imported from {mapping.get('tool')}, not {tool}")
     files = load_migration_set(root)
-    with _session(target, wait) as (conn, _conninfo, _shown):
+    with open_session(target, wait) as (conn, _conninfo, _shown):
         applied, reasons = reader(conn, tool_schema, mapping)
     marks = _marks(tool, files, mapping, applied, reasons)
     if reasons:

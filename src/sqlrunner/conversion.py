@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 from pglast import parser
 
-from .errors import UsageError
+from .errors import InvalidMigrationSet, UsageError
 from .files import FILE_NAME, NO_TRANSACTION_MARK
 from .sqltext import ALLOWED_BEFORE_BEGIN
 
 MAPPING_FILE = "imported.json"
+EMPTY_PLACEHOLDER = "empty placeholder: written as an empty BEGIN/COMMIT pair"
 Severity = Literal["fixed", "check", "todo"]
 OLD_LEDGERS = re.compile(
     r"\b(schema_migrations?|flyway_schema_history|goose_db_version|__diesel_schema_migrations|"
@@ -294,7 +295,7 @@ def convert_script(
         if (why := outside_transaction(k, f)) is not None
     ]
     if not parsed.kinds:
-        state.note(1, "fixed", "empty placeholder: written as an empty BEGIN/COMMIT pair")
+        state.note(1, "fixed", EMPTY_PLACEHOLDER)
         return (f"{text}\n" if text else "") + "BEGIN;\nCOMMIT;\n", state.findings
     if control:
         first, last = control[0], control[-1]
@@ -467,6 +468,7 @@ def import_set(
     files must hold the mapping of an earlier import from the same tool: source keys
     it lists keep their versions and files, new ones are numbered after the newest.
     """
+    _refuse_duplicates(migrations)
     mapping = _read_mapping(dest, tool)
     taken = {k: {int(e["version"]) for e in mapping[k].values()} for k in ("forward", "seed")}
     next_version = {k: max(v, default=0) + 1 for k, v in taken.items()}
@@ -499,6 +501,8 @@ def import_set(
             text, notes = convert_script(migration.down, source_root, "rollback")
             findings.extend(notes)
             planned.append(_Planned(dest / "rollback" / stem, text))
+        elif migration.kind == "forward":
+            planned.extend(_without_down(migration, notes, dest / "rollback" / stem, findings))
         if migration.verify is not None:
             if verify == "skip":
                 findings.append(
@@ -534,6 +538,48 @@ def import_set(
     return ImportReport(
         tool, dest, (*(p.path for p in planned), path), tuple(findings), tuple(kept)
     )
+
+
+def _refuse_duplicates(migrations: Sequence[SourceMigration]) -> None:
+    """Two source files with one ledger key: the tool itself refuses them, and keeping one
+    would drop the other's statements without a word."""
+    seen: dict[tuple[str, str], SourceMigration] = {}
+    for migration in migrations:
+        first = seen.setdefault((migration.kind, migration.key), migration)
+        if first is not migration:
+            raise InvalidMigrationSet(
+                f"{first.up.path} and {migration.up.path} have the same version "
+                f"{migration.key}: rename one (nothing was written)"
+            )
+
+
+def _without_down(
+    migration: SourceMigration, up_notes: list[Finding], path: Path, findings: list[Finding]
+) -> list[_Planned]:
+    """A forward migration the source has no down script for.
+
+    An empty placeholder gets an empty rollback: golang-migrate, goose and dbmate roll
+    back past a missing down as a no-op, and an irreversible placeholder would stop every
+    sqlrunner rollback in front of it. Anything else stays irreversible, said out loud.
+    """
+    if any(f.what == EMPTY_PLACEHOLDER for f in up_notes):
+        findings.append(
+            Finding(
+                f"{migration.up.path}:1",
+                "fixed",
+                "no down script for an empty placeholder: written an empty rollback",
+            )
+        )
+        return [_Planned(path, "BEGIN;\nCOMMIT;\n")]
+    findings.append(
+        Finding(
+            f"{migration.up.path}:1",
+            "check",
+            "no down script: irreversible in sqlrunner (rollback stops in front of it)",
+            f"write rollback/{path.name} if it can be undone",
+        )
+    )
+    return []
 
 
 def read_mapping(sql_dir: Path) -> dict[str, Any]:

@@ -1,8 +1,13 @@
-"""Every runnable block of README.md, MIGRATION_GUIDE.md and docs/reference.md, run for real.
+"""Every runnable block of README.md, MIGRATION_GUIDE.md, docs/reference.md and
+docs/coming-from/*.md, run for real.
 
 A fenced block is runnable when its language is bash/sh/shell, sql or python.
 It runs in document order, in one working directory holding a copy of sql/,
-with DATABASE_URL pointing at a fresh database made for that document:
+with DATABASE_URL pointing at a fresh database made for that document. A page of
+docs/coming-from/ starts instead where a team switching tools starts: the old
+tool's files where that tool keeps them (no sql/ yet), and a database that tool
+migrated (its schema, its own ledger); the index page starts from a schema built
+by hand with psql (the shipped files up to 0002) and no ledger.
 
 - bash blocks run with ``bash -e``; ``sqlrunner`` and ``python`` are this venv's;
 - sql blocks run with ``psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1``;
@@ -36,13 +41,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOCUMENTS = ("README.md", "MIGRATION_GUIDE.md", "docs/reference.md")
+COMING_FROM = tuple(
+    sorted(f"docs/coming-from/{p.name}" for p in (REPO / "docs" / "coming-from").glob("*.md"))
+)
+DOCUMENTS = ("README.md", "MIGRATION_GUIDE.md", "docs/reference.md", *COMING_FROM)
+# Where each coming-from page's `sqlrunner import` finds the old tool's files.
+SOURCE_DIRS = {
+    "golang-migrate": "migrations",
+    "dbmate": "db/migrations",
+    "flyway": "src/main/resources/db/migration",
+    "sqitch": "db",
+    "diesel": "migrations",
+    "goose": "migrations",
+    "pop": "migrations",
+}
 RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "sql": "sql", "python": "python"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
 MARK = re.compile(r"<!--\s*docs-test:\s*([\w-]+)\s*(\d*)\s*-->\s*$")
-PIP_PREFIX = re.compile(
-    r"^(python3 -m venv [^&\n]+&&\s*\. [^&\n]+&&\s*)?pip install [^&\n]+&&\s*"
-)
+PIP_PREFIX = re.compile(r"^(python3 -m venv [^&\n]+&&\s*\. [^&\n]+&&\s*)?pip install [^&\n]+&&\s*")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
 
@@ -136,15 +152,46 @@ def as_url(conninfo: str) -> str:
     return f"postgresql://{auth}{host}:{port}/{dbname}"
 
 
+def prepare(document: str, workdir: Path, dsn: str, psql: list[str], scratch: Path) -> None:
+    """The working directory and database a document's blocks start from (see above)."""
+
+    def run_psql(target: str, script: Path, cwd: Path) -> None:
+        subprocess.run(
+            [*psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target, "-f", str(script)],
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    tool = Path(document).stem
+    if document not in COMING_FROM or tool == "README":
+        shutil.copytree(REPO / "sql", workdir / "sql")
+        if tool == "README" and document in COMING_FROM:
+            for path in sorted((workdir / "sql" / "forward").glob("*.sql"))[:2]:
+                run_psql(dsn, path, workdir)
+        return
+    from tests.importing.oldtools import migrate_with_old_tool
+    from tests.importing.sets import SETS, write_set
+
+    files = {k: v for k, v in SETS[tool].items() if not k.endswith(".fizz")}  # pop's own DSL
+    src = write_set(workdir / SOURCE_DIRS[tool], files)
+    scratch.mkdir()
+    migrate_with_old_tool(tool, dsn, src, scratch, run_psql)
+
+
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_every_runnable_block_runs(document: str, dsn: str, tmp_path: Path) -> None:
+def test_every_runnable_block_runs(
+    document: str, dsn: str, tmp_path: Path, psql: list[str]
+) -> None:
     blocks = [b for b in blocks_of(document) if b.language in RUNNABLE]
-    if document == "README.md":
-        assert blocks, "README.md has no runnable block"
+    if document == "README.md" or document in COMING_FROM:
+        assert blocks, f"{document} has no runnable block"
     if not (REPO / document).exists():
         pytest.fail(f"{document} is missing")
     workdir = tmp_path / "work"
-    shutil.copytree(REPO / "sql", workdir / "sql")
+    workdir.mkdir()
+    prepare(document, workdir, dsn, psql, tmp_path / "scratch")
     env = environment(as_url(dsn), tmp_path)
     ran = 0
     try:
@@ -239,8 +286,14 @@ def test_guide_and_reference_link_each_other() -> None:
 
 def test_guide_is_a_runbook() -> None:
     """The guide keeps its twelve sections and stays short enough to read in a change window
-    (it was a 124 KB book); tables, matrices and long explanations belong in docs/reference.md."""
+    (it was a 124 KB book): the twelve, with the preamble, about 30 KB; tables, matrices and
+    long explanations belong in docs/reference.md. Sections other features add (replicas,
+    backfill) count only towards the whole file's limit."""
     text = (REPO / "MIGRATION_GUIDE.md").read_text()
     numbers = [int(n) for n in re.findall(r"^## (\d+)\. ", text, re.M)]
-    assert numbers == list(range(1, 13)), numbers
+    assert numbers[:12] == list(range(1, 13)), numbers
+    parts = re.split(r"(?m)^(?=## )", text)
+    twelve = [p for p in parts if not p.startswith("## ") or re.match(r"## (\d|1[012])\. ", p)]
+    size = len("".join(twelve).encode())
+    assert size <= 32_768, f"the twelve sections of MIGRATION_GUIDE.md are {size} bytes"
     assert len(text.encode()) <= 40_960, f"MIGRATION_GUIDE.md is {len(text.encode())} bytes"

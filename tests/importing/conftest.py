@@ -32,14 +32,14 @@ def pg_dump(pg_server: Server) -> Path:
     return Path("/usr/lib/postgresql/15/bin/pg_dump")
 
 
-SchemaOf = Callable[[str], str]
+SchemaOf = Callable[..., str]  # (dsn, *other tables to leave out)
 
 
 @pytest.fixture
 def schema_of(pg_dump: Path) -> SchemaOf:
     """``pg_dump --schema-only`` of a database, sqlrunner's own tables left out."""
 
-    def dump(dsn: str) -> str:
+    def dump(dsn: str, *leave_out: str) -> str:
         result = subprocess.run(
             [
                 str(pg_dump),
@@ -47,6 +47,7 @@ def schema_of(pg_dump: Path) -> SchemaOf:
                 "--no-owner",
                 "--no-privileges",
                 "--exclude-table=public.sqlrunner_ledger*",
+                *(f"--exclude-table={table}" for table in leave_out),
                 "-d",
                 dsn,
             ],

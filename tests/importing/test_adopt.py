@@ -4,7 +4,6 @@ mapping; each refusal the issue lists; baseline and mark-applied ranges."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -17,136 +16,8 @@ from sqlrunner.errors import AdoptionRefused, UsageError
 from sqlrunner.importing import flyway_checksum, import_from
 
 from .conftest import RunPsql
+from .oldtools import flyway_rows, migrate_with_old_tool, sqitch_rows
 from .sets import SETS, write_set
-from .test_same_schema import _steps
-
-# Each tool's ledger DDL as the tool itself creates it on PostgreSQL.
-LEDGER_DDL = {
-    # golang-migrate database/postgres: ensureVersionTable
-    "golang-migrate": "CREATE TABLE IF NOT EXISTS schema_migrations "
-    "(version bigint not null primary key, dirty boolean not null)",
-    # dbmate pkg/driver/postgres: CreateMigrationsTable
-    "dbmate": "create table if not exists public.schema_migrations "
-    "(version varchar(128) primary key)",
-    # Flyway's createMetaDataTable.sql for PostgreSQL
-    "flyway": """
-        CREATE TABLE "public"."flyway_schema_history" (
-            "installed_rank" INT NOT NULL,
-            "version" VARCHAR(50),
-            "description" VARCHAR(200) NOT NULL,
-            "type" VARCHAR(20) NOT NULL,
-            "script" VARCHAR(1000) NOT NULL,
-            "checksum" INTEGER,
-            "installed_by" VARCHAR(100) NOT NULL,
-            "installed_on" TIMESTAMP NOT NULL DEFAULT now(),
-            "execution_time" INTEGER NOT NULL,
-            "success" BOOLEAN NOT NULL
-        );
-        ALTER TABLE "public"."flyway_schema_history"
-            ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
-        CREATE INDEX "flyway_schema_history_s_idx" ON "public"."flyway_schema_history" ("success");
-    """,
-    # Sqitch lib/App/Sqitch/Engine/pg.sql (the two tables adopt reads)
-    "sqitch": """
-        CREATE SCHEMA sqitch;
-        CREATE TABLE sqitch.projects (
-            project         TEXT        PRIMARY KEY,
-            uri             TEXT            NULL UNIQUE,
-            created_at      TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
-            creator_name    TEXT        NOT NULL,
-            creator_email   TEXT        NOT NULL
-        );
-        CREATE TABLE sqitch.changes (
-            change_id       TEXT        PRIMARY KEY,
-            script_hash     TEXT            NULL,
-            change          TEXT        NOT NULL,
-            project         TEXT        NOT NULL REFERENCES sqitch.projects(project)
-                                        ON UPDATE CASCADE,
-            note            TEXT        NOT NULL DEFAULT '',
-            committed_at    TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
-            committer_name  TEXT        NOT NULL,
-            committer_email TEXT        NOT NULL,
-            planned_at      TIMESTAMPTZ NOT NULL,
-            planner_name    TEXT        NOT NULL,
-            planner_email   TEXT        NOT NULL,
-            UNIQUE(project, script_hash)
-        );
-    """,
-    # diesel_migrations: CREATE_MIGRATIONS_TABLE
-    "diesel": "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations ("
-    "version VARCHAR(50) PRIMARY KEY NOT NULL, run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-    # goose (v3.x postgres dialect, as pg_dump shows it in goose-managed databases)
-    "goose": "CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, "
-    "is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id))",
-    # pop: schema_migration (version varchar(14)) with a unique index
-    "pop": "CREATE TABLE schema_migration (version varchar(14) NOT NULL); "
-    "CREATE UNIQUE INDEX schema_migration_version_idx ON schema_migration (version)",
-}
-
-SQITCH_CHANGES = ["appschema", "users", "insert_user@v1.0", "users_nickname_idx", "insert_user"]
-
-
-def _sqitch_rows(src: Path) -> str:
-    rows = []
-    for number, stem in enumerate(SQITCH_CHANGES):
-        script_hash = hashlib.sha1((src / "deploy" / f"{stem}.sql").read_bytes()).hexdigest()
-        change = stem.split("@")[0]
-        rows.append(
-            f"('{number:040d}', '{script_hash}', '{change}', 'flipr', 'Marge', 'marge@example.com',"
-            f" '2023-01-10', 'Marge', 'marge@example.com')"
-        )
-    return (
-        "INSERT INTO sqitch.projects VALUES ('flipr', NULL, now(), 'Marge', 'marge@example.com');"
-        "INSERT INTO sqitch.changes (change_id, script_hash, change, project, committer_name, "
-        "committer_email, planned_at, planner_name, planner_email) VALUES " + ", ".join(rows)
-    )
-
-
-def _flyway_rows(src: Path, *, status_checksum: str | None = None, v2_ok: bool = True) -> str:
-    scripts = [
-        ("1", "create accounts", "V1__create_accounts.sql"),
-        ("1.1", "add account status", "V1_1__add_account_status.sql"),
-        ("2", "account name index", "V2__account_name_index.sql"),
-        (None, "account summary view", "R__account_summary_view.sql"),
-    ]
-    rows = []
-    for rank, (version, description, script) in enumerate(scripts, 1):
-        checksum = flyway_checksum(src / script)
-        if version == "1.1" and status_checksum is not None:
-            checksum = status_checksum
-        success = "false" if version == "2" and not v2_ok else "true"
-        shown = "NULL" if version is None else f"'{version}'"
-        rows.append(
-            f"({rank}, {shown}, '{description}', 'SQL', '{script}', {checksum}, 'flyway', 12, "
-            f"{success})"
-        )
-    return (
-        "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, "
-        "checksum, installed_by, execution_time, success) VALUES " + ", ".join(rows)
-    )
-
-
-# What each tool's ledger holds once it applied the whole fixture set.
-LEDGER_ROWS: dict[str, Callable[[Path], str]] = {
-    "golang-migrate": lambda src: "INSERT INTO schema_migrations VALUES (5, false)",
-    "dbmate": lambda src: (
-        "INSERT INTO schema_migrations (version) VALUES ('20230101120000'), "
-        "('20230102090000'), ('20230103000000'), ('20230104000000')"
-    ),
-    "flyway": _flyway_rows,
-    "sqitch": _sqitch_rows,
-    "diesel": lambda src: (
-        "INSERT INTO __diesel_schema_migrations (version) VALUES "
-        "('00000000000000'), ('20240115101500'), ('20240116080000')"
-    ),
-    "goose": lambda src: (
-        "INSERT INTO goose_db_version (version_id, is_applied) VALUES "
-        "(0, true), (1, true), (2, true), (3, true)"
-    ),
-    "pop": lambda src: (
-        "INSERT INTO schema_migration (version) VALUES ('20200101120000'), ('20200102120000')"
-    ),
-}
 
 
 def _migrated_by(
@@ -154,11 +25,7 @@ def _migrated_by(
 ) -> tuple[Path, Path]:
     """The database as the old tool left it (its schema, its ledger); the imported sql/ dir."""
     src = write_set(tmp_path / "src", SETS[tool])
-    for up, _down in _steps(tool, src, tmp_path):
-        run_psql(dsn, up, src)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(LEDGER_DDL[tool])
-        conn.execute(rows if rows is not None else LEDGER_ROWS[tool](src))
+    migrate_with_old_tool(tool, dsn, src, tmp_path, run_psql, rows)
     sql_dir = tmp_path / "sql"
     import_from(tool, src, sql_dir)
     return src, sql_dir
@@ -244,7 +111,7 @@ def test_adopt_refuses_golang_migrate_dirty_version(
 
 def test_adopt_refuses_a_failed_flyway_row(dsn: str, tmp_path: Path, run_psql: RunPsql) -> None:
     src = write_set(tmp_path / "src", SETS["flyway"])
-    _src, sql_dir = _migrated_by("flyway", dsn, tmp_path, run_psql, _flyway_rows(src, v2_ok=False))
+    _src, sql_dir = _migrated_by("flyway", dsn, tmp_path, run_psql, flyway_rows(src, v2_ok=False))
     _refused(dsn, sql_dir, "flyway", "failed migration V2__account_name_index.sql", "flyway repair")
 
 
@@ -252,7 +119,7 @@ def test_adopt_refuses_a_flyway_checksum_the_file_no_longer_matches(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
     src = write_set(tmp_path / "src", SETS["flyway"])
-    rows = _flyway_rows(src, status_checksum="123456789")
+    rows = flyway_rows(src, status_checksum="123456789")
     _src, sql_dir = _migrated_by("flyway", dsn, tmp_path, run_psql, rows)
     _refused(dsn, sql_dir, "flyway", "checksum 123456789 for 1.1", "V1_1__add_account_status.sql")
 
@@ -272,7 +139,7 @@ def test_adopt_refuses_a_sqitch_script_hash_the_deploy_file_no_longer_matches(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
     src = write_set(tmp_path / "src", SETS["sqitch"])
-    rows = _sqitch_rows(src).replace(
+    rows = sqitch_rows(src).replace(
         hashlib.sha1((src / "deploy" / "appschema.sql").read_bytes()).hexdigest(), "f" * 40
     )
     _src, sql_dir = _migrated_by("sqitch", dsn, tmp_path, run_psql, rows)
@@ -359,7 +226,10 @@ def test_mark_applied_range_records_each_version_in_one_run(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
     sql_dir = _hand_built(dsn, tmp_path, run_psql, upto=2)
-    report = mark_applied(dsn, parse_versions("1-2,9"), sql_dir)
+    with pytest.raises(UsageError, match="no forward file with version 0009: nothing was marked"):
+        mark_applied(dsn, parse_versions("1-2,9"), sql_dir)  # a version without a file
+    assert all(f.state == "pending" for f in sqlrunner.status(dsn, sql_dir).files)
+    report = mark_applied(dsn, parse_versions("1-2"), sql_dir)
     assert report.marked == ("0001_schema", "0002_notes")
     assert mark_applied(dsn, parse_versions("1-3"), sql_dir).already == (
         "0001_schema",

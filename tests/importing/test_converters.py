@@ -247,3 +247,50 @@ def test_snake_name() -> None:
     assert snake_name("CreateUsersTable") == "create_users_table"
     assert snake_name("add-email index") == "add_email_index"
     assert snake_name("___") == "migration"
+
+
+def test_two_source_files_with_one_version_are_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    """dbmate's version is the number before ``_``: two files sharing it would collide in
+    its ledger, and keeping one would drop the other's statements."""
+    src = write_set(
+        tmp_path / "src",
+        {
+            "20200227231541_posts.sql": "-- migrate:up\ncreate table posts (id int);\n",
+            "20200227231541_status.sql": "-- migrate:up\ncreate table status (id int);\n",
+        },
+    )
+    with pytest.raises(InvalidMigrationSet, match="same version 20200227231541"):
+        import_from("dbmate", src, tmp_path / "sql")
+    assert not (tmp_path / "sql").exists()
+
+
+def test_a_migration_without_a_down_script_is_irreversible_and_said_so(tmp_path: Path) -> None:
+    src = write_set(tmp_path / "src", {"000001_a.up.sql": "CREATE TABLE a (id int);\n"})
+    report = import_from("golang-migrate", src, tmp_path / "sql")
+    assert [f"{f.severity}: {f.what}" for f in report.findings] == [
+        "check: no down script: irreversible in sqlrunner (rollback stops in front of it)"
+    ]
+    assert not (tmp_path / "sql" / "rollback").exists()
+
+
+def test_goose_lower_case_annotations_and_an_up_only_placeholder(tmp_path: Path) -> None:
+    """goose's own PostgreSQL test set writes ``-- +goose up`` / ``statementbegin`` in lower
+    case and has a file holding nothing but ``-- +goose Up``."""
+    src = write_set(
+        tmp_path / "src",
+        {
+            "00001_fn.sql": "-- +goose up\n-- +goose statementbegin\n"
+            "CREATE FUNCTION one() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 1;\n"
+            "END;\n$$;\n-- +goose statementend\n\n-- +goose down\nDROP FUNCTION one();\n",
+            "00002_empty.sql": "-- +goose Up\n",
+        },
+    )
+    import_from("goose", src, tmp_path / "sql")
+    forward = (tmp_path / "sql" / "forward" / "0001_fn.sql").read_text()
+    assert "goose" not in forward and "RETURN 1;" in forward
+    assert (tmp_path / "sql" / "rollback" / "0001_fn.sql").read_text() == (
+        "BEGIN;\nDROP FUNCTION one();\nCOMMIT;\n"
+    )
+    assert (tmp_path / "sql" / "rollback" / "0002_empty.sql").read_text() == "BEGIN;\nCOMMIT;\n"

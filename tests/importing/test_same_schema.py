@@ -3,7 +3,6 @@ schema the source files leave under psql, and its rollbacks what the down files 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,55 +11,8 @@ import sqlrunner
 from sqlrunner.importing import import_from
 
 from .conftest import RunPsql, SchemaOf
+from .oldtools import steps
 from .sets import SETS, write_set
-
-
-def _section(path: Path, start: str, end: str | None) -> str:
-    text = path.read_text()
-    body = re.split(start, text, maxsplit=1)[1]
-    return re.split(end, body, maxsplit=1)[0] if end else body
-
-
-# What the source tool runs, in its order: (up script, down script or None) per migration.
-# Written out by hand here, independently of the importer's readers.
-def _steps(tool: str, src: Path, tmp: Path) -> list[tuple[Path, Path | None]]:
-    def part(path: Path, start: str, end: str | None, suffix: str) -> Path:
-        out = tmp / f"{path.stem}.{suffix}.sql"
-        out.write_text(_section(path, start, end))
-        return out
-
-    if tool in ("golang-migrate", "pop"):
-        ups = sorted(p for p in src.glob("*.up.sql") if ".mysql." not in p.name)
-        return [(up, up.with_name(up.name.replace(".up.", ".down."))) for up in ups]
-    if tool == "dbmate":
-        return [
-            (
-                part(p, r"-- migrate:up.*\n", r"-- migrate:down", "up"),
-                part(p, r"-- migrate:down.*\n", None, "down"),
-            )
-            for p in sorted(src.glob("*.sql"))
-        ]
-    if tool == "goose":
-        return [
-            (
-                part(p, r"-- \+goose Up\n", r"-- \+goose Down", "up"),
-                part(p, r"-- \+goose Down\n", None, "down"),
-            )
-            for p in sorted(src.glob("*.sql"))
-        ]
-    if tool == "flyway":
-        return [
-            (src / "V1__create_accounts.sql", src / "U1__create_accounts.sql"),
-            (src / "V1_1__add_account_status.sql", src / "U1_1__add_account_status.sql"),
-            (src / "V2__account_name_index.sql", src / "U2__account_name_index.sql"),
-            (src / "R__account_summary_view.sql", None),  # repeatables run last
-        ]
-    if tool == "sqitch":
-        changes = ["appschema", "users", "insert_user@v1.0", "users_nickname_idx", "insert_user"]
-        return [(src / "deploy" / f"{c}.sql", src / "revert" / f"{c}.sql") for c in changes]
-    assert tool == "diesel"
-    return [(d / "up.sql", d / "down.sql") for d in sorted(p for p in src.iterdir() if p.is_dir())]
-
 
 EXPECTED_TODOS = {"pop": 1}  # the .fizz file: pop's own DSL, not SQL
 
@@ -73,16 +25,59 @@ def test_imported_set_leaves_the_schema_the_source_leaves_under_psql(
     report = import_from(tool, src, tmp_path / "sql")
     todos = [f for f in report.findings if f.severity == "todo"]
     assert len(todos) == EXPECTED_TODOS.get(tool, 0), todos
-    steps = _steps(tool, src, tmp_path)
-    for up, _down in steps:
+    order = steps(tool, src, tmp_path)
+    for up, _down in order:
         run_psql(other_dsn, up, src)
     sqlrunner.apply(dsn, tmp_path / "sql")
     assert schema_of(dsn) == schema_of(other_dsn)
     assert "CREATE TABLE" in schema_of(dsn)
 
-    downs = [down for _up, down in steps if down is not None]
+    downs = [down for _up, down in order if down is not None]
     undo = len(downs) - 1  # all but the first migration
     for down in reversed(downs[1:]):
         run_psql(other_dsn, down, src)
     sqlrunner.rollback(dsn, tmp_path / "sql", steps=undo, allow_data_loss=True)
     assert schema_of(dsn) == schema_of(other_dsn)
+
+
+def _placeholders_set() -> dict[str, str]:
+    """A golang-migrate set like the one the issue converted: 132 empty placeholders (the
+    numbers of reverted releases) around real migrations, some lacking their last ';'."""
+    files = {
+        "000001_create_accounts.up.sql": "CREATE TABLE accounts (id bigint PRIMARY KEY)",
+        "000001_create_accounts.down.sql": "DROP TABLE accounts",
+    }
+    for version in range(2, 134):
+        up = "" if version % 3 else f"-- {version}: reverted before release\n"
+        files[f"{version:06d}_placeholder_{version}.up.sql"] = up
+        if version % 2:  # the others have no down file, as golang-migrate allows
+            files[f"{version:06d}_placeholder_{version}.down.sql"] = "\n"
+    files["000134_add_email.up.sql"] = "ALTER TABLE accounts ADD COLUMN email text\n-- done\n"
+    files["000134_add_email.down.sql"] = "ALTER TABLE accounts DROP COLUMN email"
+    return files
+
+
+def test_132_empty_placeholders_keep_their_versions_and_apply_and_roll_back(
+    dsn: str, other_dsn: str, tmp_path: Path, schema_of: SchemaOf, run_psql: RunPsql
+) -> None:
+    src = write_set(tmp_path / "src", _placeholders_set())
+    report = import_from("golang-migrate", src, tmp_path / "sql")
+    notes = [f.what for f in report.findings]
+    assert notes.count("empty placeholder: written as an empty BEGIN/COMMIT pair") == 132 + 66
+    # golang-migrate rolls back past a missing down file: so must the imported set
+    assert notes.count("no down script for an empty placeholder: written an empty rollback") == 66
+    assert notes.count("added the last ';'") == 4  # 0001 and 0134, up and down
+    assert not report.needs_attention
+    applied = sqlrunner.apply(dsn, tmp_path / "sql")
+    assert [r.version for r in applied.applied] == list(range(1, 135))
+    for up in sorted(src.glob("*.up.sql")):
+        run_psql(other_dsn, up, src)
+    assert schema_of(dsn) == schema_of(other_dsn)
+    assert "email" in schema_of(dsn)
+
+    rolled = sqlrunner.rollback(dsn, tmp_path / "sql", to=1)  # back through every placeholder
+    assert len(rolled.rolled_back) == 133
+    for down in sorted(src.glob("*.down.sql"), reverse=True)[:-1]:
+        run_psql(other_dsn, down, src)
+    assert schema_of(dsn) == schema_of(other_dsn)
+    assert "email" not in schema_of(dsn)

@@ -533,10 +533,33 @@ def init_command(s: Settings) -> None:
 
 @command("repair", help="Fix the ledger after a reviewed edit or a hand run (kept in the history).")
 @version_option("--accept", "Record the current checksum of an edited, applied file.")
-@version_option("--mark-applied", "Record a file run by hand with psql as applied.")
+@click.option(
+    "--mark-applied",
+    metavar="VERSIONS",
+    help="Record files run by hand with psql as applied: 7, 1-42 or 1-3,5 (one transaction).",
+)
 @version_option("--forget", "Remove the ledger row of an applied file that was deleted.")
 @click.option("--forget-seeds", is_flag=True, help="Make the next apply re-run every seed.")
 def repair_command(s: Settings, **choice: Any) -> None:
+    if choice["mark_applied"] is not None:  # issue 14: ranges and lists, in adopt.py
+        from .. import adopt
+
+        spec = choice.pop("mark_applied")
+        if any(v for v in choice.values()):
+            raise UsageError(
+                "repair needs exactly one of --accept, --mark-applied, --forget, --forget-seeds"
+            )
+        versions = adopt.parse_versions(spec)  # a bad list fails before connecting
+        marks = adopt.mark_applied(s.target(), versions, s.sql_dir, **s.ledger)
+        message = f"mark-applied {len(marks.marked)} file(s): recorded in the ledger and history"
+        s.document(
+            "repair", message=message, mark_applied=spec, marked=marks.marked, already=marks.already
+        )
+        for label in marks.marked:
+            s.say(f"mark-applied {label}: recorded in the ledger and its history")
+        for label in marks.already:
+            s.say(f"already applied {label}: left as it was")
+        return
     done = api.repair(s.target(), s.sql_dir, **choice, **s.ledger)
     s.document("repair", message=done, **{k: v for k, v in choice.items() if v})
     s.say(done)
