@@ -161,6 +161,10 @@ def apply(
     ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
     strict: bool = False,
+    wait_replicas: float | None = None,
+    replicas: Sequence[str] = (),
+    max_replica_lag: int | None = None,
+    replica_wait: float = 300,
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
 
@@ -169,6 +173,11 @@ def apply(
     Versions applied by a newer release ("future") are a warning and a note in
     the report; ``strict=True`` refuses them (FutureVersions, exit 2).
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
+    Standbys (replicas.py): ``wait_replicas`` seconds for every standby to replay the run's
+    last commit (ReplicasBehind, exit 8, when one has not; ``report.replicas`` says what was
+    waited for); ``max_replica_lag`` bytes: no-transaction statements wait while a standby
+    is further behind, up to ``replica_wait`` seconds; ``replicas``: DSNs of standbys
+    pg_stat_replication does not show (cascaded, or hidden by a pooler or privilege).
     """
     started = time.monotonic()
     tables = LedgerTables(ledger_schema, ledger_table)
@@ -188,6 +197,7 @@ def apply(
         runner_wait=runner_wait,
         on_event=on_event,
         strict=strict,
+        standbys=(wait_replicas, tuple(replicas), max_replica_lag, replica_wait),
     )
 
 
@@ -207,6 +217,7 @@ def _apply(
     runner_wait: float,
     on_event: Listener | None,
     strict: bool,
+    standbys: tuple[float | None, tuple[str, ...], int | None, float] = (None, (), None, 300),
 ) -> ApplyReport:
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
@@ -225,13 +236,30 @@ def _apply(
         # and `import sqlrunner` is on every service's start-up path.
         from .execute import LockedRun
         from .notices import relay_server_messages
+        from .replicas import await_replay, watching
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
-        with relay_server_messages(conn, on_event) as listener:
-            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
-            return run.apply(
+        wait_replicas, replicas, max_lag, replica_wait = standbys
+        with (
+            watching(
+                conn,
+                wait_replicas=wait_replicas,
+                replicas=replicas,
+                max_replica_lag=max_lag,
+                replica_wait=replica_wait,
+                emit=on_event,
+            ) as gate,
+            relay_server_messages(conn, on_event) as listener,
+        ):
+            run = LockedRun(
+                conn, conninfo, tables, policy, runner_wait, listener, shown, started, gate
+            )
+            report = run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=strict
             )
+        if wait_replicas is None or not report.changed:  # nothing applied: nothing to wait for
+            return report
+        return await_replay(conn, report, timeout=wait_replicas, replicas=replicas, emit=on_event)
 
 
 def _apply_notes(plan: ApplyPlan, on_event: Listener | None) -> tuple[str, ...]:

@@ -358,6 +358,55 @@ def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """apply's standby options (replicas.py), passed to the api as they are."""
+
+    def wait_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+        return None if value is None else seconds(ctx, param, value)
+
+    def byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        from .replicas import parse_size
+
+        try:
+            return None if value is None else parse_size(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    for option in (
+        seconds_setting(
+            "--replica-wait", 300.0, "Longest wait, each time, for a standby over the lag bound."
+        ),
+        setting(
+            "--max-replica-lag",
+            metavar="SIZE",
+            callback=byte_size,
+            help="Between no-transaction statements, wait while a standby is further behind "
+            "(64MB, 1GB, bytes).",
+        ),
+        click.option(
+            "--replica",
+            "replicas",
+            metavar="DSN",
+            multiple=True,
+            help="A standby pg_stat_replication does not show (cascaded, behind a pooler); "
+            "repeatable.",
+        ),
+        setting(
+            "--wait-replicas",
+            type=float,
+            is_flag=False,
+            flag_value=300.0,
+            default=None,
+            callback=wait_seconds,
+            metavar="[SECONDS]",
+            help="After the last commit, wait until every standby replayed it (default 300 s); "
+            "exit 8 if one has not.",
+        ),
+    ):
+        f = option(f)
+    return f
+
+
 # --- the group and its one error handler ---------------------------------------------------
 
 
@@ -525,7 +574,7 @@ def error_document(
             "hint": e.hint,
             "statement": e.statement,
         }
-    for key in ("files", "blockers", "losses"):
+    for key in ("files", "blockers", "losses", "standbys"):
         if hasattr(exc, key):
             fields[key] = getattr(exc, key)
     if report is not None:
@@ -634,6 +683,7 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
     help="Refuse (exit 2) a pending file older than the newest applied one.",
 )
 @lock_options
+@replica_options
 def apply_command(
     s: Settings,
     to: int | None,
@@ -715,10 +765,26 @@ def seed_command(s: Settings, **lock: Any) -> None:
     is_flag=True,
     help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
 )
+@click.option("--replicas", "show_replicas", is_flag=True, help="Also each standby and slot.")
+@click.option("--replica", "replicas", metavar="DSN", multiple=True, help="A standby by DSN.")
 @wait_option
-def status_command(s: Settings, exit_code: bool, wait: float) -> int:
-    report = api.status(s.target(), s.sql_dir, wait=wait, **s.ledger)
-    s.show(report)
+def status_command(
+    s: Settings, exit_code: bool, wait: float, show_replicas: bool, replicas: tuple[str, ...]
+) -> int:
+    dsn = s.target()
+    report = api.status(dsn, s.sql_dir, wait=wait, **s.ledger)
+    if show_replicas or replicas:  # replicas.py: the document gains a "replicas" member
+        from dataclasses import asdict
+
+        from .replicas import standby_status
+
+        standbys = standby_status(dsn, replicas, wait=wait)
+        if s.as_json:
+            data = {**to_dict(report), "replicas": asdict(standbys)}
+            click.echo(json.dumps(data, default=json_default, indent=2))
+        s.say("\n".join([render_text(report), *standbys.lines()]))
+    else:
+        s.show(report)
     if exit_code and report.drifted:
         return 1
     if exit_code and report.pending:

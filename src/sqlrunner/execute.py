@@ -6,6 +6,7 @@ Loaded only when something will run, so the no-op path stays light.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class LockedRun:
     listener: Listener | None
     shown: str
     started: float
+    between_statements: Callable[[], None] | None = None  # replicas.LagGate, if any
 
     def _lock(self, ctx: RunContext) -> RunnerLock:
         emit = fan_out(self.listener)
@@ -56,6 +58,7 @@ class LockedRun:
             ctx,
             fan_out(self.listener),
             conninfo=self.conninfo,
+            between_statements=self.between_statements,
         )
 
     def _ms(self) -> int:

@@ -6,10 +6,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Problem
 from .plan import FileState
+
+if TYPE_CHECKING:
+    from .replicas import ReplicaWait
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class ApplyReport:
     duration_ms: int
     dry_run: bool = False
     notes: tuple[str, ...] = ()
+    replicas: ReplicaWait | None = None  # what --wait-replicas waited for (replicas.py)
 
     @property
     def changed(self) -> bool:
@@ -243,6 +247,8 @@ def _apply_text(report: ApplyReport, files: bool = True) -> str:
         )
     if report.verification is not None:
         lines.append(_verify_text(report.verification))
+    if report.replicas is not None:  # replicas.py: each standby and what it replayed
+        lines.extend(report.replicas.lines())
     return "\n".join(lines)
 
 

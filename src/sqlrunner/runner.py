@@ -144,6 +144,9 @@ class Executor:
     state: SessionState | None = None
     # to reconnect and read the ledger after the run's connection was lost
     conninfo: str = ""
+    # replicas.LagGate (--max-replica-lag): called before each statement of a
+    # no-transaction file; it waits while a standby lags, or raises ReplicasBehind
+    between_statements: Callable[[], None] | None = None
 
     def forward(self, script: Script) -> FileResult:
         m = script.migration
@@ -366,6 +369,8 @@ class Executor:
                         )
                     )
                     continue
+                if self.between_statements is not None:  # replicas: wait out standby lag
+                    self.between_statements()
                 if runs_alone(statement):  # otherwise the check travels with the statement
                     self.lock.ensure_held(
                         self.conn,
