@@ -131,7 +131,7 @@ class Standby:
     name: str
     source: str  # STREAMING, or NAMED for a standby given by DSN (--replica)
     state: str | None  # streaming, catchup, ...; "unreachable" / "disconnected" / "hidden"
-    address: str | None = None  # the client address, or the masked DSN
+    address: str | None = None  # the client address seen by the primary
     slot: str | None = None
     sent_lsn: str | None = None  # sent by the primary (received, for a standby read by DSN)
     replay_lsn: str | None = None
@@ -292,17 +292,16 @@ class Standbys:
         except (psycopg.Error, SqlRunnerError) as exc:
             self._drop(dsn)
             reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-            return Standby(shown, NAMED, "unreachable", shown, error=reason)
+            return Standby(shown, NAMED, "unreachable", error=reason)
         assert row is not None
         recovery, received, replayed, unreceived, behind, paused, at, ago, blocked = row
         if not recovery:
-            return Standby(shown, NAMED, "not a standby", shown, error="not in recovery")
+            return Standby(shown, NAMED, "not a standby", error="not in recovery")
         caught_up = behind is not None and behind <= 0
         return Standby(
             shown,
             NAMED,
             "paused" if paused else "replaying",
-            shown,
             sent_lsn=received,
             replay_lsn=replayed,
             bytes_unreceived=unreceived,
