@@ -246,7 +246,7 @@ def _status_line(s: Standby) -> str:
         return f"{s.label}: {s.state}: {s.why()}"
     seconds = f"{s.seconds_behind:.1f} s" if s.seconds_behind is not None else "seconds unknown"
     lag = f" (replay_lag {s.replay_lag_s:.3f} s)" if s.replay_lag_s is not None else ""
-    paused = {True: "replay paused", False: "replaying", None: "paused unknown"}[s.paused]
+    paused = {True: "replay paused", False: "replaying", None: "paused: unknown"}[s.paused]
     blocked = f", replay waits for {s.blocked_by}" if s.blocked_by else ""
     return (
         f"{s.label}: {s.state}, sent {s.sent_lsn}, replayed {s.replay_lsn}, "
@@ -558,7 +558,7 @@ def standby_status(
         slots = read_slots(conn)
         notes = [_hidden_note(conn, hidden)] if hidden else []
         notes += [w for w in (s.warning for s in slots) if w]
-        shown = mask_password(conn.info.dsn)
+        shown = mask_password(target if isinstance(target, str) else conn.info.dsn)
     finally:
         if conn is not target:
             conn.close()
