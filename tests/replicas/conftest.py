@@ -92,13 +92,18 @@ class Pair:
             + [f"-c {s}" for s in settings]
         )
         data, log = self.root / which, self.root / f"{which}.log"
-        self.run("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o", options, "start")
+        self.run(
+            "pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o", options, "start"
+        )
 
     def stop(self, which: str) -> None:
         self.run("pg_ctl", "-D", str(self.root / which), "-m", "fast", "-w", "stop", check=False)
 
     def standby_running(self) -> bool:
-        return self.run("pg_ctl", "-D", str(self.root / "standby"), "status", check=False).returncode == 0
+        return (
+            self.run("pg_ctl", "-D", str(self.root / "standby"), "status", check=False).returncode
+            == 0
+        )
 
     def start_standby(self) -> None:
         self.start("standby", "hot_standby=on", "cluster_name=standby1")
@@ -141,7 +146,9 @@ def start_pair(version: str, bin_dir: Path) -> Pair:
         except KeyError:
             pytest.skip(f"running as root and there is no {USER} system user to run PostgreSQL")
     shm = Path("/dev/shm")
-    root = Path(tempfile.mkdtemp(prefix=f"sqlrunner-{version}-pair-", dir=shm if shm.is_dir() else None))
+    root = Path(
+        tempfile.mkdtemp(prefix=f"sqlrunner-{version}-pair-", dir=shm if shm.is_dir() else None)
+    )
     if os.geteuid() == 0:
         os.chown(root, owner.pw_uid, owner.pw_gid)
     pair = Pair(version, bin_dir, root, free_port(), free_port())
@@ -194,7 +201,10 @@ def replicated(pair: Pair, request: pytest.FixtureRequest) -> Iterator[Replicate
     """A fresh database on the primary, already replayed on the standby."""
     pair.reset()
     dbname = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
-    pair.sql(pair.primary(), sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    pair.sql(
+        pair.primary(),
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)),
+    )
     pair.sql(pair.primary(), sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     pair.caught_up()
     try:

@@ -69,7 +69,10 @@ def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_
     events: list[Event] = []
     with LagSampler(replicated) as gated:
         report = sqlrunner.apply(
-            replicated.primary, sql_dir, max_replica_lag=BOUND, replica_wait=30,
+            replicated.primary,
+            sql_dir,
+            max_replica_lag=BOUND,
+            replica_wait=30,
             on_event=events.append,
         )
     assert report.applied[0].statements == STATEMENTS + 1

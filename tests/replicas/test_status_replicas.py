@@ -14,10 +14,19 @@ def test_status_shows_each_standby_from_lsns_and_its_paused_replay(
     replicated: Replicated, sql_set: Any
 ) -> None:
     replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
-    replicated.pair.sql(replicated.primary, "CREATE TABLE filler AS SELECT g FROM generate_series(1, 20000) g")
+    replicated.pair.sql(
+        replicated.primary, "CREATE TABLE filler AS SELECT g FROM generate_series(1, 20000) g"
+    )
     run = invoke(
-        "--dsn", replicated.primary, "--sql-dir", str(sql_set({})), "--json",
-        "status", "--replicas", "--replica", replicated.standby,
+        "--dsn",
+        replicated.primary,
+        "--sql-dir",
+        str(sql_set({})),
+        "--json",
+        "status",
+        "--replicas",
+        "--replica",
+        replicated.standby,
     )
     assert run.code == 0, run.output
     document = json.loads(run.stdout)
@@ -29,8 +38,14 @@ def test_status_shows_each_standby_from_lsns_and_its_paused_replay(
     assert named["paused"] is True and named["bytes_behind"] > 100_000
     assert named["seconds_behind"] is not None
     text = invoke(
-        "--dsn", replicated.primary, "--sql-dir", str(sql_set({})),
-        "status", "--replicas", "--replica", replicated.standby,
+        "--dsn",
+        replicated.primary,
+        "--sql-dir",
+        str(sql_set({})),
+        "status",
+        "--replicas",
+        "--replica",
+        replicated.standby,
     ).stdout
     assert "standby1 (127.0.0.1, slot slot1): streaming, sent " in text
     assert "replay paused" in text

@@ -44,8 +44,13 @@ def test_apply_returns_once_the_standby_shows_the_new_table(
     slow_standby(replicated, "recovery_min_apply_delay", "1s")
     sql_dir = sql_set(THINGS)
     run = invoke(
-        "--dsn", replicated.primary, "--sql-dir", str(sql_dir), "--json",
-        "apply", "--wait-replicas=20",
+        "--dsn",
+        replicated.primary,
+        "--sql-dir",
+        str(sql_dir),
+        "--json",
+        "apply",
+        "--wait-replicas=20",
     )
     assert run.code == 0, run.output
     assert on_standby(replicated, "SELECT label FROM things") == [("one",)]
@@ -164,8 +169,14 @@ def test_a_stopped_standby(replicated: Replicated, sql_set: Any) -> None:
     sql_dir = sql_set(THINGS)
     # Named with --replica: refused before anything runs (exit 3), the database untouched.
     named = invoke(
-        "--dsn", replicated.primary, "--sql-dir", str(sql_dir),
-        "apply", "--wait-replicas=5", "--replica", replicated.standby,
+        "--dsn",
+        replicated.primary,
+        "--sql-dir",
+        str(sql_dir),
+        "apply",
+        "--wait-replicas=5",
+        "--replica",
+        replicated.standby,
     )
     assert named.code == 3, named.output
     assert named.errors[0].startswith("sqlrunner: error: cannot reach standby host=127.0.0.1")
