@@ -26,11 +26,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
-from .errors import ConnectionFailed, ReplicasBehind, SqlRunnerError, UsageError
+from .errors import ConnectionFailed, ReplicasBehind, UsageError
 from .events import Event, Listener, fan_out
 from .report import when
-from .target import connect, mask_password
+from .target import connect, connection_options, mask_password, unparsable_dsn
 
 if TYPE_CHECKING:
     from .report import ApplyReport
@@ -100,6 +101,7 @@ UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bytes?|b|kb?|mb?|gb?|tb?)?\s*$", re.I)
 POLL_S = 0.1  # between two looks at the standbys while waiting
 REPORT_EVERY_S = 5.0  # a waiting event at most this often
+CONNECT_S = 2  # one connection attempt to a standby named by DSN (libpq's least)
 STREAMING = "pg_stat_replication"
 NAMED = "replica DSN"
 
@@ -287,9 +289,11 @@ class Standbys:
         try:
             conn = self._open.get(dsn)
             if conn is None or conn.closed:
-                conn = self._open[dsn] = connect(dsn, application_name="sqlrunner replica check")
+                conn = self._open[dsn] = _connect(dsn)
             row = conn.execute(STANDBY_QUERY, {"lsn": lsn}).fetchone()
-        except (psycopg.Error, SqlRunnerError) as exc:
+        except psycopg.ProgrammingError:  # libpq's words would quote the DSN, password and all
+            return Standby(shown, NAMED, "unreachable", error=unparsable_dsn(dsn))
+        except psycopg.Error as exc:
             self._drop(dsn)
             reason = " ".join(str(exc).split())[:300] or type(exc).__name__
             return Standby(shown, NAMED, "unreachable", error=reason)
@@ -321,6 +325,14 @@ class Standbys:
     def close(self) -> None:
         for dsn in list(self._open):
             self._drop(dsn)
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    """One attempt, bounded to CONNECT_S: a wait re-reads the standby until its timeout,
+    so a standby that does not answer must not hold a look for libpq's usual 10 s."""
+    options = connection_options(dsn, CONNECT_S)
+    conninfo = make_conninfo(dsn, application_name="sqlrunner replica check", **options)
+    return psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
 
 
 def _primary(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:

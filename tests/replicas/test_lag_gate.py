@@ -25,8 +25,9 @@ BIG = {
     ),
     "rollback/0001_big.sql": "BEGIN;\nDROP TABLE big;\nCOMMIT;\n",
 }
-# Under one statement's WAL: each statement's commit replays a second late, so the gate
-# waits after every statement; the lag can pass the bound only by the statement running.
+# Under one statement's WAL. Each commit record replays a second late, so replay stops
+# there while the next statement's WAL piles up behind it: the gate then waits; the lag
+# can pass the bound only by the statement running.
 BOUND = 1 << 20
 STATEMENT_WAL = 4 << 20  # an upper bound of one statement's WAL
 
@@ -80,7 +81,7 @@ def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_
     waits = [e.message for e in events if e.kind == "waiting"]
     assert waits and "standby standby1 (127.0.0.1, slot slot1): " in waits[0]
     assert "to come within 1.0 MB" in waits[0]
-    assert len(waits) >= STATEMENTS - 1
+    assert len(waits) >= 1
     # The same file again without the bound, the standby slower still: without the gate it
     # falls far behind (proof that the bound above was the gate's doing).
     sqlrunner.rollback(replicated.primary, sql_dir, allow_data_loss=True)

@@ -176,11 +176,13 @@ def test_a_stopped_standby(replicated: Replicated, sql_set: Any) -> None:
         "apply",
         "--wait-replicas=5",
         "--replica",
-        replicated.standby,
+        replicated.standby + " password=hunter2",
     )
     assert named.code == 3, named.output
-    assert named.errors[0].startswith("sqlrunner: error: cannot reach standby host=127.0.0.1")
+    assert named.errors[0].startswith("sqlrunner: error: cannot reach standby ")
+    assert f"port={replicated.pair.standby_port}" in named.errors[0]
     assert named.errors[0].endswith("| nothing was run")
+    assert "hunter2" not in named.output and "password=***" in named.errors[0]
     assert replicated.pair.sql(
         replicated.primary, "SELECT to_regclass('sqlrunner_ledger') IS NULL"
     ) == [(True,)]
