@@ -32,7 +32,13 @@ import psycopg
 from . import api, embedded, templates
 from ._version import __version__
 from .config import KEYS, ConfigFile, read_config
-from .errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
+from .errors import (
+    MigrationFailed,
+    ReplicasBehind,
+    SqlRunnerError,
+    UsageError,
+    VerificationFailed,
+)
 from .locking import lock_timeout_ms
 from .maintenance import history, repair
 from .progress import ProgressPrinter, json_line
@@ -530,10 +536,10 @@ def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> i
         message, code = _masked(exc.format_message(), argv), exc.exit_code
     elif isinstance(exc, SqlRunnerError):
         message, code = str(exc), exc.exit_code
-        if isinstance(exc, VerificationFailed) and isinstance(
+        if isinstance(exc, (VerificationFailed, ReplicasBehind)) and isinstance(
             exc.report, (ApplyReport, VerifyReport)
         ):
-            report = exc.report  # the checks as text; in --json mode inside the error document
+            report = exc.report  # checks or what was applied: text, and in the JSON error
             click.echo(render_text(report), err=as_json)
     elif isinstance(exc, psycopg.OperationalError):
         message, code = f"lost the database connection: {' '.join(str(exc).split())}", 3

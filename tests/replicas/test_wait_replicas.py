@@ -208,6 +208,7 @@ def test_exit_code_8_as_the_shell_sees_it(replicated: Replicated, sql_set: Any) 
         "sqlrunner: error: applied on the primary; standby standby1 (127.0.0.1, slot slot1) "
         "has not replayed it: "
     )
+    assert "applied 1 migration(s)" in done.stdout  # what the run did, before the error
 
 
 def test_positions_hidden_from_the_role_are_refused_before_anything_runs(
@@ -236,3 +237,19 @@ def test_positions_hidden_from_the_role_are_refused_before_anything_runs(
         pair.sql(pair.primary(), f"ALTER DATABASE {replicated.dbname} OWNER TO postgres")
         pair.sql(replicated.primary, f"DROP OWNED BY {role}")
         pair.sql(pair.primary(), f"DROP ROLE {role}")
+
+
+def test_the_json_error_of_exit_8_names_the_standbys_and_what_was_applied(
+    replicated: Replicated, sql_set: Any
+) -> None:
+    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    run = invoke(
+        "--dsn", replicated.primary, "--sql-dir", str(sql_set(THINGS)), "--json",
+        "apply", "--wait-replicas=1",
+    )  # fmt: skip
+    assert run.code == 8, run.output
+    error = json.loads(run.stdout)
+    assert error["report"] == "error" and error["exit_code"] == 8
+    assert error["error"] == "ReplicasBehind"
+    assert error["standbys"] == ["standby1 (127.0.0.1, slot slot1)"]
+    assert [f["name"] for f in error["result"]["applied"]] == ["things"]
