@@ -129,6 +129,11 @@ def apply(
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
     ``dry_run`` with ``show_sql`` lists in ``report.statements`` the SQL the run would
     send, in order, with the table locks of each statement (dryrun.py).
+    Standbys (replicas.py): ``wait_replicas`` seconds for every standby to replay the run's
+    last commit (ReplicasBehind, exit 8, when one has not; ``report.replicas`` says what was
+    waited for); ``max_replica_lag`` bytes: no-transaction statements wait while a standby
+    is further behind, up to ``replica_wait`` seconds; ``replicas``: DSNs of standbys
+    pg_stat_replication does not show (cascaded, or hidden by a pooler or privilege).
     """
     started = time.monotonic()
     opts = Options(**options)
@@ -150,14 +155,30 @@ def apply(
             preview = dry_run and show_sql
             sent = _preview(conn, plan, tables, RetryPolicy.of(opts)) if preview else ()
             return ApplyReport(shown, would, seeds, None, elapsed_ms(started), dry_run, notes, sent)
+        from .replicas import await_replay, watching
         from .runner import LockedRun  # the runner, and the parser, load only to run
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
-        with relay_server_messages(conn, on_event) as listener:
-            run = LockedRun(conn, conninfo, opts, listener, shown, started)
-            return run.apply(
+        with (
+            watching(
+                conn,
+                wait_replicas=opts.wait_replicas,
+                replicas=opts.replicas,
+                max_replica_lag=opts.max_replica_lag,
+                replica_wait=opts.replica_wait,
+                emit=on_event,
+            ) as gate,
+            relay_server_messages(conn, on_event) as listener,
+        ):
+            run = LockedRun(conn, conninfo, opts, listener, shown, started, gate)
+            report = run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=opts.strict
             )
+        if opts.wait_replicas is None or not report.changed:  # nothing applied: no wait
+            return report
+        return await_replay(
+            conn, report, timeout=opts.wait_replicas, replicas=opts.replicas, emit=on_event
+        )
 
 
 def _preview(

@@ -208,3 +208,19 @@ class AdoptionRefused(UsageError):
     def __init__(self, message: str, reasons: Sequence[str]) -> None:
         super().__init__(message)
         self.reasons = tuple(reasons)
+
+
+class ReplicasBehind(SqlRunnerError):
+    """Applied on the primary, but a standby has not replayed it in time (or a standby
+    lagged past ``max_replica_lag`` for longer than ``replica_wait``).
+
+    ``standbys`` names each standby still behind; ``report`` is the run's report when
+    the run itself finished (the files are applied and recorded).
+    """
+
+    exit_code = 8
+
+    def __init__(self, message: str, standbys: Sequence[str], report: object = None) -> None:
+        super().__init__(message)
+        self.standbys = tuple(standbys)
+        self.report = report

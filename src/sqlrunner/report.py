@@ -16,7 +16,9 @@ from .files import Migration
 from .plan import FileState
 
 if TYPE_CHECKING:
+    from .replicas import ReplicaWait
     from .sqltext import Statement
+
 
 log = logging.getLogger("sqlrunner")
 
@@ -132,6 +134,7 @@ class ApplyReport:
     notes: tuple[str, ...] = ()
     # apply --dry-run --sql: dryrun.PlannedStatement values, the SQL the run would send
     statements: tuple[Any, ...] = ()
+    replicas: ReplicaWait | None = None  # what --wait-replicas waited for (replicas.py)
 
     @property
     def changed(self) -> bool:
@@ -309,6 +312,8 @@ def _apply_text(report: ApplyReport, files: bool = True) -> str:
         )
     if report.verification is not None:
         lines.append(_verify_text(report.verification))
+    if report.replicas is not None:  # replicas.py: each standby and what it replayed
+        lines.extend(report.replicas.lines())
     return "\n".join(lines)
 
 

@@ -145,6 +145,7 @@ class LockedRun:
     listener: Listener | None
     shown: str
     started: float
+    between_statements: Callable[[], None] | None = None  # replicas.LagGate, if any
 
     @property
     def tables(self) -> LedgerTables:
@@ -168,6 +169,7 @@ class LockedRun:
             ctx,
             fan_out(self.listener),
             conninfo=self.conninfo,
+            between_statements=self.between_statements,
         )
 
     def _ms(self) -> int:
@@ -288,6 +290,9 @@ class Executor:
     state: SessionState | None = None
     # to reconnect and read the ledger after the run's connection was lost
     conninfo: str = ""
+    # replicas.LagGate (--max-replica-lag): called before each statement of a
+    # no-transaction file; it waits while a standby lags, or raises ReplicasBehind
+    between_statements: Callable[[], None] | None = None
 
     def forward(self, script: Script) -> FileResult:
         return self._run(script, self._recorded(script.migration, "apply"), "applied", "apply")
@@ -498,6 +503,8 @@ class Executor:
                         )
                     )
                     continue
+                if self.between_statements is not None:  # replicas: wait out standby lag
+                    self.between_statements()
                 if runs_alone(statement):  # otherwise the check travels with the statement
                     self.lock.ensure_held(
                         self.conn,

@@ -50,9 +50,15 @@ class Options:
     ledger_table: str = "sqlrunner_ledger"
     strict: bool = False  # refuse versions applied by a newer release
     strict_order: bool = False  # refuse a pending file older than the newest applied
+    # standbys (replicas.py): seconds for every standby to replay the run's last commit
+    wait_replicas: float | None = None
+    replicas: Sequence[str] = ()  # DSNs of standbys pg_stat_replication does not show
+    max_replica_lag: int | None = None  # bytes a standby may lag before a statement waits
+    replica_wait: float = 300  # seconds one such wait may last, then ReplicasBehind
 
     def __post_init__(self) -> None:
         """A bad value is refused before anything connects."""
+        object.__setattr__(self, "replicas", tuple(self.replicas))  # a list from a caller
         lock_timeout_ms(self.lock_timeout)
         if self.lock_retries < 0:
             raise UsageError(f"lock retries must be 0 or more, not {self.lock_retries}")
@@ -73,6 +79,10 @@ class OptionValues(TypedDict, total=False):
     ledger_table: str
     strict: bool
     strict_order: bool
+    wait_replicas: float | None
+    replicas: Sequence[str]
+    max_replica_lag: int | None
+    replica_wait: float
 
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min)?\s*$")

@@ -29,8 +29,22 @@ import click
 
 from .. import api, embedded, files
 from .._version import __version__
-from ..errors import MigrationFailed, SqlRunnerError, UsageError, VerificationFailed
-from ..report import ApplyReport, Report, VerifyReport, render_text, to_dict, when
+from ..errors import (
+    MigrationFailed,
+    ReplicasBehind,
+    SqlRunnerError,
+    UsageError,
+    VerificationFailed,
+)
+from ..report import (
+    ApplyReport,
+    Report,
+    VerifyReport,
+    json_default,
+    render_text,
+    to_dict,
+    when,
+)
 from ..session import database_errors, mask_password
 from .config import KEYS, read_config
 from .options import (
@@ -38,6 +52,7 @@ from .options import (
     global_options,
     lock_options,
     migration_name,
+    replica_options,
     setting,
     version_option,
     wait_option,
@@ -173,10 +188,10 @@ def report_failure(exc: Exception, settings: Settings, argv: Sequence[str]) -> i
         message, code = _masked(exc.format_message(), argv), exc.exit_code
     elif isinstance(exc, SqlRunnerError):
         message, code = str(exc), exc.exit_code
-        if isinstance(exc, VerificationFailed) and isinstance(
+        if isinstance(exc, (VerificationFailed, ReplicasBehind)) and isinstance(
             exc.report, (ApplyReport, VerifyReport)
         ):
-            report = exc.report  # the checks as text; in --json mode inside the error document
+            report = exc.report  # checks or what was applied: text, and in the JSON error
             click.echo(render_text(report), err=as_json)
     elif isinstance(exc, OSError):  # a file sqlrunner must write or read (new, --sql-dir)
         message, code = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 2
@@ -213,7 +228,7 @@ def error_document(
             "hint": e.hint,
             "statement": e.statement,
         }
-    for key in ("files", "blockers", "losses"):
+    for key in ("files", "blockers", "losses", "standbys"):
         if hasattr(exc, key):
             fields[key] = getattr(exc, key)
     if report is not None:
@@ -308,6 +323,7 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
     help="After the apply, write the schema as pg_dump prints it to FILE ('-': stdout).",
 )
 @lock_options
+@replica_options
 def apply_command(
     s: Settings,
     to: int | None,
@@ -420,10 +436,26 @@ def seed_command(s: Settings, **lock: Any) -> None:
     is_flag=True,
     help="Exit 1 on drift, 6 when files are pending, 0 when up to date.",
 )
+@click.option("--replicas", "show_replicas", is_flag=True, help="Also each standby and slot.")
+@click.option("--replica", "replicas", metavar="DSN", multiple=True, help="A standby by DSN.")
 @wait_option
-def status_command(s: Settings, exit_code: bool, wait: float) -> int:
-    report = api.status(s.target(), s.sql_dir, wait=wait, **s.ledger)
-    s.show(report)
+def status_command(
+    s: Settings, exit_code: bool, wait: float, show_replicas: bool, replicas: tuple[str, ...]
+) -> int:
+    dsn = s.target()
+    report = api.status(dsn, s.sql_dir, wait=wait, **s.ledger)
+    if show_replicas or replicas:  # replicas.py: the document gains a "replicas" member
+        from dataclasses import asdict
+
+        from ..replicas import standby_status
+
+        standbys = standby_status(dsn, replicas, wait=wait)
+        if s.as_json:
+            data = {**to_dict(report), "replicas": asdict(standbys)}
+            click.echo(json.dumps(data, default=json_default, indent=2))
+        s.say("\n".join([render_text(report), *standbys.lines()]))
+    else:
+        s.show(report)
     if exit_code and report.drifted:
         return 1
     if exit_code and report.pending:

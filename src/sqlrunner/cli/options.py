@@ -314,3 +314,53 @@ def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ):
         f = option(f)
     return f
+
+
+def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """apply's standby options (replicas.py), passed to the api as they are."""
+
+    def wait_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+        return None if value is None else seconds(ctx, param, value)
+
+    def byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        from ..replicas import parse_size
+
+        try:
+            return None if value is None else parse_size(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    for option in (
+        seconds_setting(
+            "--replica-wait",
+            DEFAULTS.replica_wait, "Longest wait, each time, for a standby over the lag bound."
+        ),
+        setting(
+            "--max-replica-lag",
+            metavar="SIZE",
+            callback=byte_size,
+            help="Between no-transaction statements, wait while a standby is further behind "
+            "(64MB, 1GB, bytes).",
+        ),
+        click.option(
+            "--replica",
+            "replicas",
+            metavar="DSN",
+            multiple=True,
+            help="A standby pg_stat_replication does not show (cascaded, behind a pooler); "
+            "repeatable.",
+        ),
+        setting(
+            "--wait-replicas",
+            type=float,
+            is_flag=False,
+            flag_value=300.0,
+            default=None,
+            callback=wait_seconds,
+            metavar="[SECONDS]",
+            help="After the last commit, wait until every standby replayed it (default 300 s); "
+            "exit 8 if one has not.",
+        ),
+    ):
+        f = option(f)
+    return f
