@@ -30,7 +30,17 @@ from . import api
 from .errors import ConnectionFailed, MigrationFailed, SqlRunnerError, UsageError
 from .events import Event
 from .files import MigrationSet
-from .fleet_report import FleetReport, State, TargetResult, TargetStatus, result_line
+from .fleet_report import (
+    FleetEvent,
+    FleetListener,
+    FleetReport,
+    State,
+    TargetResult,
+    TargetStatus,
+    event_printer,
+    result_line,
+    summary,
+)
 from .fleet_targets import FleetTarget, InvalidTargets, Shard, default_name, read_targets
 from .report import elapsed_ms
 
@@ -43,8 +53,10 @@ __all__ = [
     "TargetResult",
     "TargetStatus",
     "apply",
+    "event_printer",
     "read_targets",
     "status",
+    "summary",
 ]
 
 log = logging.getLogger("sqlrunner")
@@ -69,20 +81,6 @@ APPLY_OPTIONS = frozenset(
         "ledger_table",
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FleetEvent:
-    """A target finished (``done`` of ``total`` so far), or the run stopped starting targets."""
-
-    kind: Literal["target_finished", "stopped"]
-    message: str
-    done: int
-    total: int
-    result: TargetResult | TargetStatus | None = None
-
-
-FleetListener = Callable[[FleetEvent], None]
 
 
 @dataclass(frozen=True, slots=True)

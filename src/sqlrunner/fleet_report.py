@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from .report import SCHEMA_VERSION, json_default
 
@@ -99,6 +100,42 @@ class FleetReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), default=json_default, indent=2)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEvent:
+    """A target finished (``done`` of ``total`` so far), or the run stopped starting targets."""
+
+    kind: Literal["target_finished", "stopped"]
+    message: str
+    done: int
+    total: int
+    result: TargetResult | TargetStatus | None = None
+
+
+FleetListener = Callable[[FleetEvent], None]
+
+
+def event_printer(stream: TextIO, verbosity: int = 0, log_format: str = "text") -> FleetListener:
+    """The CLI's listener: each event a line on ``stream`` (-q: failures only), or a JSON line."""
+    from .progress import json_line
+
+    def show(event: FleetEvent) -> None:
+        result = event.result
+        failed = result is not None and result.exit_code not in (0, 6)
+        if verbosity < 0 and not failed:
+            return
+        if log_format == "json":
+            fields = asdict(result) if result is not None else {}
+            fields.pop("error", None)  # it is the message
+            line = json_line(
+                event.kind, event.message, done=event.done, total=event.total, **fields
+            )
+        else:
+            line = event.message
+        print(line, file=stream, flush=True)
+
+    return show
 
 
 def result_line(result: TargetResult | TargetStatus, done: int, total: int) -> str:
