@@ -16,12 +16,10 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from sqlrunner.testing import PostgresServer
 from tests.integration.conftest import sql_set
@@ -110,16 +108,13 @@ def pg15_server() -> Iterator[PostgresServer]:
 def ledger_versions(dsn: str, schema: str = "public") -> list[int]:
     """The forward versions a database's ledger holds ([] when it has none)."""
     with psycopg.connect(dsn) as conn:
-        table = conn.execute(
-            "SELECT to_regclass(%s)", (f"{schema}.sqlrunner_ledger",)
+        found = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+            (schema, "sqlrunner_ledger"),
         ).fetchone()
-        if table is None or table[0] is None:
+        if found is None or not found[0]:
             return []
         query = sql.SQL("SELECT version FROM {} WHERE kind = 'forward' ORDER BY version").format(
             sql.Identifier(schema, "sqlrunner_ledger")
         )
         return [int(row[0]) for row in conn.execute(query)]
-
-
-def dsn_with(dsn: str, **params: Any) -> str:
-    return make_conninfo(dsn, **params)

@@ -26,7 +26,11 @@ TENANT_SET = {
         "SELECT 'invoices exists', to_regclass('invoices') IS NOT NULL, 'the table is there';\n"
     ),
 }
-FORWARD = ["forward/0001_accounts.sql", "forward/0002_invoices.sql", "forward/0003_invoice_total.sql"]
+FORWARD = [
+    "forward/0001_accounts.sql",
+    "forward/0002_invoices.sql",
+    "forward/0003_invoice_total.sql",
+]
 
 
 def slow(files: dict[str, str], seconds: float) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -93,7 +94,7 @@ def test_targets_on_two_servers(tmp_path, sql_set, make_databases: MakeDatabases
                     ).fetchone()
                 )
         spans.sort()
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
 
 
 def test_one_server_down(tmp_path, sql_set, make_databases: MakeDatabases):
@@ -101,7 +102,9 @@ def test_one_server_down(tmp_path, sql_set, make_databases: MakeDatabases):
     sql = sql_set(TENANT_SET)
     up = make_databases(6)
     port = free_port()  # nothing listens there: a server that is down
-    down = [f"host=127.0.0.1 port={port} dbname=tenant_{i} user=u password=s3cret" for i in range(3)]
+    down = [
+        f"host=127.0.0.1 port={port} dbname=tenant_{i} user=u password=s3cret" for i in range(3)
+    ]
     path = write_targets(tmp_path, [*down[:1], *up[:3], *down[1:], *up[3:]])
     code, doc, stderr = fleet_cli("apply", "--targets", str(path), sql=sql)
     assert code == 7, stderr
@@ -185,7 +188,9 @@ def test_in_flight_targets_finish_after_the_limit(sql_set, make_databases: MakeD
 def test_invalid_migration_set_touches_no_target(tmp_path, sql_set, make_databases):
     sql = sql_set({**TENANT_SET, "forward/0002_duplicate.sql": "BEGIN;\nCOMMIT;\n"})
     dsns = make_databases(2)
-    done = cli("--sql-dir", str(sql), "fleet", "apply", "--targets", str(write_targets(tmp_path, dsns)))
+    done = cli(
+        "--sql-dir", str(sql), "fleet", "apply", "--targets", str(write_targets(tmp_path, dsns))
+    )
     assert done.returncode == 2 and "0002" in done.stderr
     assert all(ledger_versions(d) == [] for d in dsns)
 
