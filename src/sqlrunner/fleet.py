@@ -134,17 +134,18 @@ def apply(
     def work(target: FleetTarget, is_canary: bool) -> TargetResult:
         return _apply_one(target, files, apply_options, canary=is_canary and verify)
 
-    run = _Run(pool, len(chosen), on_event)
-    canaries = run.each(chosen[:canary], lambda t: work(t, True), limit=1)
+    dry_run = bool(apply_options.get("dry_run"))
+    run = _Run(pool, len(chosen), on_event, dry_run)
+    run.each(chosen[:canary], lambda t: work(t, True), limit=1, phase="canary")
     if run.stopped is None:
         run.each(chosen[canary:], lambda t: work(t, False), limit=limit)
     results = tuple(
         run.results.get(t.name) or TargetResult(t.name, t.shown, t.schema, "not started", None)
         for t in chosen
     )
-    if canaries and run.stopped and not run.set_error:
-        run.stopped = f"canary {run.stopped}"
-    return FleetReport("apply", results, elapsed_ms(started), slice_, run.stopped, run.set_error)
+    return FleetReport(
+        "apply", results, elapsed_ms(started), slice_, run.stopped, run.set_error, dry_run
+    )
 
 
 def status(
@@ -180,6 +181,8 @@ def _select(
 ) -> tuple[list[FleetTarget], str | None]:
     """The targets of this run (a shard's slice) and the shard as shown, names unique."""
     chosen = [t if isinstance(t, FleetTarget) else FleetTarget(default_name(t), t) for t in targets]
+    for target in chosen:
+        default_name(target.dsn)  # InvalidTargets (the DSN not shown) when libpq cannot parse it
     names = Counter(t.name for t in chosen)
     twice = sorted(name for name, n in names.items() if n > 1)
     if twice:
@@ -199,8 +202,11 @@ class _Run:
     reach ``on_event`` in the caller's thread, in the order targets finish.
     """
 
-    def __init__(self, pool: Pool, total: int, on_event: FleetListener | None) -> None:
+    def __init__(
+        self, pool: Pool, total: int, on_event: FleetListener | None, dry_run: bool = False
+    ) -> None:
         self.pool = pool
+        self.dry_run = dry_run
         self.total = total
         self.on_event = on_event
         self.results: dict[str, Any] = {}
@@ -209,49 +215,55 @@ class _Run:
         self.set_error: str | None = None
 
     def each(
-        self, targets: Sequence[FleetTarget], work: Callable[[FleetTarget], R], limit: int | None
-    ) -> list[R]:
+        self,
+        targets: Sequence[FleetTarget],
+        work: Callable[[FleetTarget], R],
+        limit: int | None,
+        phase: str = "",
+    ) -> None:
         """Run ``work`` on every target (as pool and per-server limits allow) until ``limit``
         failures; a Ctrl-C starts nothing more and waits for those in flight."""
         waiting = list(targets)
         running: dict[Future[R], FleetTarget] = {}
         busy: Counter[str] = Counter()
-        done: list[R] = []
+        servers = {t.name: t.server for t in targets}  # parsed once, not once per look
         with ThreadPoolExecutor(self.pool.parallel, thread_name_prefix="sqlrunner-fleet") as ex:
             while waiting or running:
                 if self.stopped is None:
-                    for target in self._startable(waiting, busy, len(running)):
-                        busy[target.server] += 1
+                    for target in self._startable(waiting, servers, busy, len(running)):
+                        busy[servers[target.name]] += 1
                         running[ex.submit(work, target)] = target
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     target = running.pop(future)
-                    busy[target.server] -= 1
-                    done.append(self._finished(future.result(), limit))
-        return done
+                    busy[servers[target.name]] -= 1
+                    self._finished(future.result(), limit, phase)
 
     def _startable(
-        self, waiting: list[FleetTarget], busy: Counter[str], running: int
+        self, waiting: list[FleetTarget], servers: dict[str, str], busy: Counter[str], running: int
     ) -> list[FleetTarget]:
-        """The next targets in list order that fit the free slots (taken off ``waiting``)."""
+        """The next targets in list order that fit the free slots (taken off ``waiting``):
+        a full server's targets wait without holding up the other servers'."""
         chosen: list[FleetTarget] = []
         room = self.pool.parallel - running
         per_server = self.pool.per_server
+        taken = Counter(busy)
         for target in waiting:
             if len(chosen) >= room:
                 break
-            taken = busy[target.server] + sum(1 for c in chosen if c.server == target.server)
-            if per_server is None or taken < per_server:
+            server = servers[target.name]
+            if per_server is None or taken[server] < per_server:
                 chosen.append(target)
+                taken[server] += 1
         for target in chosen:
             waiting.remove(target)
         return chosen
 
-    def _finished(self, result: R, limit: int | None) -> R:
+    def _finished(self, result: R, limit: int | None, phase: str) -> None:
         self.results[result.name] = result
-        line = result_line(result, len(self.results), self.total)
+        line = result_line(result, len(self.results), self.total, self.dry_run)
         failed = isinstance(result, TargetResult) and result.outcome == "failed"
         whole_set = isinstance(result, TargetResult) and result.error_kind in SET_ERRORS
         level = logging.WARNING if failed else logging.INFO
@@ -261,9 +273,10 @@ class _Run:
         if failed and whole_set and self.stopped is None:
             self.set_error = result.error
             self._stop(f"{result.name} found an error in the migration set itself")
+        elif failed and phase == "canary" and self.stopped is None:
+            self._stop(f"canary {result.name} failed, so no other target was started")
         elif failed and limit is not None and self.failures >= limit and self.stopped is None:
             self._stop(f"{result.name} failed ({self.failures} failure(s), the limit is {limit})")
-        return result
 
     def _stop(self, why: str) -> None:
         self.stopped = why
@@ -289,6 +302,8 @@ def _apply_one(
     own = {**options, "ledger_schema": target.schema or options.get("ledger_schema", "public")}
     try:
         report = api.apply(target.conninfo, files, on_event=listen, **own)
+        applied[:] = [r.label for r in report.applied]  # in a dry run: what would run
+        seeded[:] = [r.label for r in report.seeded]
         if canary and report.verification is None:
             api.verify(
                 target.conninfo,

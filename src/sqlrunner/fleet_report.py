@@ -60,6 +60,7 @@ class FleetReport:
     shard: str | None = None  # "K/N" when only that slice ran
     stopped: str | None = None  # why targets were not started, when some were not
     set_error: str | None = None  # an error of the whole set (the same on every target)
+    dry_run: bool = False  # ``applied`` lists what would run; nothing was changed
 
     @property
     def exit_code(self) -> int:
@@ -138,7 +139,9 @@ def event_printer(stream: TextIO, verbosity: int = 0, log_format: str = "text") 
     return show
 
 
-def result_line(result: TargetResult | TargetStatus, done: int, total: int) -> str:
+def result_line(
+    result: TargetResult | TargetStatus, done: int, total: int, dry_run: bool = False
+) -> str:
     """The line printed as a target finishes: ``[  3/200] ok  name  what  (41 ms)``."""
     width = len(str(total))
     verdict: str
@@ -153,7 +156,8 @@ def result_line(result: TargetResult | TargetStatus, done: int, total: int) -> s
         what = (
             f"exit {result.exit_code}: {result.error}"
             if result.outcome == "failed"
-            else f"{len(result.applied)} applied, {len(result.seeded)} seeded"
+            else f"{len(result.applied)} {'would apply' if dry_run else 'applied'}, "
+            f"{len(result.seeded)} {'would seed' if dry_run else 'seeded'}"
         )
         if result.canary:
             verdict += " (canary)"
@@ -178,8 +182,12 @@ def summary(report: FleetReport) -> str:
     lines = [
         f"fleet apply: {report.count('ok')} ok, {report.count('failed')} failed, "
         f"{report.count('not started')} not started of {total} target(s){shard}; "
-        f"{applied} file(s) applied in {seconds:.1f} s"
+        f"{applied} file(s) {'would be applied (dry run)' if report.dry_run else 'applied'} "
+        f"in {seconds:.1f} s"
     ]
-    if report.stopped:
-        lines.append(f"stopped: {report.stopped}; re-run the same command to go on")
+    if report.count("not started"):
+        lines.append(
+            f"{report.count('not started')} target(s) not started; fix the failure, then "
+            "re-run the same command to go on"
+        )
     return "\n".join(lines)

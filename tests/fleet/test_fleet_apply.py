@@ -28,6 +28,7 @@ def fleet_cli(*args: str, sql: Path, timeout: float = 120) -> tuple[int, dict, s
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
+@pytest.mark.fleet_scale
 @pytest.mark.timeout(180)
 def test_two_hundred_databases_one_broken(tmp_path, sql_set, make_databases: MakeDatabases):
     started = time.monotonic()
@@ -56,10 +57,6 @@ def test_two_hundred_databases_one_broken(tmp_path, sql_set, make_databases: Mak
     lines = [line for line in stderr.splitlines() if line.startswith("[")]
     assert len(lines) == 200 and any(line.startswith("[200/200]") for line in lines)
     assert "199 ok, 1 failed, 0 not started of 200" in stderr
-    # re-running is resuming: every done target costs one query, the broken one fails again
-    code, doc, _ = fleet_cli("apply", "--targets", str(write_targets(tmp_path, dsns)), sql=sql)
-    assert code == 7
-    assert sum(len(r["applied"]) for r in doc["results"]) == 0
     print(f"200 databases: {time.monotonic() - started:.1f} s in all")
 
 
