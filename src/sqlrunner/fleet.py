@@ -41,7 +41,15 @@ from .fleet_report import (
     result_line,
     summary,
 )
-from .fleet_targets import FleetTarget, InvalidTargets, Shard, default_name, read_targets
+from .fleet_targets import (
+    FleetTarget,
+    InvalidTargets,
+    Shard,
+    default_name,
+    parsed,
+    read_targets,
+    server_of,
+)
 from .report import elapsed_ms
 
 __all__ = [
@@ -135,7 +143,7 @@ def apply(
         return _apply_one(target, files, apply_options, canary=is_canary and verify)
 
     dry_run = bool(apply_options.get("dry_run"))
-    run = _Run(pool, len(chosen), on_event, dry_run)
+    run = _Run(pool, chosen, on_event, dry_run)
     run.each(chosen[:canary], lambda t: work(t, True), limit=1, phase="canary")
     if run.stopped is None:
         run.each(chosen[canary:], lambda t: work(t, False), limit=limit)
@@ -170,7 +178,7 @@ def status(
     def work(target: FleetTarget) -> TargetStatus:
         return _status_one(target, files, wait, target.schema or ledger_schema, ledger_table)
 
-    run = _Run(pool, len(chosen), on_event)
+    run = _Run(pool, chosen, on_event)
     run.each(chosen, work, limit=None)
     results = tuple(run.results[t.name] for t in chosen if t.name in run.results)
     return FleetReport("status", results, elapsed_ms(started), slice_, run.stopped, run.set_error)
@@ -181,8 +189,6 @@ def _select(
 ) -> tuple[list[FleetTarget], str | None]:
     """The targets of this run (a shard's slice) and the shard as shown, names unique."""
     chosen = [t if isinstance(t, FleetTarget) else FleetTarget(default_name(t), t) for t in targets]
-    for target in chosen:
-        default_name(target.dsn)  # InvalidTargets (the DSN not shown) when libpq cannot parse it
     names = Counter(t.name for t in chosen)
     twice = sorted(name for name, n in names.items() if n > 1)
     if twice:
@@ -203,11 +209,17 @@ class _Run:
     """
 
     def __init__(
-        self, pool: Pool, total: int, on_event: FleetListener | None, dry_run: bool = False
+        self,
+        pool: Pool,
+        targets: Sequence[FleetTarget],
+        on_event: FleetListener | None,
+        dry_run: bool = False,
     ) -> None:
         self.pool = pool
         self.dry_run = dry_run
-        self.total = total
+        self.total = len(targets)
+        # host:port of each target, parsed once (InvalidTargets before anything starts)
+        self.servers = {t.name: server_of(parsed(t.dsn)) for t in targets}
         self.on_event = on_event
         self.results: dict[str, Any] = {}
         self.failures = 0
@@ -226,23 +238,22 @@ class _Run:
         waiting = list(targets)
         running: dict[Future[R], FleetTarget] = {}
         busy: Counter[str] = Counter()
-        servers = {t.name: t.server for t in targets}  # parsed once, not once per look
         with ThreadPoolExecutor(self.pool.parallel, thread_name_prefix="sqlrunner-fleet") as ex:
             while waiting or running:
                 if self.stopped is None:
-                    for target in self._startable(waiting, servers, busy, len(running)):
-                        busy[servers[target.name]] += 1
+                    for target in self._startable(waiting, busy, len(running)):
+                        busy[self.servers[target.name]] += 1
                         running[ex.submit(work, target)] = target
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     target = running.pop(future)
-                    busy[servers[target.name]] -= 1
+                    busy[self.servers[target.name]] -= 1
                     self._finished(future.result(), limit, phase)
 
     def _startable(
-        self, waiting: list[FleetTarget], servers: dict[str, str], busy: Counter[str], running: int
+        self, waiting: list[FleetTarget], busy: Counter[str], running: int
     ) -> list[FleetTarget]:
         """The next targets in list order that fit the free slots (taken off ``waiting``):
         a full server's targets wait without holding up the other servers'."""
@@ -253,7 +264,7 @@ class _Run:
         for target in waiting:
             if len(chosen) >= room:
                 break
-            server = servers[target.name]
+            server = self.servers[target.name]
             if per_server is None or taken[server] < per_server:
                 chosen.append(target)
                 taken[server] += 1

@@ -46,10 +46,7 @@ class FleetTarget:
     @property
     def server(self) -> str:
         """``host:port``: what ``per_server`` counts (libpq's defaults for what is unset)."""
-        params = conninfo_to_dict(self.dsn)
-        host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "local"
-        port = params.get("port") or os.environ.get("PGPORT") or "5432"
-        return f"{host}:{port}"
+        return server_of(conninfo_to_dict(self.dsn))
 
     @property
     def conninfo(self) -> str:
@@ -163,18 +160,29 @@ def _toml_target(entry: Any) -> FleetTarget:
     return FleetTarget(name or default_name(dsn.strip(), schema), dsn.strip(), schema)
 
 
-def default_name(dsn: str, schema: str | None = None) -> str:
-    """``host:port/dbname`` (``/schema``): stable across runs, so shards stay stable."""
+def server_of(params: dict[str, Any]) -> str:
+    """``host:port`` of parsed libpq parameters (PGHOST, PGPORT, libpq's defaults)."""
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "local"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    return f"{host}:{port}"
+
+
+def parsed(dsn: str) -> dict[str, Any]:
+    """libpq's reading of ``dsn``; InvalidTargets (the DSN not shown) when it cannot."""
     try:
-        params = conninfo_to_dict(dsn)
+        return conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         raise InvalidTargets(
             "libpq cannot parse this DSN (not shown, it may hold a password); check its "
             "quoting and percent-encoding"
         ) from None
-    target = FleetTarget("", dsn)
+
+
+def default_name(dsn: str, schema: str | None = None) -> str:
+    """``host:port/dbname`` (``/schema``): stable across runs, so shards stay stable."""
+    params = parsed(dsn)
     dbname = params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE", "")
-    return f"{target.server}/{dbname}" + (f"/{schema}" if schema else "")
+    return f"{server_of(params)}/{dbname}" + (f"/{schema}" if schema else "")
 
 
 def _listing(problems: Sequence[str]) -> InvalidTargets:
