@@ -20,7 +20,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -239,18 +239,25 @@ class _Run:
         running: dict[Future[R], FleetTarget] = {}
         busy: Counter[str] = Counter()
         with ThreadPoolExecutor(self.pool.parallel, thread_name_prefix="sqlrunner-fleet") as ex:
-            while waiting or running:
-                if self.stopped is None:
-                    for target in self._startable(waiting, busy, len(running)):
-                        busy[self.servers[target.name]] += 1
-                        running[ex.submit(work, target)] = target
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    target = running.pop(future)
-                    busy[self.servers[target.name]] -= 1
-                    self._finished(future.result(), limit, phase)
+            try:
+                while waiting or running:
+                    if self.stopped is None:
+                        for target in self._startable(waiting, busy, len(running)):
+                            busy[self.servers[target.name]] += 1
+                            running[ex.submit(work, target)] = target
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        busy[self.servers[running.pop(future).name]] -= 1
+                        self._finished(future.result(), limit, phase)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI raises it
+                # A thread cannot be interrupted: the targets in flight finish (each file
+                # all or nothing either way), are reported, and then the interrupt goes on.
+                self._stop("interrupted: no new target starts, those in flight finish")
+                for future in as_completed(running):
+                    self._finished(future.result(), None, phase)
+                raise
 
     def _startable(
         self, waiting: list[FleetTarget], busy: Counter[str], running: int

@@ -67,3 +67,35 @@ def test_kill_9_mid_run_then_rerun_applies_exactly_the_missing_files(
         assert result["applied"] == FORWARD[len(before[dsn]) :], (result, before[dsn])
         assert ledger_versions(dsn) == [1, 2, 3]
         assert applied_history(dsn) == [1, 2, 3]  # nothing anywhere applied twice
+
+
+def test_sigterm_lets_targets_in_flight_finish_and_starts_no_new_one(
+    tmp_path, sql_set, make_databases: MakeDatabases
+):
+    sql = sql_set(slow(TENANT_SET, 0.3))
+    dsns = make_databases(6)
+    targets = tmp_path / "targets.txt"
+    targets.write_text("\n".join(dsns) + "\n", encoding="utf-8")
+    argv = [sys.executable, "-m", "sqlrunner", "--sql-dir", str(sql), "fleet", "apply"]
+    run = subprocess.Popen(
+        [*argv, "--targets", str(targets), "--parallel", "2"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(map(ledger_versions, dsns[:2])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, stderr
+    assert "stopped: interrupted" in stderr
+    after = [ledger_versions(d) for d in dsns]
+    assert after[:2] == [[1, 2, 3], [1, 2, 3]]  # the two in flight finished
+    assert after[2:] == [[], [], [], []]  # no new target started
+    assert sum(line.startswith("[") for line in stderr.splitlines()) == 2
