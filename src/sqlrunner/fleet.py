@@ -63,6 +63,7 @@ __all__ = [
     "apply",
     "event_printer",
     "read_targets",
+    "result_line",
     "status",
     "summary",
 ]
