@@ -455,6 +455,9 @@ def file_defaults(group: click.Group, values: dict[str, Any]) -> dict[str, Any]:
             if k not in top
             and any(p.name == k and not getattr(p, "hidden", False) for p in cmd.params)
         }
+        if isinstance(cmd, click.Group):  # fleet apply|status: each its own, as above
+            rest = {k: v for k, v in values.items() if k not in top}
+            own = {n: d for n, d in file_defaults(cmd, rest).items() if isinstance(d, dict)}
         if own:
             defaults[name] = own
     return defaults

@@ -224,3 +224,25 @@ def test_quiet_prints_only_failures(tmp_path, sql_set, make_databases):
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "FAILED" in lines[0] and "forward/0001_accounts.sql:2:1" in lines[0]
+
+
+def test_settings_file_reaches_fleet_apply(tmp_path, sql_set, make_databases):
+    """sqlrunner.toml's options apply to `fleet apply` as to `apply` (here: strict)."""
+    full = sql_set(TENANT_SET)
+    dsns = make_databases(2)
+    fleet.apply(dsns, full)
+    older = tmp_path / "older"
+    for relative, text in TENANT_SET.items():
+        if "0003" not in relative:
+            (older / relative).parent.mkdir(parents=True, exist_ok=True)
+            (older / relative).write_text(text, encoding="utf-8")
+    (tmp_path / "t.txt").write_text("\n".join(dsns), encoding="utf-8")
+    argv = [sys.executable, "-m", "sqlrunner", "--sql-dir", str(older), "--json", "fleet"]
+    run = [*argv, "apply", "--targets", "t.txt"]
+    lenient = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert lenient.returncode == 0, lenient.stderr  # a future version: a warning
+    (tmp_path / "sqlrunner.toml").write_text("strict = true\n", encoding="utf-8")
+    strict = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 7, strict.stderr
+    errors = {r["error_kind"] for r in json.loads(strict.stdout)["results"]}
+    assert errors == {"FutureVersions"}
