@@ -57,7 +57,7 @@ from .options import (
     version_option,
     wait_option,
 )
-from .output import document, log_to_stderr
+from .output import document, fleet_printer, log_to_stderr
 
 if TYPE_CHECKING:
     from ..adopt import AdoptReport
@@ -168,6 +168,9 @@ def file_defaults(group: click.Group, values: dict[str, Any]) -> dict[str, Any]:
             if k not in top
             and any(p.name == k and not getattr(p, "hidden", False) for p in cmd.params)
         }
+        if isinstance(cmd, click.Group):  # fleet apply|status: each its own, as above
+            rest = {k: v for k, v in values.items() if k not in top}
+            own = {n: d for n, d in file_defaults(cmd, rest).items() if isinstance(d, dict)}
         if own:
             defaults[name] = own
     return defaults
@@ -275,9 +278,12 @@ def cli() -> None:
     """The group: its options are stored into the Settings by their callbacks."""
 
 
-def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], click.Command]:
-    """A sqlrunner command: it accepts the global options too, gets the Settings first,
-    and runs with the library's log on stderr at the chosen verbosity."""
+def command(
+    name: str, group: click.Group | None = None, **kwargs: Any
+) -> Callable[[Callable[..., int | None]], click.Command]:
+    """A sqlrunner command (of ``group``, default the top one): it accepts the global options
+    too, gets the Settings first, and runs with the library's log on stderr at the chosen
+    verbosity."""
 
     def decorate(run: Callable[..., int | None]) -> click.Command:
         @functools.wraps(run)
@@ -286,7 +292,7 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
             with log_to_stderr(settings.verbosity):
                 return run(settings, *args, **options)
 
-        return cli.command(name, epilog=GLOBAL_NOTE, **kwargs)(
+        return (group or cli).command(name, epilog=GLOBAL_NOTE, **kwargs)(
             global_options(on_group=False)(invoke)
         )
 
@@ -753,6 +759,78 @@ def baseline_command(s: Settings, version: int, wait: float) -> None:
     from .. import baseline
 
     say_marks(s, baseline.baseline(s.target(), version, s.sql_dir, wait=wait, **s.ledger))
+
+
+# --- fleet (issue 16): many targets in one process; the logic lives in fleet.py -------------
+
+
+@cli.group("fleet", help="Apply to or check many databases (or tenant schemas) at once.")
+@global_options(on_group=False)
+def fleet_group() -> None:
+    """``sqlrunner fleet apply|status --targets FILE``: one line per target as it finishes."""
+
+
+def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--targets, --parallel, --per-server, --shard: which targets, how many at once."""
+    for option in (
+        setting("--shard", metavar="K/N", help="Only the K-th of N stable slices (by name)."),
+        setting(
+            "--per-server", type=click.IntRange(min=1), help="At most M at once on one host:port."
+        ),
+        setting("--parallel", type=click.IntRange(min=1), default=4, help="Targets at once."),
+        click.option(
+            "--targets",
+            required=True,
+            metavar="FILE",
+            help="One DSN per line, or TOML [[target]] (name, dsn, schema); - reads stdin.",
+        ),
+    ):
+        f = option(f)
+    return f
+
+
+def fleet_run(s: Settings, run: Callable[..., Any], targets: str, **options: Any) -> int:
+    """Read the list, run the fleet with a line per finished target, show the report."""
+    from .. import fleet
+
+    printer = fleet_printer(sys.stderr, s.verbosity, s.log_format)
+    report = run(fleet.read_targets(targets), s.sql_dir, on_event=printer, **options)
+    if s.as_json:
+        click.echo(report.to_json())
+    s.say(fleet.summary(report))
+    return int(report.exit_code)
+
+
+@command("apply", group=fleet_group, help="Apply the migration set to every target.")
+@fleet_options
+@setting("--canary", type=click.IntRange(min=0), default=0, help="First apply and verify K.")
+@setting(
+    "--on-error",
+    type=click.Choice(["stop", "continue"]),
+    default="continue",
+    help="After a failure: start no new target, or go on.",
+)
+@setting("--max-failures", type=click.IntRange(min=1), help="Start no new target after K failures.")
+@version_option("--to", "Apply up to and including this version.")
+@setting("--no-seed", is_flag=True, help="Leave the seed files alone.")
+@setting("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
+@setting("--dry-run", is_flag=True, help="List what would run on each target; change nothing.")
+@setting("--strict", is_flag=True, help="Refuse versions applied by a newer release.")
+@setting("--strict-order", is_flag=True, help="Refuse a pending file older than the newest.")
+@lock_options
+def fleet_apply_command(s: Settings, no_seed: bool, no_verify: bool, **options: Any) -> int:
+    from .. import fleet
+
+    return fleet_run(s, fleet.apply, seed=not no_seed, verify=not no_verify, **options, **s.ledger)
+
+
+@command("status", group=fleet_group, help="Per target: up to date, pending, drifted, unreachable.")
+@fleet_options
+@wait_option
+def fleet_status_command(s: Settings, **options: Any) -> int:
+    from .. import fleet
+
+    return fleet_run(s, fleet.status, **options, **s.ledger)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,12 +19,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
 
 from ..errors import ConnectionFailed
+from ..fleet_report import FleetEvent, FleetListener
 from ..report import SCHEMA_VERSION, Event, json_default, when
 from ..session import connect
 
@@ -208,3 +210,23 @@ def log_to_stderr(verbosity: int) -> Iterator[None]:
         root.removeHandler(handler)
         root.setLevel(levels[0])
         own.setLevel(levels[1])
+
+
+def fleet_printer(stream: TextIO, verbosity: int = 0, log_format: str = "text") -> FleetListener:
+    """The CLI's listener: each event a line on ``stream`` (-q: failures only), or a JSON line."""
+    def show(event: FleetEvent) -> None:
+        result = event.result
+        failed = result is not None and result.exit_code not in (0, 6)
+        if verbosity < 0 and not failed:
+            return
+        if log_format == "json":
+            fields = asdict(result) if result is not None else {}
+            fields.pop("error", None)  # it is the message
+            line = json_line(
+                event.kind, event.message, done=event.done, total=event.total, **fields
+            )
+        else:
+            line = event.message
+        print(line, file=stream, flush=True)
+
+    return show
