@@ -38,6 +38,7 @@ from .plan import (
     refuse_drift,
     stopped_in_front_of,
 )
+from .position import Throttle
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
 from .target import connect, mask_password
 
@@ -161,6 +162,8 @@ def apply(
     ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
     strict: bool = False,
+    budget: float | None = None,
+    between_batches: Callable[[], None] | None = None,
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
 
@@ -169,8 +172,12 @@ def apply(
     Versions applied by a newer release ("future") are a warning and a note in
     the report; ``strict=True`` refuses them (FutureVersions, exit 2).
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
+    Batched files stop cleanly between batches once ``budget`` seconds have passed
+    (BackfillPending, exit 6: the next apply continues); ``between_batches`` is called
+    between their batches (to wait for replicas, say).
     """
     started = time.monotonic()
+    throttle = Throttle(budget, between_batches, started)
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
     return _apply(
@@ -188,6 +195,7 @@ def apply(
         runner_wait=runner_wait,
         on_event=on_event,
         strict=strict,
+        throttle=throttle,
     )
 
 
@@ -207,6 +215,7 @@ def _apply(
     runner_wait: float,
     on_event: Listener | None,
     strict: bool,
+    throttle: Throttle | None = None,
 ) -> ApplyReport:
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
@@ -228,7 +237,9 @@ def _apply(
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with relay_server_messages(conn, on_event) as listener:
-            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
+            run = LockedRun(
+                conn, conninfo, tables, policy, runner_wait, listener, shown, started, throttle
+            )
             return run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=strict
             )

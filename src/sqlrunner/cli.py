@@ -62,7 +62,7 @@ GLOBAL_NOTE = (
 )
 INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
 MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
-LEDGER_SUFFIXES = ("_history", "_progress")  # the ledger's sibling tables
+LEDGER_SUFFIXES = ("_history", "_progress", "_backfill")  # the ledger's sibling tables
 NAME_LIMIT = 200  # NNNN_NAME.sql must fit a 255-byte file name, whatever the version
 
 

@@ -55,6 +55,11 @@ class LedgerTables(NamedTuple):
         return f"{ident(self.schema)}.{ident(self.table + '_progress')}"
 
     @property
+    def backfill_name(self) -> str:
+        """Batched files' progress (backfill.py): one row per file, its key range and position."""
+        return f"{ident(self.schema)}.{ident(self.table + '_backfill')}"
+
+    @property
     def lock_key(self) -> int:
         """A stable signed 64-bit advisory-lock key, one per ledger."""
         import hashlib
@@ -98,6 +103,19 @@ CREATE TABLE IF NOT EXISTS {progress} (
     done_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (version, statement_index)
 );
+CREATE TABLE IF NOT EXISTS {backfill} (
+    version     bigint      PRIMARY KEY,
+    checksum    text        NOT NULL,
+    lo_key      bigint      NOT NULL,
+    hi_key      bigint      NOT NULL,
+    next_key    bigint      NOT NULL,
+    batch_size  bigint      NOT NULL,
+    batches     bigint      NOT NULL DEFAULT 0,
+    rows        bigint      NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    done_at     timestamptz
+);
 """
 
 
@@ -108,7 +126,7 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     privilege on the database or schema, which a migration role may lack once
     everything exists.
     """
-    names = (tables.ledger_name, tables.history_name, tables.progress_name)
+    names = (tables.ledger_name, tables.history_name, tables.progress_name, tables.backfill_name)
     checks = " AND ".join(f"to_regclass({literal(name)}) IS NOT NULL" for name in names)
     row = conn.execute(
         f"SELECT to_regnamespace({literal(ident(tables.schema))}) IS NOT NULL, {checks}"
@@ -121,7 +139,10 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
     conn.execute(
         CREATE.format(
-            ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
+            ledger=tables.ledger_name,
+            history=tables.history_name,
+            progress=tables.progress_name,
+            backfill=tables.backfill_name,
         )
     )
 
@@ -297,7 +318,11 @@ def record_statement_done(tables: LedgerTables, version: int, checksum: str, ind
 
 
 def clear_progress(tables: LedgerTables, version: int) -> str:
-    return f"DELETE FROM {tables.progress_name} WHERE version = {version:d}"
+    """Forget a file's progress: its no-transaction statements and its backfill position."""
+    return (
+        f"WITH backfill AS (DELETE FROM {tables.backfill_name} WHERE version = {version:d}) "
+        f"DELETE FROM {tables.progress_name} WHERE version = {version:d}"
+    )
 
 
 def read_history(

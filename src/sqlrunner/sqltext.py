@@ -14,12 +14,15 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pglast.parser import ParseError, parse_sql_json
 
 from .errors import InvalidMigrationSet, MigrationFailed, Problem, SqlErrorDetail
 from .files import Migration
+
+if TYPE_CHECKING:
+    from .batched import Batched
 
 ALLOWED_BEFORE_BEGIN = frozenset({"lock_timeout", "statement_timeout"})
 # Each statement is one round trip inside the file's transaction: past this a file is a
@@ -55,6 +58,8 @@ class Script:
     # the SETs before a transactional file's BEGIN, and its COMMIT (for error positions)
     preamble: tuple[Statement, ...] = ()
     commit: Statement | None = None
+    # a batched file (batched.py): its header and the bounds in its one statement
+    batch: Batched | None = None
 
 
 def line_and_column(text: str, offset: int) -> tuple[int, int]:
@@ -217,6 +222,10 @@ def script_for(migration: Migration) -> Script:
     of a migration without its ledger row, so it is refused before anything runs.
     An empty or comment-only file is a transactional file with nothing in it.
     """
+    from . import batched  # the batched kind (its module imports this one)
+
+    if batched.is_batched(migration):
+        return batched.batched_script(migration)
     statements = split_statements(migration)
     if not statements:
         return Script(migration, ())
