@@ -38,7 +38,7 @@ from .plan import (
     refuse_drift,
     stopped_in_front_of,
 )
-from .position import Throttle
+from .position import BackfillPosition, Throttle, is_batched, read_positions
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
 from .target import connect, mask_password
 
@@ -305,13 +305,26 @@ def status(
         states = file_states(files, rows)
         if any(s.state in ("pending", "changed") for s in states):
             states = file_states(files, rows, ledger.read_failures(conn, tables))
+        applied = {r.version for r in rows if r.kind == "forward"}
+        pending = [m for m in files.forward if m.version not in applied]
+        backfills = _backfills(conn, tables, pending)
     ahead = [s for s in states if s.state == "future"]
     notes = (
         [future_note([LedgerRow(s.kind, s.version, s.name, "") for s in ahead])] if ahead else []
     )
-    applied = {r.version for r in rows if r.kind == "forward"}
-    pending = [m for m in files.forward if m.version not in applied]
-    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)))
+    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)), backfills)
+
+
+def _backfills(
+    conn: psycopg.Connection[Any], tables: LedgerTables, pending: Sequence[Migration]
+) -> tuple[BackfillPosition, ...]:
+    """The positions of pending batched files part-way through (read only when one is
+    pending: any other status costs no extra round trip)."""
+    versions = {m.version for m in pending if is_batched(m)}
+    if not versions:
+        return ()
+    found = read_positions(conn, tables)
+    return tuple(p for p in found if p.version in versions and not p.done)
 
 
 def verify(

@@ -31,9 +31,9 @@ from psycopg import sql
 
 from .errors import InvalidMigrationSet, Problem
 from .files import Migration
+from .position import MARK, duration_ms
 from .sqltext import Script, Statement, split_statements
 
-MARK = re.compile(r"--\s*sqlrunner:\s*batched(?=\s|$)")
 OPTIONS = ("table", "key", "size", "target", "derived")
 DEFAULT_TARGET_MS = 500
 # The statements a batch may be: each changes rows of its key range and nothing else.
@@ -43,18 +43,11 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
 _TABLE = re.compile(rf"^(?:(?P<schema>{_NAME})\.)?(?P<table>{_NAME})$")
 _COLUMN = re.compile(rf"^{_NAME}$")
 _SIZE = re.compile(r"^[1-9][0-9_]*$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|min|h)$")
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
 MAX_KEY = 2**63 - 1
 USAGE = (
     "e.g. '-- sqlrunner: batched table=public.events key=id size=10000' "
     "(optional: target=500ms, derived=col1,col2)"
 )
-
-
-def is_batched(migration: Migration) -> bool:
-    """Whether the file's first line marks it batched (forward files only run batched)."""
-    return migration.kind == "forward" and MARK.match(migration.text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +87,6 @@ class Batched:
     def position_in_file(self, lo: int, hi: int, rendered_position: int) -> int:
         """A 1-based error position in the rendered statement, mapped onto its text."""
         return original_position(self.statement.text, self.bounds, lo, hi, rendered_position)
-
-
-def duration_ms(value: str) -> int:
-    """'500ms', '2s', '10m', '1.5h' -> milliseconds (plain numbers are seconds)."""
-    text = value.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        text += "s"
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 10m or 1h")
-    return int(float(match[1]) * _UNITS_MS[match[2]])
 
 
 def parse_header(line: str) -> BatchSpec:

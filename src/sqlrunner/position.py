@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,8 +14,12 @@ import psycopg
 from psycopg import sql
 
 from .errors import UsageError
+from .files import Migration
 from .ledger import LedgerTables
 
+MARK = re.compile(r"--\s*sqlrunner:\s*batched(?=\s|$)")  # batched.py reads the rest
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|min|h)$")
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
 COLUMNS = (
     "version, checksum, lo_key, hi_key, next_key, batch_size, batches, rows, "
     "started_at, updated_at, done_at"
@@ -56,6 +61,19 @@ class BackfillPosition:
             f"{self.rows:,} rows in {self.batches:,} batches, batch size {self.batch_size:,}, "
             f"last batch {self.updated_at.isoformat(timespec='seconds')})"
         )
+
+
+def is_batched(migration: Migration) -> bool:
+    """Whether the file's first line marks it batched (forward files only run batched)."""
+    return migration.kind == "forward" and MARK.match(migration.text) is not None
+
+
+def duration_ms(value: str) -> int:
+    """'500ms', '2s', '10m', '1.5h' -> milliseconds (a unit is required)."""
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 10m or 1h")
+    return int(float(match[1]) * _UNITS_MS[match[2]])
 
 
 def read_positions(

@@ -20,6 +20,7 @@ from pglast.parser import ParseError, parse_sql_json
 
 from .errors import InvalidMigrationSet, MigrationFailed, Problem, SqlErrorDetail
 from .files import Migration
+from .position import is_batched
 
 if TYPE_CHECKING:
     from .batched import Batched
@@ -222,10 +223,10 @@ def script_for(migration: Migration) -> Script:
     of a migration without its ledger row, so it is refused before anything runs.
     An empty or comment-only file is a transactional file with nothing in it.
     """
-    from . import batched  # the batched kind (its module imports this one)
+    if is_batched(migration):
+        from .batched import batched_script  # that module imports this one
 
-    if batched.is_batched(migration):
-        return batched.batched_script(migration)
+        return batched_script(migration)
     statements = split_statements(migration)
     if not statements:
         return Script(migration, ())
