@@ -7,6 +7,7 @@ applied twice after a crash) or never shows as a counter other than 1.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
@@ -40,7 +41,9 @@ COMMIT;
 
 
 # Batch [41, 51) sleeps while the gate says so: a batch caught in the middle, for real.
-STALL_AT_41 = " FROM (SELECT CASE WHEN :lo = 41 AND (SELECT stall FROM gate) THEN pg_sleep(30) END) AS pause"
+STALL_AT_41 = (
+    " FROM (SELECT CASE WHEN :lo = 41 AND (SELECT stall FROM gate) THEN pg_sleep(30) END) AS pause"
+)
 STALLED = (
     "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' "
     "AND pid <> pg_backend_pid() AND state = 'active'"
@@ -66,7 +69,8 @@ def items_set(sql_set: SqlSet, backfill: str, rows: int = 100) -> Path:
 
 
 def counters(dsn: str) -> dict[int, int]:
-    return {int(c): int(n) for c, n in query(dsn, "SELECT counter, count(*) FROM items GROUP BY 1")}  # type: ignore[call-overload]
+    rows = query(dsn, "SELECT counter, count(*) FROM items GROUP BY 1")
+    return {int(str(c)): int(str(n)) for c, n in rows}
 
 
 def position(dsn: str) -> tuple[object, ...]:
@@ -90,7 +94,9 @@ def test_batches_cover_the_fixed_range_once(dsn: str, sql_set: SqlSet) -> None:
     # [1, 101) in batches of 10 keys: 10 batches, each committed with its progress row
     assert position(dsn) == (1, 101, 101, 10, 86, True)
     progress = [e.backfill for e in events if e.kind == "backfill_progress"]
-    assert [(p.lo, p.hi) for p in progress if p] == [(1 + 10 * i, min(11 + 10 * i, 101)) for i in range(10)]
+    assert [(p.lo, p.hi) for p in progress if p] == [
+        (1 + 10 * i, min(11 + 10 * i, 101)) for i in range(10)
+    ]
     assert progress[-1] is not None and progress[-1].position.rows == 86
     assert query(dsn, "SELECT kind, version FROM sqlrunner_ledger ORDER BY version") == [
         ("forward", 1),
@@ -108,7 +114,7 @@ def test_size_adapts_toward_the_target(dsn: str, sql_set: SqlSet) -> None:
     sqlrunner.apply(dsn, root, on_event=events.append)
     widths = [p.hi - p.lo for e in events if (p := e.backfill) is not None]
     assert widths[:4] == [5, 6, 7, 8]
-    assert all(b <= int(a * 1.2) for a, b in zip(widths, widths[1:-1], strict=False))
+    assert all(b <= int(a * 1.2) for a, b in itertools.pairwise(widths))
     assert counters(dsn) == {1: 343}
 
 
@@ -174,3 +180,229 @@ def test_a_terminated_backend_mid_batch_resumes_exactly_once(dsn: str, sql_set: 
     sqlrunner.apply(dsn, root)
     assert counters(dsn) == {1: 86}
     assert position(dsn) == (1, 101, 101, 10, 86, True)
+
+
+def next_key(dsn: str) -> int | None:
+    rows = query(dsn, "SELECT next_key FROM sqlrunner_ledger_backfill WHERE version = 2")
+    return int(str(rows[0][0])) if rows else None
+
+
+def test_kill_9_at_random_moments_changes_every_row_exactly_once(dsn: str, sql_set: SqlSet) -> None:
+    """A real ``sqlrunner apply`` killed with SIGKILL ten times at random moments of its
+    backfill (inside a batch, between two, while committing), then run to completion:
+    every row's counter is 1, and the progress row says done."""
+    pause = " FROM (SELECT pg_sleep(0.02)) AS pause"
+    root = items_set(sql_set, batched(body=pause).replace(" id ", " items.id "), rows=1400)
+    sqlrunner.apply(dsn, root, to=1)
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    stops: list[int | None] = []
+    for _ in range(10):
+        before = next_key(dsn)
+        runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
+        # this run's first batch committed: from here on, a random moment
+        wait_until(lambda: next_key(dsn) != before, timeout=30, message="a batch to commit")  # noqa: B023
+        time.sleep(rng.uniform(0, 0.3))
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=10)
+        stops.append(next_key(dsn))
+    last = spawn("--sql-dir", str(root), "apply", dsn=dsn)
+    code = last.wait(timeout=120)
+    assert code == 0, (seed, stops, last.stderr.read() if last.stderr else "")
+    assert counters(dsn) == {1: 1200}, (seed, stops)
+    assert position(dsn) == (1, 1400, 1400, 140, 1200, True), (seed, stops)
+    assert all(k is not None and 1 < k < 1400 for k in stops), (seed, stops)
+
+
+def test_a_batch_waits_out_a_row_lock_and_retries(dsn: str, sql_set: SqlSet) -> None:
+    root = items_set(sql_set, batched())
+    sqlrunner.apply(dsn, root, to=1)
+    blocker = psycopg.connect(dsn)
+    blocker.execute("SELECT * FROM items WHERE id = 55 FOR UPDATE")
+    retries: list[str] = []
+
+    def listen(event: Event) -> None:
+        if event.kind == "retry":
+            retries.append(event.message)
+            if not blocker.closed:
+                blocker.commit()
+                blocker.close()
+
+    try:
+        report = sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=listen)
+    finally:
+        blocker.close()
+    assert retries and "batch [51, 61)" in retries[0]
+    assert report.applied[0].attempts >= 2
+    assert counters(dsn) == {1: 86}
+
+
+def test_a_batch_gives_up_naming_the_blocker_then_resumes(dsn: str, sql_set: SqlSet) -> None:
+    root = items_set(sql_set, batched())
+    sqlrunner.apply(dsn, root, to=1)
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("SET application_name = 'row holder'")
+        blocker.execute("SELECT * FROM items WHERE id = 55 FOR UPDATE")
+        with pytest.raises(sqlrunner.LockTimeout) as gave_up:
+            sqlrunner.apply(dsn, root, lock_timeout="100ms", lock_retries=1)
+        assert f"pid {blocker.info.backend_pid} (row holder" in str(gave_up.value)
+        assert "batch [51, 61)" in str(gave_up.value)
+        assert "resumes" in str(gave_up.value)
+        blocker.rollback()
+    assert position(dsn)[2] == 51
+    sqlrunner.apply(dsn, root)
+    assert counters(dsn) == {1: 86}
+
+
+SLOW = " FROM (SELECT pg_sleep(0.1)) AS pause"
+
+
+def test_budget_stops_between_batches_with_exit_6_then_resumes(dsn: str, sql_set: SqlSet) -> None:
+    root = items_set(sql_set, batched(body=SLOW).replace(" id ", " items.id "))
+    base = ("--dsn", dsn, "--sql-dir", str(root))
+    stopped = invoke(*base, "--heartbeat", "0.5", "apply", "--budget", "0.35s")
+    assert stopped.code == 6, stopped.output
+    assert "pending: the backfill continues on the next apply" in stopped.stderr
+    assert "backfill 10% (key 11 of [1, 101))" in stopped.stderr  # the first batch's line
+    done_keys, done_rows = (int(str(v)) for v in position(dsn)[2:5:2])
+    assert 11 <= done_keys < 101
+    assert counters(dsn) == {1: done_rows, 0: 86 - done_rows}
+
+    status = invoke(*base, "status")
+    assert f"at key {done_keys} of [1, 101)" in status.stdout, status.output
+    document = json.loads(invoke(*base, "--json", "status").stdout)
+    (backfill,) = document["backfills"]
+    assert (backfill["version"], backfill["next_key"], backfill["hi_key"]) == (2, done_keys, 101)
+    assert invoke(*base, "status", "--exit-code").code == 6
+    assert query(
+        dsn,
+        "SELECT outcome FROM sqlrunner_ledger_history WHERE kind = 'run' ORDER BY id DESC LIMIT 1",
+    ) == [("pending",)]
+
+    finished = invoke(*base, "apply")
+    assert finished.code == 0, finished.output
+    assert counters(dsn) == {1: 86}
+    assert "at key" not in invoke(*base, "status").stdout
+
+
+def test_budget_progress_lines_as_json_for_log_shippers(dsn: str, sql_set: SqlSet) -> None:
+    root = items_set(sql_set, batched())
+    run = invoke("--dsn", dsn, "--sql-dir", str(root), "-v", "--log-format", "json", "apply")
+    assert run.code == 0, run.output
+    lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    progress = [line for line in lines if line["event"] == "backfill"]
+    assert len(progress) == 10  # -v: one per batch
+    assert (progress[-1]["rows"], progress[-1]["batches"], progress[-1]["next_key"]) == (
+        86,
+        10,
+        101,
+    )
+    assert progress[0]["eta_s"] is not None and progress[-1]["eta_s"] == 0
+
+
+def test_an_edited_file_mid_backfill_is_drift_with_a_way_out(dsn: str, sql_set: SqlSet) -> None:
+    root = items_set(sql_set, batched(body=", note = (1 / (id - 33))::text"))
+    with pytest.raises(sqlrunner.MigrationFailed):
+        sqlrunner.apply(dsn, root)
+    edited = root / "forward/0002_backfill.sql"
+    edited.write_text(batched(body=", note = (1 / nullif(id - 33, 0))::text"))
+    with pytest.raises(sqlrunner.ChecksumMismatch) as drift:
+        sqlrunner.apply(dsn, root)
+    message = str(drift.value)
+    assert "changed while its backfill is in progress" in message
+    assert "up to key 31 of [1, 101)" in message
+    assert counters(dsn) == {1: 26, 0: 60}
+    # the message's way on: the rest of the range with the new text
+    fix = message.split("(UPDATE ", 1)[1].split(")", 1)[0]
+    query(dsn, f"UPDATE {fix} RETURNING 1")
+    sqlrunner.apply(dsn, root)
+    assert counters(dsn) == {1: 86}
+
+
+HEAD = "-- sqlrunner: batched table=items key=id size=10"
+ONE_BATCH = "UPDATE items SET counter = 1 WHERE id >= :lo AND id < :hi;\n"
+# case: (file, line of the problem, what the message says)
+INVALID = {
+    "no key": (f"-- sqlrunner: batched table=items size=10\n{ONE_BATCH}", 1, "missing key="),
+    "unknown option": (f"{HEAD} speed=3\n{ONE_BATCH}", 1, "unknown option 'speed'"),
+    "bad target": (f"{HEAD} target=fast\n{ONE_BATCH}", 1, "invalid duration 'fast'"),
+    "bad size": (f"{HEAD.replace('size=10', 'size=0')}\n{ONE_BATCH}", 1, "size=0"),
+    "two statements": (
+        f"{HEAD}\n{ONE_BATCH}DELETE FROM items WHERE id >= :lo AND id < :hi;\n",
+        3,
+        "exactly one statement",
+    ),
+    "no hi": (f"{HEAD}\nUPDATE items SET counter = 1 WHERE id >= :lo;\n", 2, "must use :hi"),
+    "a transaction": (f"{HEAD}\nBEGIN;\n{ONE_BATCH}COMMIT;\n", 2, "no BEGIN/COMMIT"),
+    "not DML": (
+        f"{HEAD}\n{ONE_BATCH.replace('UPDATE items SET counter = 1', 'SELECT * FROM items')}",
+        2,
+        "must be an UPDATE",
+    ),
+    "other variable": (f"{HEAD}\n{ONE_BATCH.replace('1', ':who')}", 2, "psql variable :who"),
+    "quoted bound": (HEAD + "\n" + ONE_BATCH.replace(":lo", ":'lo'"), 2, "without quotes"),
+    "nothing": (f"{HEAD}\n-- to do\n", 1, "needs one UPDATE"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+def test_an_invalid_batched_file_is_refused_before_anything_runs(
+    dsn: str, sql_set: SqlSet, case: str
+) -> None:
+    text, line, fragment = INVALID[case]
+    root = items_set(sql_set, text)
+    (problem,) = sqlrunner.api.check(root).problems
+    assert problem.path is not None and problem.path.endswith("forward/0002_backfill.sql")
+    assert problem.line == line and fragment in problem.message, problem
+    run = invoke("--dsn", dsn, "--sql-dir", str(root), "apply")
+    assert run.code == 2, run.output
+    assert f"0002_backfill.sql:{line}:" in run.stderr
+    assert query(dsn, "SELECT to_regclass('items'), to_regclass('sqlrunner_ledger')") == [
+        (None, None)
+    ]
+
+
+def test_the_header_table_must_exist_with_an_integer_key(dsn: str, sql_set: SqlSet) -> None:
+    root = items_set(sql_set, batched().replace("key=id", "key=note"))
+    run = invoke("--dsn", dsn, "--sql-dir", str(root), "apply")
+    assert run.code == 2, run.output
+    assert "key note is text: a batched key must be smallint, integer or bigint" in run.stderr
+
+
+def test_one_batch_by_hand_with_psql_does_what_the_runner_does(
+    dsn: str, sql_set: SqlSet, psql: list[str]
+) -> None:
+    """Quotes, dollar quotes and comments keep their :lo and :hi, under psql as under the
+    runner; the bounds are the ones psql was given."""
+    body = ",\n    note = ':lo stays' || $$ and :hi too$$ /* :hi */ -- not :lo either"
+    root = items_set(sql_set, batched(body=body))
+    sqlrunner.apply(dsn, root, to=1)
+    path = root / "forward/0002_backfill.sql"
+    by_hand = subprocess.run(
+        [
+            *psql,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "lo=11",
+            "-v",
+            "hi=21",
+            "-f",
+            str(path),
+            "-d",
+            dsn,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert "UPDATE 9" in by_hand.stdout  # 11..20 without 14
+    expected = ":lo stays and :hi too"
+    assert query(
+        dsn, "SELECT min(id), max(id), count(*), min(note), max(note) FROM items WHERE counter = 1"
+    ) == [(11, 20, 9, expected, expected)]
+    sqlrunner.apply(dsn, root)
+    assert counters(dsn) == {2: 9, 1: 77}
+    assert query(dsn, "SELECT DISTINCT note FROM items") == [(expected,)]
