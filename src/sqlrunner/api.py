@@ -392,7 +392,7 @@ def rollback(
         from .safety import data_at_risk
 
         scripts = parse_all([step.rollback for step in plan])
-        losses = data_at_risk(conn, scripts, parse_all(files.seed))
+        losses = data_at_risk(conn, scripts, parse_all(files.seed), files.forward)
         if dry_run:
             would = tuple(_would(s.rollback, "would roll back") for s in plan)
             return RollbackReport(shown, would, elapsed_ms(started), True, tuple(losses), notes)

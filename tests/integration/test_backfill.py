@@ -406,3 +406,59 @@ def test_one_batch_by_hand_with_psql_does_what_the_runner_does(
     sqlrunner.apply(dsn, root)
     assert counters(dsn) == {2: 9, 1: 77}
     assert query(dsn, "SELECT DISTINCT note FROM items") == [(expected,)]
+
+
+def derived_set(sql_set: SqlSet, derived: str) -> Path:
+    """items, then a column the backfill fills, then the backfill; each reversible."""
+    header = f"size=50 target=off{derived}"
+    return sql_set(
+        {
+            "forward/0001_items.sql": TABLE.format(rows=100),
+            "forward/0002_label.sql": "BEGIN;\nALTER TABLE items ADD COLUMN label text;\nCOMMIT;\n",
+            "rollback/0002_label.sql": "BEGIN;\nALTER TABLE items DROP COLUMN label;\nCOMMIT;\n",
+            "forward/0003_fill_label.sql": batched(header, ", label = 'item ' || id"),
+            "rollback/0003_fill_label.sql": (
+                "BEGIN;\nUPDATE items SET label = NULL, counter = counter - 1;\nCOMMIT;\n"
+            ),
+        }
+    )
+
+
+def test_derived_columns_are_not_data_at_risk_but_other_overwrites_are(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    """The rollback resets the derived label (not data) and counter (data: asked); the
+    drop of the derived label by the next rollback loses nothing a re-apply does not
+    compute again."""
+    root = derived_set(sql_set, " derived=label")
+    sqlrunner.apply(dsn, root)
+    would = sqlrunner.rollback(dsn, root, to=1, dry_run=True)
+    assert would.data_at_risk == (
+        "column items.counter: up to 86 values overwritten by UPDATE items SET label = NULL, "
+        "counter = counter - 1 at rollback/0003_fill_label.sql:2",
+    )
+    with pytest.raises(sqlrunner.DataLossRefused):
+        sqlrunner.rollback(dsn, root, to=1)
+    (root / "rollback/0003_fill_label.sql").write_text(
+        "BEGIN;\nUPDATE items SET label = NULL;\nCOMMIT;\n"
+    )
+    report = sqlrunner.rollback(dsn, root, to=1)
+    assert report.data_at_risk == ()
+    assert [r.version for r in report.rolled_back] == [3, 2]
+    assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger_backfill") == [(0,)]
+    sqlrunner.apply(dsn, root)  # the backfill runs again from its first key
+    assert counters(dsn) == {2: 86}
+    assert query(dsn, "SELECT count(*) FROM items WHERE label = 'item ' || id") == [(86,)]
+
+
+def test_without_derived_the_backfilled_values_are_data_at_risk(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = derived_set(sql_set, "")
+    sqlrunner.apply(dsn, root)
+    would = sqlrunner.rollback(dsn, root, to=1, dry_run=True)
+    assert [line.split(":")[0] for line in would.data_at_risk] == [
+        "column items.label",  # dropped by rollback/0002
+        "column items.label",  # overwritten by rollback/0003
+        "column items.counter",
+    ]
