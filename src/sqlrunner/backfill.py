@@ -319,15 +319,23 @@ class Backfill:
     def _transaction(self, body: list[Part], lo: int | None, hi: int | None) -> None:
         """The runner's own SQL in one locked, timed transaction (start and finish)."""
         parts = [*self._locals(), *body, (self.x.lock.held_check(), None), ("COMMIT", None)]
-        try:
-            send(self.x.conn, [q for q, _ in parts])
-        except PartFailed as failed:
-            self._settle_failure(failed, lo, hi)
-            raise self._failed(failed, None, lo, hi, "") from None
-        except psycopg.OperationalError as exc:
-            if self._is_lost(exc):
-                raise self._lost(exc, lo, hi) from None
-            raise
+        delays = self.x.policy.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                send(self.x.conn, [q for q, _ in parts])
+                return
+            except PartFailed as failed:
+                self._settle_failure(failed, lo, hi)
+                if failed.error.sqlstate in RETRYABLE_SQLSTATES:  # reading the key range
+                    self._wait(failed.error, attempt, delays, None, None)
+                    continue
+                raise self._failed(failed, None, lo, hi, "") from None
+            except psycopg.OperationalError as exc:
+                if self._is_lost(exc):
+                    raise self._lost(exc, lo, hi) from None
+                raise
 
     def _settle_failure(self, failed: PartFailed, lo: int | None, hi: int | None) -> None:
         """Roll back; raise what the failure means when it is not the batch's own error."""
@@ -366,18 +374,31 @@ class Backfill:
             timer.join()
 
     def _wait(
-        self, exc: psycopg.Error, attempt: int, delays: Iterator[float], lo: int, hi: int
+        self,
+        exc: psycopg.Error,
+        attempt: int,
+        delays: Iterator[float],
+        lo: int | None,
+        hi: int | None,
     ) -> None:
         where = f"{self.m.display_path}:{self.batch.statement.line} batch [{lo}, {hi})"
+        if lo is None:
+            where = f"{self.m.display_path}: reading the key range of {self.batch.spec.table_name}"
         blocked_by = f"; blocked by {' / '.join(self.blockers)}" if self.blockers else ""
         delay = next(delays, None)
         if delay is None:
             raise LockTimeout(
                 f"{where}: gave up after {attempt} attempts ({exc.diag.message_primary}, "
                 f"lock_timeout {self.x.policy.lock_timeout_setting})"
-                f"{blocked_by or '; the blocker is gone'} | this batch was rolled back; the "
-                f"batches below key {lo} are committed: end or wait out the blocker, then run "
-                "apply again (it resumes at that key), or raise --lock-retries",
+                f"{blocked_by or '; the blocker is gone'} | "
+                + (
+                    f"this batch was rolled back; the batches below key {lo} are committed: "
+                    "end or wait out the blocker, then run apply again (it resumes at that "
+                    "key), or raise --lock-retries"
+                    if lo is not None
+                    else "nothing of this file ran: end or wait out the blocker, then run "
+                    "apply again, or raise --lock-retries"
+                ),
                 self.blockers,
             ) from None
         self.x.emit(

@@ -237,6 +237,28 @@ def test_a_batch_waits_out_a_row_lock_and_retries(dsn: str, sql_set: SqlSet) -> 
     assert counters(dsn) == {1: 86}
 
 
+def test_fixing_the_key_range_waits_out_a_table_lock(dsn: str, sql_set: SqlSet) -> None:
+    """min/max of the key need ACCESS SHARE: an ACCESS EXCLUSIVE holder is waited out
+    with the lock_timeout and retries, like any migration."""
+    root = items_set(sql_set, batched())
+    sqlrunner.apply(dsn, root, to=1)
+    blocker = psycopg.connect(dsn)
+    blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    retries: list[str] = []
+
+    def listen(event: Event) -> None:
+        if event.kind == "retry":
+            retries.append(event.message)
+            blocker.commit()
+
+    try:
+        sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=listen)
+    finally:
+        blocker.close()
+    assert retries and "reading the key range of public.items" in retries[0]
+    assert counters(dsn) == {1: 86}
+
+
 def test_a_batch_gives_up_naming_the_blocker_then_resumes(dsn: str, sql_set: SqlSet) -> None:
     root = items_set(sql_set, batched())
     sqlrunner.apply(dsn, root, to=1)
