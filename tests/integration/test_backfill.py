@@ -473,9 +473,7 @@ def test_derived_columns_are_not_data_at_risk_but_other_overwrites_are(
     assert query(dsn, "SELECT count(*) FROM items WHERE label = 'item ' || id") == [(86,)]
 
 
-def test_without_derived_the_backfilled_values_are_data_at_risk(
-    dsn: str, sql_set: SqlSet
-) -> None:
+def test_without_derived_the_backfilled_values_are_data_at_risk(dsn: str, sql_set: SqlSet) -> None:
     root = derived_set(sql_set, "")
     sqlrunner.apply(dsn, root)
     would = sqlrunner.rollback(dsn, root, to=1, dry_run=True)
@@ -484,3 +482,29 @@ def test_without_derived_the_backfilled_values_are_data_at_risk(
         "column items.label",  # overwritten by rollback/0003
         "column items.counter",
     ]
+
+
+def test_between_batches_runs_between_batches_and_may_stop_the_file(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    """The replica-lag gate's hook: called between two batches, never inside one; what
+    it raises stops the file with every batch before it committed."""
+    root = items_set(sql_set, batched())
+    calls: list[int] = []
+
+    class Behind(Exception):
+        pass
+
+    def gate() -> None:
+        calls.append(int(str(position(dsn)[2])))
+        if len(calls) == 4:
+            raise Behind
+
+    with pytest.raises(Behind):
+        sqlrunner.apply(dsn, root, between_batches=gate)
+    assert calls == [11, 21, 31, 41]  # each time with the batch before it committed
+    assert counters(dsn) == {1: 35, 0: 51}
+    calls.clear()
+    sqlrunner.apply(dsn, root, between_batches=lambda: calls.append(0))
+    assert len(calls) == 5  # six batches left: five gaps between them
+    assert counters(dsn) == {1: 86}
