@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
+from . import ledger
 from .errors import (
     BackfillPending,
     ChecksumMismatch,
@@ -155,6 +156,7 @@ class Backfill:
 
     def _position(self) -> BackfillPosition:
         """The stored position to resume at, or a new one: the key range fixed now."""
+        ledger.create_backfill_table(self.x.conn, self.x.tables)
         found = read_positions(self.x.conn, self.x.tables, self.m.version)
         if found and not found[0].done:
             position = found[0]

@@ -103,6 +103,11 @@ CREATE TABLE IF NOT EXISTS {progress} (
     done_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (version, statement_index)
 );
+"""
+
+# Created when the first batched file runs (backfill.py), not with the ledger: a
+# migration role without CREATE privilege keeps working on a ledger made before it.
+CREATE_BACKFILL = """
 CREATE TABLE IF NOT EXISTS {backfill} (
     version     bigint      PRIMARY KEY,
     checksum    text        NOT NULL,
@@ -126,7 +131,7 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
     privilege on the database or schema, which a migration role may lack once
     everything exists.
     """
-    names = (tables.ledger_name, tables.history_name, tables.progress_name, tables.backfill_name)
+    names = (tables.ledger_name, tables.history_name, tables.progress_name)
     checks = " AND ".join(f"to_regclass({literal(name)}) IS NOT NULL" for name in names)
     row = conn.execute(
         f"SELECT to_regnamespace({literal(ident(tables.schema))}) IS NOT NULL, {checks}"
@@ -139,12 +144,18 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(tables.schema)}")
     conn.execute(
         CREATE.format(
-            ledger=tables.ledger_name,
-            history=tables.history_name,
-            progress=tables.progress_name,
-            backfill=tables.backfill_name,
+            ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
         )
     )
+
+
+def create_backfill_table(
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables
+) -> None:
+    """The batched files' progress table, if missing (with the runner lock held)."""
+    row = conn.execute(f"SELECT to_regclass({literal(tables.backfill_name)})").fetchone()
+    if row is None or row[0] is None:
+        conn.execute(CREATE_BACKFILL.format(backfill=tables.backfill_name))
 
 
 def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
@@ -318,10 +329,13 @@ def record_statement_done(tables: LedgerTables, version: int, checksum: str, ind
 
 
 def clear_progress(tables: LedgerTables, version: int) -> str:
-    """Forget a file's progress: its no-transaction statements and its backfill position."""
+    """Forget a file's progress: its no-transaction statements and its backfill position
+    (whose table exists once a batched file ran: PL/pgSQL plans the DELETE only then)."""
+    backfill = tables.backfill_name
     return (
-        f"WITH backfill AS (DELETE FROM {tables.backfill_name} WHERE version = {version:d}) "
-        f"DELETE FROM {tables.progress_name} WHERE version = {version:d}"
+        f"DO $sqlrunner$BEGIN DELETE FROM {tables.progress_name} WHERE version = {version:d}; "
+        f"IF to_regclass({literal(backfill)}) IS NOT NULL THEN "
+        f"DELETE FROM {backfill} WHERE version = {version:d}; END IF; END$sqlrunner$"
     )
 
 

@@ -44,9 +44,10 @@ COMMIT;
 STALL_AT_41 = (
     " FROM (SELECT CASE WHEN :lo = 41 AND (SELECT stall FROM gate) THEN pg_sleep(30) END) AS pause"
 )
+# every batch's text holds the pg_sleep: the one that sleeps is [41, 51), in its sleep
 STALLED = (
-    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' "
-    "AND pid <> pg_backend_pid() AND state = 'active'"
+    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%CASE WHEN 41 = 41 AND%' "
+    "AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
 )
 
 
@@ -183,6 +184,9 @@ def test_a_terminated_backend_mid_batch_resumes_exactly_once(dsn: str, sql_set: 
 
 
 def next_key(dsn: str) -> int | None:
+    """The stored next key; None before the first batched file created the table."""
+    if query(dsn, "SELECT to_regclass('sqlrunner_ledger_backfill')") == [(None,)]:
+        return None
     rows = query(dsn, "SELECT next_key FROM sqlrunner_ledger_backfill WHERE version = 2")
     return int(str(rows[0][0])) if rows else None
 
