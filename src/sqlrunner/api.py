@@ -21,7 +21,15 @@ import psycopg
 
 from . import ledger
 from .errors import DataLossRefused, OutOfOrder, Problem, UsageError, VerificationFailed
-from .files import Migration, MigrationSet, SqlDir, load_files, read_migration_set, resolve_sql_dir
+from .files import (
+    Migration,
+    MigrationSet,
+    SqlDir,
+    is_batched,
+    load_files,
+    read_migration_set,
+    resolve_sql_dir,
+)
 from .ledger import LedgerTables, RunContext
 from .locking import RetryPolicy, runner_lock
 from .plan import (
@@ -36,6 +44,7 @@ from .plan import (
     refuse_drift,
     stopped_in_front_of,
 )
+from .position import BackfillPosition, Throttle, read_positions
 from .report import (
     ApplyReport,
     CheckReport,
@@ -118,6 +127,7 @@ def apply(
     dry_run: bool = False,
     on_event: Listener | None = None,
     show_sql: bool = False,
+    between_batches: Callable[[], None] | None = None,
     **options: Unpack[OptionValues],
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
@@ -134,6 +144,9 @@ def apply(
     waited for); ``max_replica_lag`` bytes: no-transaction statements wait while a standby
     is further behind, up to ``replica_wait`` seconds; ``replicas``: DSNs of standbys
     pg_stat_replication does not show (cascaded, or hidden by a pooler or privilege).
+    Batched files stop cleanly between batches once ``budget`` seconds have passed
+    (BackfillPending, exit 6: the next apply continues); ``between_batches`` is called
+    between their batches (to wait for something of the caller's, say).
     """
     started = time.monotonic()
     opts = Options(**options)
@@ -170,7 +183,8 @@ def apply(
             ) as gate,
             relay_server_messages(conn, on_event) as listener,
         ):
-            run = LockedRun(conn, conninfo, opts, listener, shown, started, gate)
+            throttle = Throttle(opts.budget, between_batches, started)
+            run = LockedRun(conn, conninfo, opts, listener, shown, started, gate, throttle)
             report = run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=opts.strict
             )
@@ -253,13 +267,26 @@ def status(target: Target, sql_dir: SqlDir = None, **options: Unpack[OptionValue
         if any(s.state in ("pending", "changed") for s in states):
             failures = ledger.read_failures(conn, LedgerTables.of(opts))
             states = file_states(files, rows, failures)
+        applied = {r.version for r in rows if r.kind == "forward"}
+        pending = [m for m in files.forward if m.version not in applied]
+        backfills = _backfills(conn, LedgerTables.of(opts), pending)
     ahead = [s for s in states if s.state == "future"]
     notes = (
         [future_note([LedgerRow(s.kind, s.version, s.name, "") for s in ahead])] if ahead else []
     )
-    applied = {r.version for r in rows if r.kind == "forward"}
-    pending = [m for m in files.forward if m.version not in applied]
-    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)))
+    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)), backfills)
+
+
+def _backfills(
+    conn: psycopg.Connection[Any], tables: LedgerTables, pending: Sequence[Migration]
+) -> tuple[BackfillPosition, ...]:
+    """The positions of pending batched files part-way through (read only when one is
+    pending: any other status costs no extra round trip)."""
+    versions = {m.version for m in pending if is_batched(m)}
+    if not versions:
+        return ()
+    found = read_positions(conn, tables)
+    return tuple(p for p in found if p.version in versions and not p.done)
 
 
 def verify(target: Target, sql_dir: SqlDir = None, **options: Unpack[OptionValues]) -> VerifyReport:
@@ -308,7 +335,7 @@ def rollback(
         from .runner import LockedRun
 
         scripts = parse_all([step.rollback for step in plan])
-        losses = data_at_risk(conn, scripts, parse_all(files.seed))
+        losses = data_at_risk(conn, scripts, parse_all(files.seed), files.forward)
         if dry_run:
             would = tuple(_would(s.rollback, "would roll back") for s in plan)
             return RollbackReport(shown, would, elapsed_ms(started), True, tuple(losses), notes)

@@ -14,6 +14,7 @@ from .errors import InvalidMigrationSet, Problem, UsageError
 
 KINDS = ("forward", "rollback", "seed", "verify")
 NO_TRANSACTION_MARK = "-- sqlrunner: no-transaction"
+BATCHED_MARK = re.compile(r"--\s*sqlrunner:\s*batched(?=\s|$)")  # batched.py reads the rest
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 IGNORED_NAMES = frozenset({".gitkeep", ".keep"})
 # The ledger's version columns are bigint.
@@ -327,3 +328,8 @@ def create_pair(sql_dir: Path, name: str, no_transaction: bool) -> list[Path]:
         path.write_text(template.format(label=label, purpose=purpose, kind=kind), encoding="utf-8")
         created.append(path)
     return created
+
+
+def is_batched(migration: Migration) -> bool:
+    """Whether the file's first line marks it batched (forward files only run batched)."""
+    return migration.kind == "forward" and BATCHED_MARK.match(migration.text) is not None

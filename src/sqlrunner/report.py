@@ -16,6 +16,8 @@ from .files import Migration
 from .plan import FileState
 
 if TYPE_CHECKING:
+    from .backfill import BatchProgress
+    from .position import BackfillPosition
     from .replicas import ReplicaWait
     from .sqltext import Statement
 
@@ -53,6 +55,7 @@ EventKind = Literal[
     "note",
     "server_message",  # a NOTICE or WARNING the server sent while a file's statement ran
     "warning",
+    "backfill_progress",  # a batch of a batched file committed (backfill.py)
 ]
 
 
@@ -66,6 +69,7 @@ class Event:
     statement: Statement | None = None
     backend_pid: int | None = None
     result: FileResult | None = None
+    backfill: BatchProgress | None = None
 
 
 Listener = Callable[[Event], None]
@@ -156,6 +160,8 @@ class StatusReport:
     target: str
     files: tuple[FileState, ...]
     notes: tuple[str, ...] = field(default=())
+    # batched files part-way through their key range: where the next apply resumes
+    backfills: tuple[BackfillPosition, ...] = ()
 
     def _with(self, *states: str) -> tuple[FileState, ...]:
         return tuple(f for f in self.files if f.state in states)
@@ -268,7 +274,12 @@ def _when(state: FileState) -> str:
 
 
 def _status_text(report: StatusReport) -> str:
-    lines = [f"{f.state:<8} {f.label}{_when(f)}" for f in report.files]
+    positions = {p.version: p for p in report.backfills}
+    lines = []
+    for f in report.files:
+        lines.append(f"{f.state:<8} {f.label}{_when(f)}")
+        if f.kind == "forward" and f.version in positions and f.state in ("pending", "failed"):
+            lines.append(f"{'':<8}   {positions[f.version].describe()}")
     if not report.files:
         lines.append("no migration files")
     summary = (

@@ -39,8 +39,10 @@ import psycopg
 from psycopg import sql
 
 from . import ledger
+from .backfill import Backfill
 from .checks import refuse_unsafe_checks, run_checks
 from .errors import (
+    BackfillPending,
     ConnectionFailed,
     ConnectionLost,
     LockTimeout,
@@ -60,6 +62,7 @@ from .locking import (
     with_retries,
 )
 from .plan import LedgerRow, plan_apply, refuse_drift
+from .position import Throttle
 from .report import (
     ApplyReport,
     Event,
@@ -146,6 +149,7 @@ class LockedRun:
     shown: str
     started: float
     between_statements: Callable[[], None] | None = None  # replicas.LagGate, if any
+    throttle: Throttle | None = None  # a batched file's budget and pauses (position.py)
 
     @property
     def tables(self) -> LedgerTables:
@@ -170,6 +174,7 @@ class LockedRun:
             fan_out(self.listener),
             conninfo=self.conninfo,
             between_statements=self.between_statements,
+            throttle=self.throttle,
         )
 
     def _ms(self) -> int:
@@ -268,6 +273,8 @@ def record_failed_run(
     """
     interrupted = not isinstance(exc, Exception)
     outcome = "interrupted" if interrupted else "failed"
+    if isinstance(exc, BackfillPending):  # stopped by its budget, on purpose
+        outcome = "pending"
     detail = f"interrupted ({type(exc).__name__})" if interrupted else str(exc)[:2000]
     with contextlib.suppress(psycopg.Error):
         if executor.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -293,6 +300,8 @@ class Executor:
     # replicas.LagGate (--max-replica-lag): called before each statement of a
     # no-transaction file; it waits while a standby lags, or raises ReplicasBehind
     between_statements: Callable[[], None] | None = None
+    # budget and between-batches callable for batched files (backfill.py)
+    throttle: Throttle | None = None
 
     def forward(self, script: Script) -> FileResult:
         return self._run(script, self._recorded(script.migration, "apply"), "applied", "apply")
@@ -373,7 +382,9 @@ class Executor:
         self.emit(Event("file_started", f"{action} {m.display_path}", migration=m))
         started = time.monotonic()
         try:
-            if m.no_transaction:
+            if script.batch is not None:
+                attempts = Backfill(self, script, self.throttle).run(finish)
+            elif m.no_transaction:
                 attempts = self._autocommit(script, finish, started, action)
             else:
                 attempts = self._transaction(script, finish, action)

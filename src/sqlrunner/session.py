@@ -55,6 +55,7 @@ class Options:
     replicas: Sequence[str] = ()  # DSNs of standbys pg_stat_replication does not show
     max_replica_lag: int | None = None  # bytes a standby may lag before a statement waits
     replica_wait: float = 300  # seconds one such wait may last, then ReplicasBehind
+    budget: float | None = None  # seconds; batched files stop between batches after it
 
     def __post_init__(self) -> None:
         """A bad value is refused before anything connects."""
@@ -83,20 +84,22 @@ class OptionValues(TypedDict, total=False):
     replicas: Sequence[str]
     max_replica_lag: int | None
     replica_wait: float
+    budget: float | None
 
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min)?\s*$")
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h)?\s*$")
+UNITS_MS = {"ms": 1, "s": 1000, "sec": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
 
 
-def duration_ms(value: str | int | float) -> int:
-    """'200ms', '2s', '1min' or a number of milliseconds -> milliseconds."""
+def duration_ms(value: str | int | float, bare: str | None = "ms") -> int:
+    """'200ms', '2s', '10m', '1.5h' -> milliseconds; a number means ``bare`` units
+    (a lock timeout's milliseconds, a budget's seconds; None: a unit is required)."""
     if isinstance(value, (int, float)):
         return int(value)
     match = DURATION.match(value)
-    if match is None:
-        raise UsageError(f"invalid duration {value!r}: use e.g. 200ms, 2s or 1min")
-    number, unit = float(match[1]), match[2] or "ms"
-    return int(number * {"ms": 1, "s": 1000, "sec": 1000, "min": 60000}[unit])
+    if match is None or (match[2] is None and bare is None):
+        raise UsageError(f"invalid duration {value!r}: use e.g. 200ms, 2s, 10m or 1h")
+    return int(float(match[1]) * UNITS_MS[match[2] or bare or "ms"])
 
 
 def lock_timeout_ms(value: str | int | float) -> int:
@@ -479,8 +482,9 @@ class PartFailed(Exception):
         return int(position) - self.offset if position else None
 
 
-def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> None:
-    """Run ``parts`` as one message; raise PartFailed for the part that failed.
+def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> list[pq.abc.PGresult]:
+    """Run ``parts`` as one message; raise PartFailed for the part that failed. Returns
+    each part's result (a batch reads its statement's row count there).
 
     A connection that breaks (terminated backend, network gone) raises
     psycopg.OperationalError, as psycopg does.
@@ -489,7 +493,7 @@ def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> None:
     encoding = conn.info.encoding
     with conn.lock:
         conn.pgconn.send_query(query.encode(encoding))
-        results = conn.wait(generators.execute(conn.pgconn))
+        results: list[pq.abc.PGresult] = conn.wait(generators.execute(conn.pgconn))
     offset = 0
     for index, result in enumerate(results):
         if result.status == pq.ExecStatus.FATAL_ERROR:
@@ -498,6 +502,7 @@ def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> None:
             offset += len(parts[index]) + len(SEPARATOR)
     if conn.pgconn.status == pq.ConnStatus.BAD:
         raise psycopg.OperationalError("the connection was lost")
+    return results
 
 
 # --- the server's NOTICEs and WARNINGs, shown as psql shows them -----------------------------

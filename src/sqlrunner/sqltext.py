@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pglast.parser import ParseError, parse_sql_json
 
 from .errors import InvalidMigrationSet, MigrationFailed, Problem, SqlErrorDetail
-from .files import Migration, line_and_column
+from .files import Migration, is_batched, line_and_column
 
 if TYPE_CHECKING:
     import psycopg
+
+    from .batched import Batched
 
 ALLOWED_BEFORE_BEGIN = frozenset({"lock_timeout", "statement_timeout"})
 # Each statement is one round trip inside the file's transaction: past this a file is a
@@ -60,6 +62,8 @@ class Script:
     # the SETs before a transactional file's BEGIN, and its COMMIT (for error positions)
     preamble: tuple[Statement, ...] = ()
     commit: Statement | None = None
+    # a batched file (batched.py): its header and the bounds in its one statement
+    batch: Batched | None = None
 
 
 def _positions(utf8: bytes, offsets: Iterable[int]) -> Iterator[tuple[int, int, int]]:
@@ -214,6 +218,10 @@ def script_for(migration: Migration) -> Script:
     of a migration without its ledger row, so it is refused before anything runs.
     An empty or comment-only file is a transactional file with nothing in it.
     """
+    if is_batched(migration):
+        from .batched import batched_script  # that module imports this one
+
+        return batched_script(migration)
     statements = split_statements(migration)
     if not statements:
         return Script(migration, ())

@@ -49,6 +49,7 @@ from ..session import database_errors, mask_password
 from .config import KEYS, read_config
 from .options import (
     Settings,
+    budget,
     global_options,
     lock_options,
     migration_name,
@@ -307,7 +308,7 @@ def command(
 @setting("--no-seed", is_flag=True, help="Leave the seed files alone.")
 @setting("--no-verify", is_flag=True, help="Do not run sql/verify afterwards.")
 @setting("--dry-run", is_flag=True, help="List what would run, in order; change nothing.")
-@click.option(  # hook (surface, issue 12 item 16)
+@click.option(
     "--sql",
     "show_sql",
     is_flag=True,
@@ -323,10 +324,17 @@ def command(
     is_flag=True,
     help="Refuse (exit 2) a pending file older than the newest applied one.",
 )
-@click.option(  # hook (surface, issue 12 item 15)
+@click.option(
     "--dump-schema",
     metavar="FILE",
     help="After the apply, write the schema as pg_dump prints it to FILE ('-': stdout).",
+)
+@setting(
+    "--budget",
+    callback=budget,
+    metavar="DURATION",
+    help="Stop a batched file cleanly between batches after this long (e.g. 10m); "
+    "exit 6, and the next apply continues it.",
 )
 @lock_options
 @replica_options
@@ -340,6 +348,7 @@ def apply_command(
     strict: bool,
     strict_order: bool,
     dump_schema: str | None,
+    budget: float | None,
     **lock: Any,
 ) -> None:
     if show_sql and not dry_run:
@@ -357,6 +366,7 @@ def apply_command(
             dry_run=dry_run,
             strict=strict,
             strict_order=strict_order,
+            budget=budget,
             on_event=printer,
             show_sql=show_sql,
             **lock,

@@ -19,13 +19,13 @@ import click
 from .. import embedded
 from ..errors import UsageError
 from ..report import Report, render_text, to_json
-from ..session import DEFAULTS, lock_timeout_ms, mask_password
+from ..session import DEFAULTS, duration_ms, lock_timeout_ms, mask_password
 from .config import ConfigFile
 from .output import ProgressPrinter, document, json_line
 
 INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
 MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
-LEDGER_SUFFIXES = ("_history", "_progress")  # the ledger's sibling tables
+LEDGER_SUFFIXES = ("_history", "_progress", "_backfill")  # the ledger's sibling tables
 NAME_LIMIT = 200  # NNNN_NAME.sql must fit a 255-byte file name, whatever the version
 
 
@@ -144,6 +144,19 @@ def lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> int:
             f"{value!r} is over PostgreSQL's longest lock_timeout ({INT_MAX_MS}ms)"
         )
     return milliseconds
+
+
+def budget(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """'10m', '90s', '1h' (a bare number is seconds) -> seconds, more than 0."""
+    if value is None:
+        return None
+    try:
+        milliseconds = duration_ms(value, bare="s")
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if milliseconds < 1:
+        raise click.BadParameter(f"{value!r}: give a budget of more than 0, e.g. 10m")
+    return milliseconds / 1000
 
 
 def identifier(value: str, limit: int) -> str:
@@ -333,7 +346,8 @@ def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in (
         seconds_setting(
             "--replica-wait",
-            DEFAULTS.replica_wait, "Longest wait, each time, for a standby over the lag bound."
+            DEFAULTS.replica_wait,
+            "Longest wait, each time, for a standby over the lag bound.",
         ),
         setting(
             "--max-replica-lag",
