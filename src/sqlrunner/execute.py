@@ -21,6 +21,7 @@ from .locking import RetryPolicy, RunnerLock
 from .plan import LedgerRow, plan_apply, refuse_drift
 from .report import ApplyReport, FileResult, RollbackReport, elapsed_ms
 from .runner import Executor
+from .seedtargets import partial_seeds, seeds_may_run
 from .sqltext import Script, script_for
 
 
@@ -85,7 +86,8 @@ class LockedRun:
             rows = ledger.read_rows(self.conn, self.tables)
             refuse_drift(files, rows, strict=strict)
             plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
-            if plan.empty:  # the runner we waited for did it all
+            # the runner we waited for did it all (a partial apply may still have seeds to try)
+            if plan.empty and not seeds_may_run(files, rows, plan):
                 return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
             executor = self._executor(lock, ctx)
             applied: list[FileResult] = []
@@ -93,6 +95,9 @@ class LockedRun:
             try:
                 applied.extend(executor.forward(script(m)) for m in plan.forward)
                 seeded.extend(executor.seed(script(m)) for m in plan.seeds)
+                if plan.seeds_deferred and not plan.future:  # apply --to V (issue 17)
+                    ready, notes = partial_seeds(self.conn, files, rows, script, notes)
+                    seeded.extend(executor.seed(s) for s in ready)
             except BaseException as exc:
                 record_failed_run(executor, "apply", self._ms(), exc)
                 raise
