@@ -1,0 +1,45 @@
+-- sqlrunner: batched table=public.llm_usage_logs key=id size=10000 target=500ms derived=provider,cost_usd
+-- 0004_usage_provider_cost_backfill: provider and cost_usd for the history of
+-- llm_usage_logs, which 0002 added as NULL columns (ops-center's analytics by
+-- provider and cost missed every row written before it).
+--
+-- For each row where they are NULL (a value already there is kept):
+--   provider  the llm_providers.provider_type of the row's provider_id;
+--   cost_usd  prompt_tokens * input_price_per_token
+--             + completion_tokens * output_price_per_token
+--             of the model_pricing row in effect at the row's created_at for its
+--             (provider, model): the latest effective_from <= created_at whose
+--             effective_to is NULL or later. It stays NULL when no price was in
+--             effect then, or when the price in effect is not in USD.
+-- Rows with both columns set are not touched at all (no new row version).
+--
+-- Batched: sqlrunner fixes the id range when the file starts and runs this one
+-- statement per range [lo, hi) of ids, each batch in its own short transaction
+-- together with its progress row (row locks on at most one batch at a time;
+-- space freed by earlier batches is reused once autovacuum has been by). It
+-- needs no new index: the range is a scan of the primary key, the provider a
+-- lookup in the small llm_providers, the price one probe per row of
+-- model_pricing's unique (provider, model, effective_from) index, newest first.
+--
+-- By hand, one batch (psql variables, half-open range; repeat over the whole id
+-- range, then record the file as applied: see MIGRATION_GUIDE.md):
+--   psql -X -v ON_ERROR_STOP=1 -v lo=1 -v hi=10001 -f sql/forward/0004_usage_provider_cost_backfill.sql
+-- Re-running a batch changes nothing: it only fills NULLs.
+UPDATE public.llm_usage_logs AS u
+SET provider = coalesce(u.provider, p.provider_type),
+    cost_usd = coalesce(u.cost_usd, (
+        SELECT CASE WHEN mp.currency = 'USD'
+                    THEN u.prompt_tokens * mp.input_price_per_token
+                         + u.completion_tokens * mp.output_price_per_token
+               END
+        FROM public.model_pricing AS mp
+        WHERE mp.provider = coalesce(u.provider, p.provider_type)
+          AND mp.model = u.model
+          AND mp.effective_from <= u.created_at
+          AND (mp.effective_to IS NULL OR mp.effective_to > u.created_at)
+        ORDER BY mp.effective_from DESC
+        LIMIT 1))
+FROM public.llm_providers AS p
+WHERE u.id >= :lo AND u.id < :hi
+  AND p.id = u.provider_id
+  AND (u.provider IS NULL OR u.cost_usd IS NULL);
