@@ -17,17 +17,36 @@ SELECT 'llm_usage_logs: every row has its provider' AS "check",
 FROM public.llm_usage_logs AS u
 WHERE u.provider IS NULL;
 
--- One pass over the rows without a cost (a sequential scan: about a second per
--- few million rows, with ACCESS SHARE only), each probing the price in effect
--- the way the backfill does (latest effective_from <= created_at, still in
--- effect then); only a USD price makes a cost.
+-- Every row has its provider once the backfill visited it, so the check above
+-- proves the backfill complete. The costs are spot-checked, at a bounded cost
+-- whatever the table's size: the rows without a cost among the 10,000 oldest and
+-- the 10,000 newest ids (the first batches, and the application's latest rows),
+-- each probing the price in effect the way the backfill does (latest
+-- effective_from <= created_at, still in effect then; only USD makes a cost).
+-- A whole-table pass would read every row: seconds per million.
+WITH ends AS MATERIALIZED (
+    SELECT (SELECT min(id) FROM public.llm_usage_logs) AS first_id,
+           (SELECT max(id) FROM public.llm_usage_logs) AS last_id
+), unpriced AS (
+    -- two-sided ranges: the planner then reads each end through the primary key
+    SELECT u.id, u.provider, u.model, u.created_at
+    FROM public.llm_usage_logs AS u
+    WHERE u.id BETWEEN (SELECT first_id FROM ends) AND (SELECT first_id + 9999 FROM ends)
+      AND u.cost_usd IS NULL
+    UNION
+    SELECT u.id, u.provider, u.model, u.created_at
+    FROM public.llm_usage_logs AS u
+    WHERE u.id BETWEEN (SELECT last_id - 9999 FROM ends) AND (SELECT last_id FROM ends)
+      AND u.cost_usd IS NULL
+)
 SELECT 'llm_usage_logs: cost_usd is NULL only where no USD price was in effect' AS "check",
        count(*) = 0 AS ok,
-       CASE WHEN count(*) = 0 THEN 'no unpriced row had a USD price in effect'
+       CASE WHEN count(*) = 0
+            THEN 'no unpriced row had a USD price in effect (10,000 oldest and newest ids)'
             ELSE count(*) || ' row(s) without cost_usd had a USD price in effect, ids '
                  || min(u.id) || '..' || max(u.id)
        END AS detail
-FROM public.llm_usage_logs AS u
+FROM unpriced AS u
 CROSS JOIN LATERAL (
     SELECT mp.currency
     FROM public.model_pricing AS mp
@@ -37,5 +56,4 @@ CROSS JOIN LATERAL (
       AND (mp.effective_to IS NULL OR mp.effective_to > u.created_at)
     ORDER BY mp.effective_from DESC
     LIMIT 1) AS price
-WHERE u.cost_usd IS NULL
-  AND price.currency = 'USD';
+WHERE price.currency = 'USD';

@@ -10,6 +10,7 @@ expected values are computed here in Python from the same facts, not by SQL.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
-from pglast import split
+from pglast import parse_sql, split
 
 from .conftest import SQL_DIR, execute, run_psql
 
@@ -377,3 +378,28 @@ def test_one_batch_reads_its_range_by_primary_key_and_probes_one_price(
     assert "Seq Scan on llm_usage_logs" not in plan, plan
     assert plan.count("((id >= 10001) AND (id < 11001))") == 2, plan
     assert "Index Scan Backward using model_pricing_provider_model_effective_from_key" in plan
+
+
+def _statements(text: str) -> list[str]:
+    return [type(raw.stmt).__name__ for raw in parse_sql(text)]
+
+
+def test_backfill_file_is_one_bounded_update_as_the_batched_kind_wants() -> None:
+    text = BACKFILL.read_text(encoding="utf-8")
+    header = text.split("\n", 1)[0].split()
+    assert header[:3] == ["--", "sqlrunner:", "batched"]
+    options = dict(option.split("=", 1) for option in header[3:])
+    assert options["table"] == "public.llm_usage_logs" and options["key"] == "id"
+    assert set(options["derived"].split(",")) == {"provider", "cost_usd"}
+    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    assert code.count(":lo") == 2 and code.count(":hi") == 2  # both sides bounded
+    bounded = re.sub(r":(lo|hi)\b", "1", text)
+    assert _statements(bounded) == ["UpdateStmt"]  # no BEGIN/COMMIT, no second statement
+
+
+def test_rollback_is_an_empty_transaction_and_verify_only_reads() -> None:
+    assert _statements(BACKFILL_ROLLBACK.read_text(encoding="utf-8")) == [
+        "TransactionStmt",
+        "TransactionStmt",
+    ]
+    assert set(_statements(BACKFILL_VERIFY.read_text(encoding="utf-8"))) == {"SelectStmt"}
