@@ -72,6 +72,12 @@ INSERT = (
     "INSERT INTO llm_usage_logs (provider_id, user_id, model, prompt_tokens, "
     "completion_tokens) VALUES (%s, %s, 'model-x', 12, 34)"
 )
+# The application since 0002: it writes the provider itself (the types in FILL's order).
+INSERT_WITH_PROVIDER = (
+    "INSERT INTO llm_usage_logs (provider_id, user_id, model, prompt_tokens, "
+    "completion_tokens, provider) VALUES (%s, %s, 'model-x', 12, 34, (ARRAY['ollama',"
+    "'openrouter','groq','together','cohere','openai','anthropic','google','custom'])[%s])"
+)
 
 
 @dataclass
@@ -94,8 +100,8 @@ class Window:
 class Writers:
     """N threads, each inserting at a steady pace and recording (start, latency)."""
 
-    def __init__(self, dsn: str, threads: int, interval: float) -> None:
-        self.dsn, self.interval = dsn, interval
+    def __init__(self, dsn: str, threads: int, interval: float, insert: str = INSERT) -> None:
+        self.dsn, self.interval, self.insert = dsn, interval, insert
         self.samples: list[tuple[float, float]] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
@@ -107,7 +113,9 @@ class Writers:
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
-                    conn.execute(INSERT, (1 + n % 9, n % 5000))
+                    provider_id = 1 + n % 9
+                    values = (provider_id, n % 5000, provider_id)
+                    conn.execute(self.insert, values[: self.insert.count("%s")])
                 except psycopg.Error as exc:
                     self.errors.append(str(exc).splitlines()[0])
                 elapsed = time.perf_counter() - started
@@ -353,7 +361,7 @@ def backfill_under_load(server: object, template: str, args: argparse.Namespace)
     dsn = server.uri(name)  # type: ignore[attr-defined]
     before = sizes(dsn)
     cli = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(REPO / "sql")]
-    with Writers(dsn, args.writers, args.interval) as writers:
+    with Writers(dsn, args.writers, args.interval, INSERT_WITH_PROVIDER) as writers:
         time.sleep(1.0)
         quiet_start = time.perf_counter()
         time.sleep(args.quiet_seconds)

@@ -7,12 +7,17 @@
 -- By hand: psql -X -v ON_ERROR_STOP=1 -f sql/verify/0004_usage_provider_cost_backfill.sql
 
 -- Served by the (provider, model, created_at) index of 0003: IS NULL is an index
--- condition, so this reads only the rows it reports.
+-- condition, so this reads only the rows it reports. Rows written without a
+-- provider after the backfill fixed its id range (an application version from
+-- before 0002 still running) fail it too: the detail gives the hand-run batch
+-- that fills them.
 SELECT 'llm_usage_logs: every row has its provider' AS "check",
        count(*) = 0 AS ok,
        CASE WHEN count(*) = 0 THEN 'no row lacks provider'
             ELSE count(*) || ' row(s) lack provider, ids ' || min(u.id) || '..' || max(u.id)
-                 || ' (finish 0004: sqlrunner apply)'
+                 || ': fill them with one batch by hand, psql -v lo=' || min(u.id)
+                 || ' -v hi=' || max(u.id) + 1
+                 || ' -f sql/forward/0004_usage_provider_cost_backfill.sql'
        END AS detail
 FROM public.llm_usage_logs AS u
 WHERE u.provider IS NULL;

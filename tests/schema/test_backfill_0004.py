@@ -333,7 +333,8 @@ def test_verify_passes_after_the_backfill_and_names_what_is_missing(
     damaged = _checks(dsn)
     assert damaged["llm_usage_logs: every row has its provider"] == (
         False,
-        "1 row(s) lack provider, ids 40..40 (finish 0004: sqlrunner apply)",
+        "1 row(s) lack provider, ids 40..40: fill them with one batch by hand, psql -v lo=40"
+        " -v hi=41 -f sql/forward/0004_usage_provider_cost_backfill.sql",
     )
     assert damaged["llm_usage_logs: cost_usd is NULL only where no USD price was in effect"] == (
         False,
