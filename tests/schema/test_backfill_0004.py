@@ -10,15 +10,23 @@ expected values are computed here in Python from the same facts, not by SQL.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from pglast import parse_sql, split
+
+import sqlrunner
 
 from .conftest import SQL_DIR, execute, run_psql
 
@@ -404,3 +412,42 @@ def test_rollback_is_an_empty_transaction_and_verify_only_reads() -> None:
         "TransactionStmt",
     ]
     assert set(_statements(BACKFILL_VERIFY.read_text(encoding="utf-8"))) == {"SelectStmt"}
+
+
+@pytest.fixture
+def other_dsn(pg_server: Any, template_db: str) -> Iterator[str]:
+    """A second fresh database in the same test."""
+    name = f"t_{os.getpid()}_backfill_{uuid.uuid4().hex[:8]}"
+    with pg_server.janitor(name, template_dbname=template_db):
+        yield pg_server.dsn(name)
+
+
+@pytest.mark.parametrize("size", [None, 250], ids=["shipped", "size-250"])
+def test_sqlrunner_apply_gives_the_values_of_the_hand_run(
+    usage_dsn: tuple[str, list[Usage]],
+    other_dsn: str,
+    psql: list[str],
+    tmp_path: Path,
+    size: int | None,
+) -> None:
+    """End to end: the whole set by sqlrunner (0004 as the engine runs it, in batches)
+    on one database, the DBA's psql batches on the other; the same values."""
+    by_hand, usage = usage_dsn
+    _by_hand(psql, by_hand)
+    sql_dir = SQL_DIR
+    if size is not None:  # many batches: the same file with a smaller first batch
+        sql_dir = tmp_path / "sql"
+        shutil.copytree(SQL_DIR, sql_dir)
+        copy = sql_dir / "forward" / BACKFILL.name
+        copy.write_text(re.sub(r"size=\d+", f"size={size}", copy.read_text(encoding="utf-8")))
+    sqlrunner.apply(other_dsn, sql_dir, to=3)
+    _fill(other_dsn, usage)
+    report = sqlrunner.apply(other_dsn, sql_dir)
+    assert [r.version for r in report.applied] == [4]
+    assert report.verification is not None and report.verification.ok
+    with psycopg.connect(other_dsn, autocommit=True) as conn:
+        batches = conn.execute("SELECT batches FROM sqlrunner_ledger_backfill").fetchone()
+    assert batches is not None and (batches[0] > 5 if size else batches[0] >= 1)
+    values = {i: (p, c) for i, (p, c, _) in _table(other_dsn).items()}
+    assert values == {i: (p, c) for i, (p, c, _) in _table(by_hand).items()}
+    assert values == {r.id: _expected(r) for r in usage}
