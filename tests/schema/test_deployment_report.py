@@ -75,6 +75,7 @@ def test_forward_applied(dsn: str, sql_dir: Path) -> None:
         (1, "applied"),
         (2, "applied"),
         (3, "applied"),
+        (4, "applied"),
     ]
     assert [r.name for r in report.seeded] == ["tier_model_rules"]
     assert report.verification is not None
