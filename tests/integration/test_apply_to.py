@@ -34,9 +34,7 @@ def _tier_rules(dsn: str) -> int | None:
 
 
 @pytest.mark.parametrize("version", SHIPPED_VERSIONS, ids=lambda v: f"to-{v:04d}")
-def test_apply_to_each_shipped_version_succeeds_on_a_fresh_database(
-    dsn: str, version: int
-) -> None:
+def test_apply_to_each_shipped_version_succeeds_on_a_fresh_database(dsn: str, version: int) -> None:
     staged = cli("--json", "--sql-dir", str(SHIPPED), "apply", "--to", str(version), dsn=dsn)
     assert staged.returncode == 0, staged.stderr
     document = json.loads(staged.stdout)
