@@ -13,6 +13,7 @@ from ._version import __version__
 from .api import apply, rollback, seed, status, verify
 from .errors import (
     AppliedElsewhere,
+    BackfillPending,
     ChecksumMismatch,
     ConnectionFailed,
     ConnectionLost,
@@ -41,6 +42,7 @@ from .report import (
 __all__ = [
     "AppliedElsewhere",
     "ApplyReport",
+    "BackfillPending",
     "CheckResult",
     "ChecksumMismatch",
     "ConnectionFailed",

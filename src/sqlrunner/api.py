@@ -38,6 +38,7 @@ from .plan import (
     refuse_drift,
     stopped_in_front_of,
 )
+from .position import BackfillPosition, Throttle, is_batched, read_positions
 from .report import ApplyReport, FileResult, RollbackReport, StatusReport, VerifyReport, elapsed_ms
 from .target import connect, mask_password
 
@@ -161,6 +162,8 @@ def apply(
     ledger_table: str = "sqlrunner_ledger",
     on_event: Listener | None = None,
     strict: bool = False,
+    budget: float | None = None,
+    between_batches: Callable[[], None] | None = None,
 ) -> ApplyReport:
     """Apply pending forward files, then new or changed seeds, then verify.
 
@@ -169,8 +172,12 @@ def apply(
     Versions applied by a newer release ("future") are a warning and a note in
     the report; ``strict=True`` refuses them (FutureVersions, exit 2).
     ``strict_order`` refuses (OutOfOrder) a pending file older than the newest applied.
+    Batched files stop cleanly between batches once ``budget`` seconds have passed
+    (BackfillPending, exit 6: the next apply continues); ``between_batches`` is called
+    between their batches (to wait for replicas, say).
     """
     started = time.monotonic()
+    throttle = Throttle(budget, between_batches, started)
     tables = LedgerTables(ledger_schema, ledger_table)
     policy = RetryPolicy(lock_timeout_ms(lock_timeout), lock_retries)
     return _apply(
@@ -188,6 +195,7 @@ def apply(
         runner_wait=runner_wait,
         on_event=on_event,
         strict=strict,
+        throttle=throttle,
     )
 
 
@@ -207,6 +215,7 @@ def _apply(
     runner_wait: float,
     on_event: Listener | None,
     strict: bool,
+    throttle: Throttle | None = None,
 ) -> ApplyReport:
     with _session(target, wait) as (conn, conninfo, shown):
         _require_supported_server(conn)
@@ -228,7 +237,9 @@ def _apply(
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with relay_server_messages(conn, on_event) as listener:
-            run = LockedRun(conn, conninfo, tables, policy, runner_wait, listener, shown, started)
+            run = LockedRun(
+                conn, conninfo, tables, policy, runner_wait, listener, shown, started, throttle
+            )
             return run.apply(
                 files, scripts, to=to, seed=seed, verify=verify, notes=notes, strict=strict
             )
@@ -303,13 +314,26 @@ def status(
         states = file_states(files, rows)
         if any(s.state in ("pending", "changed") for s in states):
             states = file_states(files, rows, ledger.read_failures(conn, tables))
+        applied = {r.version for r in rows if r.kind == "forward"}
+        pending = [m for m in files.forward if m.version not in applied]
+        backfills = _backfills(conn, tables, pending)
     ahead = [s for s in states if s.state == "future"]
     notes = (
         [future_note([LedgerRow(s.kind, s.version, s.name, "") for s in ahead])] if ahead else []
     )
-    applied = {r.version for r in rows if r.kind == "forward"}
-    pending = [m for m in files.forward if m.version not in applied]
-    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)))
+    return StatusReport(shown, states, (*notes, *_order_notes(pending, rows, False)), backfills)
+
+
+def _backfills(
+    conn: psycopg.Connection[Any], tables: LedgerTables, pending: Sequence[Migration]
+) -> tuple[BackfillPosition, ...]:
+    """The positions of pending batched files part-way through (read only when one is
+    pending: any other status costs no extra round trip)."""
+    versions = {m.version for m in pending if is_batched(m)}
+    if not versions:
+        return ()
+    found = read_positions(conn, tables)
+    return tuple(p for p in found if p.version in versions and not p.done)
 
 
 def verify(
@@ -377,7 +401,7 @@ def rollback(
         from .safety import data_at_risk
 
         scripts = parse_all([step.rollback for step in plan])
-        losses = data_at_risk(conn, scripts, parse_all(files.seed))
+        losses = data_at_risk(conn, scripts, parse_all(files.seed), files.forward)
         if dry_run:
             would = tuple(_would(s.rollback, "would roll back") for s in plan)
             return RollbackReport(shown, would, elapsed_ms(started), True, tuple(losses), notes)

@@ -62,7 +62,7 @@ GLOBAL_NOTE = (
 )
 INT_MAX_MS = 2**31 - 1  # PostgreSQL's largest timeout setting (lock_timeout, ...): INT_MAX ms
 MAX_IDENTIFIER_BYTES = 63  # the longest identifier in bytes; PostgreSQL truncates longer ones
-LEDGER_SUFFIXES = ("_history", "_progress")  # the ledger's sibling tables
+LEDGER_SUFFIXES = ("_history", "_progress", "_backfill")  # the ledger's sibling tables
 NAME_LIMIT = 200  # NNNN_NAME.sql must fit a 255-byte file name, whatever the version
 
 
@@ -181,6 +181,22 @@ def lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> int:
             f"{value!r} is over PostgreSQL's longest lock_timeout ({INT_MAX_MS}ms)"
         )
     return milliseconds
+
+
+def budget(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """'10m', '90s', '1h' (a bare number is seconds) -> seconds, more than 0."""
+    if value is None:
+        return None
+    from .position import duration_ms
+
+    text = value.strip()
+    try:
+        milliseconds = duration_ms(text + "s" if text.replace(".", "", 1).isdigit() else text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if milliseconds < 1:
+        raise click.BadParameter(f"{value!r}: give a budget of more than 0, e.g. 10m")
+    return milliseconds / 1000
 
 
 def identifier(value: str, limit: int) -> str:
@@ -633,6 +649,13 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., int | None]], c
     is_flag=True,
     help="Refuse (exit 2) a pending file older than the newest applied one.",
 )
+@setting(
+    "--budget",
+    callback=budget,
+    metavar="DURATION",
+    help="Stop a batched file cleanly between batches after this long (e.g. 10m); "
+    "exit 6, and the next apply continues it.",
+)
 @lock_options
 def apply_command(
     s: Settings,
@@ -642,6 +665,7 @@ def apply_command(
     dry_run: bool,
     strict: bool,
     strict_order: bool,
+    budget: float | None,
     **lock: Any,
 ) -> None:
     dsn = s.target()
@@ -655,6 +679,7 @@ def apply_command(
             dry_run=dry_run,
             strict=strict,
             strict_order=strict_order,
+            budget=budget,
             on_event=printer,
             **lock,
             **s.ledger,

@@ -192,3 +192,16 @@ class AdoptionRefused(UsageError):
     def __init__(self, message: str, reasons: Sequence[str]) -> None:
         super().__init__(message)
         self.reasons = tuple(reasons)
+
+
+class BackfillPending(SqlRunnerError):
+    """A batched file stopped cleanly between batches when its time budget ran out; every
+    batch done is committed with its progress row, and the next apply continues it."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, file: str, next_key: int, hi_key: int) -> None:
+        super().__init__(message)
+        self.file = file
+        self.next_key = next_key
+        self.hi_key = hi_key

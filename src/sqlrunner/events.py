@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .backfill import BatchProgress
     from .files import Migration
     from .report import FileResult
     from .sqltext import Statement
@@ -21,13 +22,14 @@ class Event:
 
     # file_started | statement_started | statement_skipped | file_finished | retry | waiting | note
     # | server_message (a NOTICE or WARNING the server sent while a file ran)
-    # | warning
+    # | warning | backfill_progress (a batch of a batched file committed)
     kind: str
     message: str
     migration: Migration | None = None
     statement: Statement | None = None
     backend_pid: int | None = None
     result: FileResult | None = None
+    backfill: BatchProgress | None = None
 
 
 Listener = Callable[[Event], None]

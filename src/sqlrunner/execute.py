@@ -13,12 +13,13 @@ import psycopg
 
 from . import ledger
 from .checks import refuse_unsafe_checks, run_checks
-from .errors import UsageError, VerificationFailed
+from .errors import BackfillPending, UsageError, VerificationFailed
 from .events import Event, Listener, fan_out
 from .files import Migration, MigrationSet
 from .ledger import LedgerTables, RunContext
 from .locking import RetryPolicy, RunnerLock
 from .plan import LedgerRow, plan_apply, refuse_drift
+from .position import Throttle
 from .report import ApplyReport, FileResult, RollbackReport, elapsed_ms
 from .runner import Executor
 from .seedtargets import partial_seeds, seeds_may_run
@@ -37,6 +38,7 @@ class LockedRun:
     listener: Listener | None
     shown: str
     started: float
+    throttle: Throttle | None = None
 
     def _lock(self, ctx: RunContext) -> RunnerLock:
         emit = fan_out(self.listener)
@@ -57,6 +59,7 @@ class LockedRun:
             ctx,
             fan_out(self.listener),
             conninfo=self.conninfo,
+            throttle=self.throttle,
         )
 
     def _ms(self) -> int:
@@ -155,6 +158,8 @@ def record_failed_run(
     """
     interrupted = not isinstance(exc, Exception)
     outcome = "interrupted" if interrupted else "failed"
+    if isinstance(exc, BackfillPending):  # stopped by its budget, on purpose
+        outcome = "pending"
     detail = f"interrupted ({type(exc).__name__})" if interrupted else str(exc)[:2000]
     with contextlib.suppress(psycopg.Error):
         if executor.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

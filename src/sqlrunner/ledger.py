@@ -55,6 +55,11 @@ class LedgerTables(NamedTuple):
         return f"{ident(self.schema)}.{ident(self.table + '_progress')}"
 
     @property
+    def backfill_name(self) -> str:
+        """Batched files' progress (backfill.py): one row per file, its key range and position."""
+        return f"{ident(self.schema)}.{ident(self.table + '_backfill')}"
+
+    @property
     def lock_key(self) -> int:
         """A stable signed 64-bit advisory-lock key, one per ledger."""
         import hashlib
@@ -100,6 +105,24 @@ CREATE TABLE IF NOT EXISTS {progress} (
 );
 """
 
+# Created when the first batched file runs (backfill.py), not with the ledger: a
+# migration role without CREATE privilege keeps working on a ledger made before it.
+CREATE_BACKFILL = """
+CREATE TABLE IF NOT EXISTS {backfill} (
+    version     bigint      PRIMARY KEY,
+    checksum    text        NOT NULL,
+    lo_key      bigint      NOT NULL,
+    hi_key      bigint      NOT NULL,
+    next_key    bigint      NOT NULL,
+    batch_size  bigint      NOT NULL,
+    batches     bigint      NOT NULL DEFAULT 0,
+    rows        bigint      NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    done_at     timestamptz
+);
+"""
+
 
 def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
     """Create sqlrunner's schema and tables if they are missing (with the runner lock held).
@@ -124,6 +147,15 @@ def create_tables(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTa
             ledger=tables.ledger_name, history=tables.history_name, progress=tables.progress_name
         )
     )
+
+
+def create_backfill_table(
+    conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables
+) -> None:
+    """The batched files' progress table, if missing (with the runner lock held)."""
+    row = conn.execute(f"SELECT to_regclass({literal(tables.backfill_name)})").fetchone()
+    if row is None or row[0] is None:
+        conn.execute(CREATE_BACKFILL.format(backfill=tables.backfill_name))
 
 
 def widen_versions(conn: psycopg.Connection[tuple[object, ...]], tables: LedgerTables) -> None:
@@ -297,7 +329,14 @@ def record_statement_done(tables: LedgerTables, version: int, checksum: str, ind
 
 
 def clear_progress(tables: LedgerTables, version: int) -> str:
-    return f"DELETE FROM {tables.progress_name} WHERE version = {version:d}"
+    """Forget a file's progress: its no-transaction statements and its backfill position
+    (whose table exists once a batched file ran: PL/pgSQL plans the DELETE only then)."""
+    backfill = tables.backfill_name
+    return (
+        f"DO $sqlrunner$BEGIN DELETE FROM {tables.progress_name} WHERE version = {version:d}; "
+        f"IF to_regclass({literal(backfill)}) IS NOT NULL THEN "
+        f"DELETE FROM {backfill} WHERE version = {version:d}; END IF; END$sqlrunner$"
+    )
 
 
 def read_history(

@@ -38,8 +38,9 @@ class PartFailed(Exception):
         return int(position) - self.offset if position else None
 
 
-def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> None:
-    """Run ``parts`` as one message; raise PartFailed for the part that failed.
+def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> list[pq.abc.PGresult]:
+    """Run ``parts`` as one message; raise PartFailed for the part that failed. Returns
+    each part's result (a batch reads its statement's row count there).
 
     A connection that breaks (terminated backend, network gone) raises
     psycopg.OperationalError, as psycopg does.
@@ -48,7 +49,7 @@ def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> None:
     encoding = conn.info.encoding
     with conn.lock:
         conn.pgconn.send_query(query.encode(encoding))
-        results = conn.wait(generators.execute(conn.pgconn))
+        results: list[pq.abc.PGresult] = conn.wait(generators.execute(conn.pgconn))
     offset = 0
     for index, result in enumerate(results):
         if result.status == pq.ExecStatus.FATAL_ERROR:
@@ -57,3 +58,4 @@ def send(conn: psycopg.Connection[Any], parts: Sequence[str]) -> None:
             offset += len(parts[index]) + len(SEPARATOR)
     if conn.pgconn.status == pq.ConnStatus.BAD:
         raise psycopg.OperationalError("the connection was lost")
+    return results

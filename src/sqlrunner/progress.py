@@ -12,6 +12,7 @@ connection, opened only once a statement has run for a second). ``log_format
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 import time
@@ -75,8 +76,13 @@ class ProgressPrinter:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._watch: psycopg.Connection[Any] | None = None
+        self._backfill_shown = False  # the live line shows a backfill's position
+        self._backfill_at = -math.inf  # when the last backfill line was printed
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "backfill_progress":
+            self._backfill(event)
+            return
         with self._lock:
             self._clear_live()
             if event.kind == "statement_started":
@@ -114,9 +120,26 @@ class ProgressPrinter:
         print(line, file=self.stream, flush=True)
 
     def _clear_live(self) -> None:
-        if self.live and self._current is not None:
+        if self.live and (self._current is not None or self._backfill_shown):
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
+            self._backfill_shown = False
+
+    def _backfill(self, event: Event) -> None:
+        """A batch committed: on a terminal the live line shows the position; without one
+        a line every ``heartbeat`` seconds (every batch with -v)."""
+        with self._lock:
+            self._clear_live()
+            self._current = None
+            if self.verbosity < 0:
+                return
+            if self.live:
+                self.stream.write("\r\x1b[2K  " + event.message[:150])
+                self.stream.flush()
+                self._backfill_shown = True
+            elif self.verbosity >= 1 or time.monotonic() - self._backfill_at >= self.heartbeat:
+                self._backfill_at = time.monotonic()
+                self._print("backfill", f"  {event.message}", **_fields(event))
 
     def _tick(self) -> None:
         while not self._stop.wait(0.5):
@@ -180,4 +203,14 @@ def _fields(event: Event) -> dict[str, Any]:
     if event.result is not None:
         fields["duration_ms"] = event.result.duration_ms
         fields["attempts"] = event.result.attempts
+    if event.backfill is not None:
+        done = event.backfill.position
+        fields |= {
+            "rows": done.rows,
+            "batches": done.batches,
+            "next_key": done.next_key,
+            "hi_key": done.hi_key,
+            "rate_rows_s": round(event.backfill.rate, 1),
+            "eta_s": None if event.backfill.eta_s is None else round(event.backfill.eta_s, 1),
+        }
     return fields

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import Problem
 from .plan import FileState
+from .position import BackfillPosition
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class StatusReport:
     target: str
     files: tuple[FileState, ...]
     notes: tuple[str, ...] = field(default=())
+    # batched files part-way through their key range: where the next apply resumes
+    backfills: tuple[BackfillPosition, ...] = ()
 
     def _with(self, *states: str) -> tuple[FileState, ...]:
         return tuple(f for f in self.files if f.state in states)
@@ -199,7 +202,12 @@ def _when(state: FileState) -> str:
 
 
 def _status_text(report: StatusReport) -> str:
-    lines = [f"{f.state:<8} {f.label}{_when(f)}" for f in report.files]
+    positions = {p.version: p for p in report.backfills}
+    lines = []
+    for f in report.files:
+        lines.append(f"{f.state:<8} {f.label}{_when(f)}")
+        if f.kind == "forward" and f.version in positions and f.state in ("pending", "failed"):
+            lines.append(f"{'':<8}   {positions[f.version].describe()}")
     if not report.files:
         lines.append("no migration files")
     summary = (

@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from . import ledger
+from .backfill import Backfill
 from .errors import ConnectionLost, LockTimeout, MigrationFailed, UsageError
 from .events import Event, Listener
 from .files import Migration
@@ -42,6 +43,7 @@ from .ledger import LedgerTables, RunContext
 from .locate import shown_path, sql_error
 from .locking import MIGRATION_LIMITS, RETRYABLE_SQLSTATES, RetryPolicy, RunnerLock
 from .messages import PartFailed, send
+from .position import Throttle
 from .report import FileResult, elapsed_ms
 from .session_state import SessionState
 from .sqltext import Script, Statement, concurrent_index, runs_without_lock_timeout
@@ -144,6 +146,8 @@ class Executor:
     state: SessionState | None = None
     # to reconnect and read the ledger after the run's connection was lost
     conninfo: str = ""
+    # budget and between-batches callable for batched files (backfill.py)
+    throttle: Throttle | None = None
 
     def forward(self, script: Script) -> FileResult:
         m = script.migration
@@ -229,7 +233,9 @@ class Executor:
         self.emit(Event("file_started", f"{action} {m.display_path}", migration=m))
         started = time.monotonic()
         try:
-            if m.no_transaction:
+            if script.batch is not None:
+                attempts = Backfill(self, script, self.throttle).run(finish)
+            elif m.no_transaction:
                 attempts = self._autocommit(script, finish, started, action)
             else:
                 attempts = self._transaction(script, finish, action)

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .files import Migration
 from .seeddata import SeedRows, columns_of, count_rows, quoted, quoted_name, seed_keys, seed_rows
 from .sqltext import Script, Statement
 
@@ -144,26 +145,39 @@ def data_at_risk(
     conn: psycopg.Connection[tuple[Any, ...]],
     rollback_scripts: Sequence[Script],
     seed_scripts: Sequence[Script],
+    forward: Sequence[Migration] = (),
 ) -> list[str]:
     """One line per table, column or statement that would take data with it.
 
     For example ``table notes: 2 rows``, ``column items.colour: 1 values besides NULL
     and its default``, or ``rollback/0004_x.sql:2: a DO block ... cannot be checked``.
+    Columns that batched ``forward`` files declare derived hold no data of their own
+    (derived.py); rollback UPDATEs that overwrite any other column are data at risk.
     """
+    from .derived import derived_columns, overwritten
+
+    derived = derived_columns(conn, forward)
+    updates = list(overwritten(conn, rollback_scripts, derived))
     plan = _read(rollback_scripts)
     at_risk = _reached(conn, plan)
+    for oid, columns in derived.items():  # a dropped derived column loses nothing
+        entry = at_risk.get(oid)
+        if entry is not None and entry.whole is None:
+            entry.columns = {c: o for c, o in entry.columns.items() if c not in columns}
+            if not entry.columns:
+                del at_risk[oid]
     for oid, origin in _emptied(conn, plan):
         entry = at_risk.setdefault(oid, _AtRisk(oid))
         if entry.whole is None:
             entry.whole = (origin, "emptied")
     attribute_losses = list(_attributes(conn, plan, at_risk))
     if not at_risk:
-        return [*attribute_losses, *plan.unchecked]
+        return [*attribute_losses, *updates, *plan.unchecked]
     seeds = seed_rows(conn, seed_scripts)
     losses: list[str] = []
     for entry in at_risk.values():
         losses.extend(_losses(conn, entry, seeds))
-    return [*losses, *attribute_losses, *plan.unchecked]
+    return [*losses, *attribute_losses, *updates, *plan.unchecked]
 
 
 # --- reading the statements ----------------------------------------------------------------

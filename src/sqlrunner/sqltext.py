@@ -14,12 +14,16 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pglast.parser import ParseError, parse_sql_json
 
 from .errors import InvalidMigrationSet, MigrationFailed, Problem, SqlErrorDetail
 from .files import Migration
+from .position import is_batched
+
+if TYPE_CHECKING:
+    from .batched import Batched
 
 ALLOWED_BEFORE_BEGIN = frozenset({"lock_timeout", "statement_timeout"})
 # Each statement is one round trip inside the file's transaction: past this a file is a
@@ -55,6 +59,8 @@ class Script:
     # the SETs before a transactional file's BEGIN, and its COMMIT (for error positions)
     preamble: tuple[Statement, ...] = ()
     commit: Statement | None = None
+    # a batched file (batched.py): its header and the bounds in its one statement
+    batch: Batched | None = None
 
 
 def line_and_column(text: str, offset: int) -> tuple[int, int]:
@@ -217,6 +223,10 @@ def script_for(migration: Migration) -> Script:
     of a migration without its ledger row, so it is refused before anything runs.
     An empty or comment-only file is a transactional file with nothing in it.
     """
+    if is_batched(migration):
+        from .batched import batched_script  # that module imports this one
+
+        return batched_script(migration)
     statements = split_statements(migration)
     if not statements:
         return Script(migration, ())

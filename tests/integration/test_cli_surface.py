@@ -245,7 +245,7 @@ def test_server_messages_are_logged_in_library_mode(
 
 
 def ledger_tables(dsn: str) -> set[str]:
-    return {t for t in tables(dsn) if not t.endswith(("_history", "_progress"))} - {"items"}
+    return {t for t in tables(dsn) if not t.endswith(("_history", "_progress", "_backfill"))} - {"items"}
 
 
 def test_a_file_setting_is_used_an_env_var_beats_it_and_a_flag_beats_both(

@@ -1,0 +1,505 @@
+"""Run a batched file (batched.py): batch after batch, each committed with its progress row.
+
+The key range is fixed when the file starts (min and max of the key, stored in
+the ``_backfill`` table beside the ledger; rows inserted later are the
+application's job). Each batch is one transaction: the runner's SET LOCALs and
+lock check, the statement over ``[lo, hi)``, then the progress row moved from
+``lo`` to ``hi`` and COMMIT. A batch therefore commits exactly once or not at
+all, whatever kills the runner, and a re-run resumes at the stored next key even
+when the statement is not idempotent. The ledger row is written in a final
+transaction, with the progress row marked done.
+
+Between batches the size adapts toward the header's ``target`` duration (at most
+x1.2 up and x0.5 down per step, like GitLab's batch optimiser), the caller's
+``between_batches`` runs (a replica-lag gate plugs in there), and a spent
+``budget`` stops the file cleanly with BackfillPending (exit 6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from . import ledger
+from .errors import (
+    BackfillPending,
+    ChecksumMismatch,
+    ConnectionLost,
+    LockLost,
+    LockTimeout,
+    MigrationFailed,
+    UsageError,
+)
+from .events import Event
+from .locate import shown_path, sql_error
+from .locking import MIGRATION_LIMITS, RETRYABLE_SQLSTATES
+from .messages import PartFailed, send
+from .position import BackfillPosition, Throttle, read_positions
+from .report import elapsed_ms
+
+if TYPE_CHECKING:
+    from .batched import Batched
+    from .runner import Executor
+    from .sqltext import Script
+
+GROW_AT_MOST = 1.2  # GitLab's MAX_MULTIPLIER: a fast batch grows the next by 20% at most
+SHRINK_AT_MOST = 0.5  # a slow one halves it at most: one odd batch does not collapse it
+STEADY = (0.9, 1.1)  # within 10% of the target: keep the size
+SIZE_RANGE = 100  # the size stays within 1/100 and 100x the header's size
+# Raised by the progress update when the row is not where this batch started: another
+# runner moved it (one of the two had lost the runner lock). A user-defined class.
+MOVED_SQLSTATE = "SRB01"
+
+# (one statement of SQL, what it is): "statement" for the batch, "COMMIT", or None
+Part = tuple[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """A committed batch and where the file now stands (the progress line's facts)."""
+
+    file: str
+    lo: int
+    hi: int
+    rows: int
+    duration_ms: int
+    position: BackfillPosition
+    rate: float  # rows per second in this run
+    eta_s: float | None  # at this run's pace, seconds to the end of the range
+
+    def describe(self) -> str:
+        p = self.position
+        eta = f", ETA {_clock(self.eta_s)}" if self.eta_s is not None else ""
+        return (
+            f"{self.file}: backfill {p.fraction:.0%} (key {p.next_key} of "
+            f"[{p.lo_key}, {p.hi_key})), {p.rows:,} rows in {p.batches:,} batches, "
+            f"{self.rate:,.0f} rows/s{eta}; batch size {p.batch_size:,}"
+        )
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def next_size(size: int, duration_ms: float, target_ms: int | None, initial: int) -> int:
+    """The next batch's key width: toward ``target_ms``, clamped per step and overall."""
+    if target_ms is None:
+        return size
+    ratio = target_ms / max(duration_ms, 1.0)
+    if 1 / STEADY[1] <= ratio <= 1 / STEADY[0]:
+        return size
+    factor = min(GROW_AT_MOST, max(SHRINK_AT_MOST, ratio))
+    floor, ceiling = max(1, initial // SIZE_RANGE), initial * SIZE_RANGE
+    return max(floor, min(ceiling, int(size * factor)))
+
+
+class Backfill:
+    """One batched file on the executor's connection, with its lock and retry policy."""
+
+    def __init__(self, executor: Executor, script: Script, throttle: Throttle | None) -> None:
+        assert script.batch is not None
+        self.x = executor
+        self.m = script.migration
+        self.batch: Batched = script.batch
+        self.throttle = throttle or Throttle()
+        self.path = shown_path(self.m)
+        self.blockers: list[str] = []
+
+    # --- the file ----------------------------------------------------------------------------
+
+    def run(self, finish: Callable[[str], Sequence[str]]) -> int:
+        """Every remaining batch, then the ledger row; the most attempts any batch took."""
+        started = time.monotonic()
+        position = self._position()
+        spec = self.batch.spec
+        size = position.batch_size
+        attempts = 1
+        run_rows = 0
+        run_keys = 0
+        first = True
+        while position.next_key < position.hi_key:
+            if not first:
+                if self.throttle.spent():
+                    raise self._pending(position, run_rows)
+                if self.throttle.between_batches is not None:
+                    self.throttle.between_batches()
+            first = False
+            lo = position.next_key
+            hi = min(lo + size, position.hi_key)
+            began = time.monotonic()
+            rows, tries = self._batch(lo, hi, size)
+            took = (time.monotonic() - began) * 1000
+            attempts = max(attempts, tries)
+            run_rows += rows
+            run_keys += hi - lo
+            size = next_size(size, took, spec.target_ms, spec.size)
+            position = replace(
+                position,
+                next_key=hi,
+                batches=position.batches + 1,
+                rows=position.rows + rows,
+                batch_size=size,
+            )
+            self._report(position, lo, hi, rows, took, started, run_rows, run_keys)
+        self._finish(position, finish, started)
+        return attempts
+
+    def _position(self) -> BackfillPosition:
+        """The stored position to resume at, or a new one: the key range fixed now."""
+        ledger.create_backfill_table(self.x.conn, self.x.tables)
+        found = read_positions(self.x.conn, self.x.tables, self.m.version)
+        if found and not found[0].done:
+            position = found[0]
+            if position.checksum != self.m.checksum:
+                raise self._drift(position)
+            self._note(
+                f"{self.m.display_path}: resuming the backfill at key {position.next_key} "
+                f"of [{position.lo_key}, {position.hi_key}) ({position.rows:,} rows in "
+                f"{position.batches:,} batches done)"
+            )
+            return position
+        self._check_table()
+        spec = self.batch.spec
+        key = sql.Identifier(spec.key)
+        start = sql.SQL(
+            "INSERT INTO {progress} (version, checksum, lo_key, hi_key, next_key, batch_size) "
+            "SELECT {version}, {checksum}, lo, hi, lo, {size} FROM ("
+            "SELECT coalesce(min({key}), 0)::bigint AS lo, "
+            "coalesce(max({key})::bigint + 1, 0) AS hi FROM {table}) AS range "
+            "ON CONFLICT (version) DO UPDATE SET checksum = excluded.checksum, "
+            "lo_key = excluded.lo_key, hi_key = excluded.hi_key, next_key = excluded.next_key, "
+            "batch_size = excluded.batch_size, batches = 0, rows = 0, "
+            "started_at = clock_timestamp(), updated_at = clock_timestamp(), done_at = NULL"
+        ).format(
+            progress=sql.SQL(self.x.tables.backfill_name),
+            version=sql.Literal(self.m.version),
+            checksum=sql.Literal(self.m.checksum),
+            size=sql.Literal(spec.size),
+            key=key,
+            table=spec.table_sql,
+        )
+        self._transaction([(start.as_string(self.x.conn), None)], None, None)
+        (position,) = read_positions(self.x.conn, self.x.tables, self.m.version)
+        self._note(
+            f"{self.m.display_path}: backfilling {spec.table_name} keys [{position.lo_key}, "
+            f"{position.hi_key}) in batches of {spec.size:,}"
+            + (f" toward {spec.target_ms}ms each" if spec.target_ms else "")
+        )
+        return position
+
+    def _check_table(self) -> None:
+        """The header's table and key exist and the key is an integer: said before anything."""
+        spec = self.batch.spec
+        row = self.x.conn.execute(
+            "SELECT c.oid IS NOT NULL, format_type(a.atttypid, NULL) "
+            "FROM (SELECT to_regclass(%s) AS oid) AS c LEFT JOIN pg_catalog.pg_attribute a "
+            "ON a.attrelid = c.oid AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+            (spec.table_sql.as_string(self.x.conn), spec.key),
+        ).fetchone()
+        where = f"{self.path}:1: the batched header's"
+        if row is None or not row[0]:
+            raise UsageError(f"{where} table {spec.table_name} does not exist | nothing was run")
+        if row[1] is None:
+            raise UsageError(
+                f"{where} key: table {spec.table_name} has no column {spec.key} | nothing was run"
+            )
+        if row[1] not in ("smallint", "integer", "bigint"):
+            raise UsageError(
+                f"{where} key {spec.key} is {row[1]}: a batched key must be smallint, integer "
+                "or bigint | nothing was run"
+            )
+
+    def _finish(
+        self,
+        position: BackfillPosition,
+        finish: Callable[[str], Sequence[str]],
+        started: float,
+    ) -> None:
+        """The ledger row and the progress row marked done, in one transaction."""
+        # finish() forgets the file's progress (ledger.clear_progress): the row is written
+        # again after it, done, so status and the history of the table keep its totals.
+        done = sql.SQL(
+            "INSERT INTO {progress} (version, checksum, lo_key, hi_key, next_key, batch_size, "
+            "batches, rows, started_at, done_at) VALUES ({values}, clock_timestamp())"
+        ).format(
+            progress=sql.SQL(self.x.tables.backfill_name),
+            values=sql.SQL(", ").join(
+                map(
+                    sql.Literal,
+                    (
+                        position.version,
+                        position.checksum,
+                        position.lo_key,
+                        position.hi_key,
+                        position.next_key,
+                        position.batch_size,
+                        position.batches,
+                        position.rows,
+                        position.started_at,
+                    ),
+                )
+            ),
+        )
+        rows = [(q, None) for q in finish(str(elapsed_ms(started)))]
+        self._transaction([*rows, (done.as_string(self.x.conn), None)], None, None)
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def _locals(self) -> list[Part]:
+        timeout = sql.Literal(self.x.policy.lock_timeout_setting).as_string()
+        return [
+            ("BEGIN", None),
+            (f"SET LOCAL lock_timeout = {timeout}", None),
+            ("SET LOCAL synchronous_commit = off", None),
+            ("SET LOCAL client_connection_check_interval = '1s'", None),
+            *[(q, None) for q in MIGRATION_LIMITS],
+            (self.x.lock.held_check(), None),
+        ]
+
+    def _advance(self, lo: int, hi: int, size: int, rows: int) -> str:
+        """The progress row from ``lo`` to ``hi``; raises MOVED_SQLSTATE unless it was at lo."""
+        return (
+            "DO $sqlrunner$BEGIN "
+            f"UPDATE {self.x.tables.backfill_name} SET next_key = {hi:d}, "
+            f"batch_size = {size:d}, batches = batches + 1, rows = rows + {rows:d}, "
+            f"updated_at = clock_timestamp() WHERE version = {self.m.version:d} "
+            f"AND next_key = {lo:d} AND done_at IS NULL; "
+            f"IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = '{MOVED_SQLSTATE}', "
+            f"MESSAGE = 'the backfill progress row is not at key {lo:d}'; END IF; END$sqlrunner$"
+        )
+
+    def _batch(self, lo: int, hi: int, size: int) -> tuple[int, int]:
+        """Keys [lo, hi) and the progress row in one transaction: (rows changed, attempts)."""
+        rendered = self.batch.render(lo, hi)
+        delays = self.x.policy.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            self.x.emit(
+                Event(
+                    "statement_started",
+                    f"{self.m.display_path}:{self.batch.statement.line}: batch [{lo}, {hi})",
+                    migration=self.m,
+                    statement=self.batch.statement,
+                    backend_pid=self.x.conn.info.backend_pid,
+                )
+            )
+            parts: list[Part] = [*self._locals(), (rendered, "statement")]
+            try:
+                with self._watch(attempt > 1):
+                    results = send(self.x.conn, [q for q, _ in parts])
+                rows = results[-1].command_tuples or 0
+                parts = [
+                    (self.x.lock.held_check(), None),
+                    (self._advance(lo, hi, size, rows), None),
+                    ("COMMIT", "COMMIT"),
+                ]
+                send(self.x.conn, [q for q, _ in parts])
+                return rows, attempt
+            except PartFailed as failed:
+                owner = parts[failed.index][1]
+                self._settle_failure(failed, lo, hi)
+                if failed.error.sqlstate in RETRYABLE_SQLSTATES and owner == "statement":
+                    self._wait(failed.error, attempt, delays, lo, hi)
+                    continue
+                raise self._failed(failed, owner, lo, hi, rendered) from None
+            except psycopg.OperationalError as exc:
+                if self._is_lost(exc):
+                    raise self._lost(exc, lo, hi) from None
+                raise
+
+    def _transaction(self, body: list[Part], lo: int | None, hi: int | None) -> None:
+        """The runner's own SQL in one locked, timed transaction (start and finish)."""
+        parts = [*self._locals(), *body, (self.x.lock.held_check(), None), ("COMMIT", None)]
+        delays = self.x.policy.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                send(self.x.conn, [q for q, _ in parts])
+                return
+            except PartFailed as failed:
+                self._settle_failure(failed, lo, hi)
+                if failed.error.sqlstate in RETRYABLE_SQLSTATES:  # reading the key range
+                    self._wait(failed.error, attempt, delays, None, None)
+                    continue
+                raise self._failed(failed, None, lo, hi, "") from None
+            except psycopg.OperationalError as exc:
+                if self._is_lost(exc):
+                    raise self._lost(exc, lo, hi) from None
+                raise
+
+    def _settle_failure(self, failed: PartFailed, lo: int | None, hi: int | None) -> None:
+        """Roll back; raise what the failure means when it is not the batch's own error."""
+        if self._is_lost(failed.error):
+            raise self._lost(failed.error, lo, hi) from None
+        with contextlib.suppress(psycopg.Error):
+            send(self.x.conn, ["ROLLBACK"])
+        where = self.path if lo is None else f"{self.path} batch [{lo}, {hi})"
+        lock_failure = self.x.lock.commit_failure(failed.error, self.x.tables, where)
+        if lock_failure is not None:
+            raise lock_failure from None
+        if failed.error.sqlstate == MOVED_SQLSTATE:
+            raise LockLost(
+                f"{where}: another sqlrunner moved this backfill's progress while this run "
+                "held it (one of the two had lost the runner lock); this batch was rolled "
+                "back, so it ran once | check 'status', then run apply again"
+            ) from None
+
+    @contextlib.contextmanager
+    def _watch(self, on: bool) -> Iterator[None]:
+        """On a retry, note who blocks the batch while it waits (for the give-up message)."""
+        if not on:
+            yield
+            return
+        pid = self.x.conn.info.backend_pid
+
+        def look() -> None:
+            self.blockers = self.x.lock.blockers_of(pid) or self.blockers
+
+        timer = threading.Timer(self.x.policy.lock_timeout_ms / 2000, look)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            timer.join()
+
+    def _wait(
+        self,
+        exc: psycopg.Error,
+        attempt: int,
+        delays: Iterator[float],
+        lo: int | None,
+        hi: int | None,
+    ) -> None:
+        where = f"{self.m.display_path}:{self.batch.statement.line} batch [{lo}, {hi})"
+        if lo is None:
+            where = f"{self.m.display_path}: reading the key range of {self.batch.spec.table_name}"
+        blocked_by = f"; blocked by {' / '.join(self.blockers)}" if self.blockers else ""
+        delay = next(delays, None)
+        if delay is None:
+            raise LockTimeout(
+                f"{where}: gave up after {attempt} attempts ({exc.diag.message_primary}, "
+                f"lock_timeout {self.x.policy.lock_timeout_setting})"
+                f"{blocked_by or '; the blocker is gone'} | "
+                + (
+                    f"this batch was rolled back; the batches below key {lo} are committed: "
+                    "end or wait out the blocker, then run apply again (it resumes at that "
+                    "key), or raise --lock-retries"
+                    if lo is not None
+                    else "nothing of this file ran: end or wait out the blocker, then run "
+                    "apply again, or raise --lock-retries"
+                ),
+                self.blockers,
+            ) from None
+        self.x.emit(
+            Event(
+                "retry",
+                f"{where}: {exc.diag.message_primary} (attempt {attempt}); "
+                f"retrying in {delay:.1f}s{blocked_by}",
+                migration=self.m,
+            )
+        )
+        time.sleep(delay)
+
+    # --- what the user reads -----------------------------------------------------------------
+
+    def _failed(
+        self, failed: PartFailed, owner: str | None, lo: int | None, hi: int | None, rendered: str
+    ) -> MigrationFailed:
+        statement = self.batch.statement
+        if lo is None or hi is None:
+            detail = sql_error(self.m, None, failed.error, first="(sqlrunner backfill progress)")
+            return MigrationFailed(detail, "nothing of this file was committed; run apply again")
+        bounds = f"batch lo={lo} hi={hi}"
+        position = failed.position if owner == "statement" else None
+        if position is not None and 0 < position <= len(rendered) + 1:
+            position = self.batch.position_in_file(lo, hi, position)
+        else:
+            position = None
+        first = f"{statement.first_line} [{bounds}]"
+        if owner == "COMMIT":
+            first = f"COMMIT of {bounds} (deferred constraints are checked there)"
+        detail = sql_error(self.m, statement, failed.error, position=position, first=first)
+        return MigrationFailed(
+            detail,
+            f"the batch of keys [{lo}, {hi}) was rolled back and the batches below key {lo} "
+            f"are committed; run it by hand with psql -X -v ON_ERROR_STOP=1 -v lo={lo} "
+            f"-v hi={hi} -f {self.path} to see, fix the data, then run apply again: it "
+            f"resumes at key {lo} (an edit of the file now is drift)",
+        )
+
+    def _is_lost(self, exc: psycopg.Error) -> bool:
+        return self.x.conn.closed or (exc.sqlstate or "").startswith(("08", "57P"))
+
+    def _lost(self, exc: psycopg.Error, lo: int | None, hi: int | None) -> ConnectionLost:
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:300]
+        during = f"during the batch of keys [{lo}, {hi})" if lo is not None else "between batches"
+        return ConnectionLost(
+            f"{self.path}: lost the connection to the database {during} ({reason}); each "
+            "batch commits together with its progress row, so it ran once or not at all: "
+            "run apply again, it resumes after the last committed batch",
+            self.path,
+            None,
+        )
+
+    def _drift(self, position: BackfillPosition) -> ChecksumMismatch:
+        table = self.x.tables.backfill_name
+        return ChecksumMismatch(
+            f"{self.path} changed while its backfill is in progress: {position.batches:,} "
+            f"batches ran with the old text, up to key {position.next_key} of "
+            f"[{position.lo_key}, {position.hi_key}) | nothing of it was run now; restore the "
+            "file to finish it; or, after review, continue the rest of the range with the "
+            f"new text (UPDATE {table} SET checksum = '{self.m.checksum}' WHERE version = "
+            f"{self.m.version}), or start over from the first key (DELETE FROM {table} "
+            f"WHERE version = {self.m.version}; only if the statement can safely run twice)",
+            [self.m.display_path],
+        )
+
+    def _pending(self, position: BackfillPosition, run_rows: int) -> BackfillPending:
+        budget = self.throttle.budget or 0
+        return BackfillPending(
+            f"pending: the backfill continues on the next apply: {self.path} stopped by the "
+            f"budget of {budget:g}s at key {position.next_key} of [{position.lo_key}, "
+            f"{position.hi_key}) ({position.fraction:.0%}; {run_rows:,} rows in this run, "
+            f"{position.rows:,} in all) | every batch done is committed; seeds and verify "
+            "wait until it is done",
+            self.path,
+            position.next_key,
+            position.hi_key,
+        )
+
+    def _note(self, message: str) -> None:
+        self.x.emit(Event("note", message, migration=self.m))
+
+    def _report(
+        self,
+        position: BackfillPosition,
+        lo: int,
+        hi: int,
+        rows: int,
+        took_ms: float,
+        started: float,
+        run_rows: int,
+        run_keys: int,
+    ) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        left = position.hi_key - position.next_key
+        eta = left / (run_keys / elapsed) if run_keys else None
+        progress = BatchProgress(
+            self.m.display_path, lo, hi, rows, int(took_ms), position, run_rows / elapsed, eta
+        )
+        self.x.emit(
+            Event("backfill_progress", progress.describe(), migration=self.m, backfill=progress)
+        )
