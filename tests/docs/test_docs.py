@@ -238,10 +238,9 @@ def test_guide_and_reference_link_each_other() -> None:
 
 
 def test_guide_is_a_runbook() -> None:
-    """The guide keeps its sections (twelve, and 13 for the 0004 backfill) and stays short
-    enough to read in a change window (it was a 124 KB book); tables, matrices and long
-    explanations belong in docs/reference.md."""
+    """The guide keeps its twelve sections and stays short enough to read in a change window
+    (it was a 124 KB book); tables, matrices and long explanations belong in docs/reference.md."""
     text = (REPO / "MIGRATION_GUIDE.md").read_text()
     numbers = [int(n) for n in re.findall(r"^## (\d+)\. ", text, re.M)]
-    assert numbers == list(range(1, 14)), numbers
+    assert numbers == list(range(1, 13)), numbers
     assert len(text.encode()) <= 40_960, f"MIGRATION_GUIDE.md is {len(text.encode())} bytes"
