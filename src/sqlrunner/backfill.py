@@ -114,6 +114,10 @@ class Backfill:
         self.throttle = throttle or Throttle()
         self.path = shown_path(self.m)
         self.blockers: list[str] = []
+        # the caller's between_batches, and the executor's replica-lag gate where the run
+        # has one (replicas.LagGate, ``Executor.between_statements`` once merged)
+        lag_gate = getattr(executor, "between_statements", None)
+        self.gates = [g for g in (self.throttle.between_batches, lag_gate) if g is not None]
 
     # --- the file ----------------------------------------------------------------------------
 
@@ -131,8 +135,8 @@ class Backfill:
             if not first:
                 if self.throttle.spent():
                     raise self._pending(position, run_rows)
-                if self.throttle.between_batches is not None:
-                    self.throttle.between_batches()
+                for gate in self.gates:
+                    gate()
             first = False
             lo = position.next_key
             hi = min(lo + size, position.hi_key)
