@@ -60,6 +60,7 @@ TARGETS = [
         for how, tool in (
             ("first call in a fresh process", "sqlrunner_first"),
             ("repeated call", "sqlrunner_inproc"),
+            ("repeated call given the files loaded once", "sqlrunner_loaded"),
         )
     ),
     # 3. a fresh database from 200 tiny migrations

@@ -91,6 +91,7 @@ TOOLS: list[type[_adapters.Tool]] = [
     ours.SqlrunnerProcess,
     ours.SqlrunnerFirstCall,
     ours.SqlrunnerInProcess,
+    ours.SqlrunnerLoaded,
 ]
 
 

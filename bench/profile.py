@@ -9,16 +9,18 @@ profiler, PyPI), started before anything is imported, so imports are in the
 profile; ``python -c pass`` is timed on its own as the interpreter's start-up.
 Samples are put in one category each:
 
-* ``import psycopg`` / ``import sqlrunner`` / ``import pglast (C parser)``:
-  the time under the import system, by the outermost module being imported;
+* ``import psycopg`` / ``import sqlrunner`` / ``import pglast``: the time
+  under the import system, by the outermost of those packages being imported
+  (pglast is imported plainly, by ``sqlrunner.sqltext``, only when a file will
+  be parsed: a no-op loads none of it);
 * ``waiting for PostgreSQL``: psycopg blocked on its socket (the server working,
   or the network);
 * ``psycopg (client)``: psycopg's own Python code (building and sending
   queries, reading results, connecting);
-* ``parsing (libpg_query)``: pglast's C ``split`` and ``parse_sql_json`` and
-  sqlrunner's ``split_statements`` around them;
+* ``parsing (libpg_query)``: pglast's ``parse_sql_json`` (its C extension) and
+  sqlrunner's ``split_statements`` around it;
 * ``sqlrunner``: sqlrunner's code, including the file scan and hashing;
-* ``CLI parsing (argparse, click)``: the CLI library, whichever sqlrunner uses;
+* ``CLI (click)``: click, importing it and parsing the command line;
 * ``other``.
 
 Cases: W1 (``w1.py``, 200 tiny migrations) and W2 (the repo's ``sql/``), each
@@ -57,8 +59,8 @@ CATEGORIES = (
     "interpreter start-up",
     "import psycopg",
     "import sqlrunner",
-    "import pglast (C parser)",
-    "CLI parsing (argparse, click)",
+    "import pglast",
+    "CLI (click)",
     "waiting for PostgreSQL",
     "psycopg (client)",
     "parsing (libpg_query)",
@@ -73,9 +75,9 @@ import json, os, runpy, sys
 from pyinstrument import Profiler
 
 WAITS = {"poll", "select", "wait", "wait_conn", "wait_c", "wait_epoll", "wait_select"}
-CLI = "CLI parsing (argparse, click)"
+CLI = "CLI (click)"
 IMPORTED = {"psycopg": "import psycopg", "sqlrunner": "import sqlrunner",
-            "pglast": "import pglast (C parser)", "argparse": CLI, "click": CLI}
+            "pglast": "import pglast", "argparse": CLI, "click": CLI}
 
 def package(path):
     p = (path or "").replace(os.sep, "/")
@@ -97,8 +99,6 @@ def walk(frame, imported, parent_pkg, parent_function, totals):
         pkg = own_pkg or parent_pkg
     if imported is None and function in ("_find_and_load", "_handle_fromlist", "__import__"):
         imported = "?"
-    if function == "_load_alone" and "pgparser" in (frame.file_path or ""):
-        imported = "pglast"  # sqlrunner's own loader of pglast's C extension
     if imported is not None and function == "<module>" and own_pkg:
         # psycopg's or pglast's modules (and what they import) count as theirs, even
         # when sqlrunner imports them; the standard library sqlrunner imports is sqlrunner's
