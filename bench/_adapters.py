@@ -63,7 +63,13 @@ class Context:
         self.server = server
         self.work = work
         self.iters = iters  # in-process rounds per workload and run
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        # no libpq or sqlrunner settings of the caller's (the CLI reads SQLRUNNER_* and
+        # DATABASE_URL as options): every tool is told its database on its command line
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PG", "SQLRUNNER_")) and k != "DATABASE_URL"
+        }
         self.env.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
         self.sqlrunner_env: dict[str, str] | None = None  # set once sqlrunner imports
         self.sqlrunner_version = ""

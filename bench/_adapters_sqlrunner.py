@@ -5,7 +5,8 @@
 * in process, first call: ``sqlrunner.apply`` timed inside a new process that
   has imported sqlrunner (``_inproc.py --first``): what a service pays at
   start-up;
-* in process, repeated: a long-lived ``_inproc.py`` worker that applied before.
+* in process, repeated: a long-lived ``_inproc.py`` worker that applied before,
+  given the directory each time or (``SqlrunnerLoaded``) the set read once.
 
 Each has a floor its no-op is timed against, alternating, on the same
 database right after the fresh apply (see ``_adapters.py``).
@@ -136,6 +137,7 @@ class SqlrunnerInProcess(SqlrunnerTool):
         "(`python bench/_inproc.py`) that has imported sqlrunner and applied before"
     )
     floor = "a bare `psycopg.connect(DSN)` + `select 1` in the same process"
+    loaded = False  # pass the directory; see SqlrunnerLoaded
     worker: subprocess.Popen[str] | None = None
     log: IO[str] | None = None
 
@@ -145,7 +147,7 @@ class SqlrunnerInProcess(SqlrunnerTool):
             self.start()
 
     def start(self) -> None:
-        self.log = open(self.ctx.work / "inproc.log", "w")  # noqa: SIM115 (closed in close())
+        self.log = open(self.ctx.work / f"{self.key}.log", "w")  # noqa: SIM115 (closed in close())
         self.worker = subprocess.Popen(
             [sys.executable, INPROC],
             env=self.ctx.sqlrunner_env,
@@ -170,20 +172,22 @@ class SqlrunnerInProcess(SqlrunnerTool):
         if not line:
             assert self.log is not None
             self.log.flush()
-            tail = (self.ctx.work / "inproc.log").read_text(errors="replace")
+            tail = (self.ctx.work / f"{self.key}.log").read_text(errors="replace")
             raise ToolFailed(f"in-process worker died: {first_line(tail)}")
         resp: dict[str, Any] = json.loads(line)
         if "error" in resp:
             raise ToolFailed(resp["error"])
         return resp
 
+    def request(self, op: str, wl: Workload, db: str) -> dict[str, Any]:
+        uri, sql_dir = self.ctx.server.uri(db), str(wl.sql_dir)
+        return {"op": op, "dsn": uri, "sql_dir": sql_dir, "loaded": self.loaded}
+
     def fresh(self, wl: Workload, db: str) -> float:
-        uri = self.ctx.server.uri(db)
-        return float(self.ask({"op": "apply", "dsn": uri, "sql_dir": str(wl.sql_dir)})["ms"])
+        return float(self.ask(self.request("apply", wl, db))["ms"])
 
     def paired(self, wl: Workload, db: str, reps: int) -> tuple[list[float], list[float]]:
-        req = {"op": "rounds", "dsn": self.ctx.server.uri(db), "sql_dir": str(wl.sql_dir)}
-        r = self.ask({**req, "iters": self.ctx.iters})
+        r = self.ask({**self.request("rounds", wl, db), "iters": self.ctx.iters})
         return r["apply_ms"], r["connect_ms"]
 
     def close(self) -> None:
@@ -197,3 +201,18 @@ class SqlrunnerInProcess(SqlrunnerTool):
                 self.worker.kill()
         if self.log is not None:
             self.log.close()
+
+
+class SqlrunnerLoaded(SqlrunnerInProcess):
+    """Repeated calls given the set read once: the way the library offers to such callers.
+
+    Reading 200 files costs more than a connection on this machine; a service that
+    applies repeatedly in one process may load them once and pass the set in.
+    """
+
+    key, label = "sqlrunner_loaded", "sqlrunner (in process, repeated, files loaded once)"
+    how = (
+        "`sqlrunner.apply(DSN, files, verify=False)` in its own long-lived worker, `files` "
+        "read once before timing (`sqlrunner.files.load_migration_set(DIR)`)"
+    )
+    loaded = True

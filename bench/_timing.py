@@ -8,6 +8,7 @@ by those names; a tool that failed on a workload has none.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import statistics
@@ -122,6 +123,11 @@ class Results:
             self.add(
                 workload, f"{tool}.connections_{phase}", (after.sessions - before.sessions) / n
             )
+
+    def save(self, path: Path) -> None:
+        """Every series as JSON, ``{"W1 psql_one.fresh": [...], ...}``, in measured order."""
+        data = {f"{wk} {name}": xs for (wk, name), xs in self.series.items()}
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
     def forget(self, workload: str, tool: str) -> None:
         """Drop a tool's series on a workload (it failed: no figure is better than a wrong one)."""

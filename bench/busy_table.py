@@ -23,12 +23,26 @@ it ends. Variants:
 Printed per variant: apply duration, and insert latency (p50, p99, worst)
 while the migration ran, next to the same load with no migration running.
 Targets at 2M rows (issue 3): careful worst <= 250 ms, careful p99 <= 2x quiet p99.
+The schema variants apply up to the last schema file (0003), not the backfill.
+
+- backfill (issue 17): forward/0004, the batched backfill of provider and
+  cost_usd, on the same 2M rows (with prices: some changing over time, some
+  models unpriced) under the same load; against one plain UPDATE of the same
+  statement over the whole id range on an idle copy; then a kill -9 loop on
+  another copy (a counter variant of 0004: SET latency_ms = latency_ms + 1, not
+  idempotent) proving every row changed exactly once. Targets: worst insert
+  <= 250 ms, p99 during <= 2x quiet, backfill rows/s >= 50% of the UPDATE's;
+  table growth and dead tuples (pgstattuple) of both printed side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,6 +72,12 @@ INSERT = (
     "INSERT INTO llm_usage_logs (provider_id, user_id, model, prompt_tokens, "
     "completion_tokens) VALUES (%s, %s, 'model-x', 12, 34)"
 )
+# The application since 0002: it writes the provider itself (the types in FILL's order).
+INSERT_WITH_PROVIDER = (
+    "INSERT INTO llm_usage_logs (provider_id, user_id, model, prompt_tokens, "
+    "completion_tokens, provider) VALUES (%s, %s, 'model-x', 12, 34, (ARRAY['ollama',"
+    "'openrouter','groq','together','cohere','openai','anthropic','google','custom'])[%s])"
+)
 
 
 @dataclass
@@ -72,6 +92,9 @@ class Window:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
+    def over(self, ms: float) -> int:
+        return sum(1 for lat in self.latencies if lat > ms)
+
     @property
     def worst(self) -> float:
         return max(self.latencies, default=float("nan"))
@@ -80,8 +103,8 @@ class Window:
 class Writers:
     """N threads, each inserting at a steady pace and recording (start, latency)."""
 
-    def __init__(self, dsn: str, threads: int, interval: float) -> None:
-        self.dsn, self.interval = dsn, interval
+    def __init__(self, dsn: str, threads: int, interval: float, insert: str = INSERT) -> None:
+        self.dsn, self.interval, self.insert = dsn, interval, insert
         self.samples: list[tuple[float, float]] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
@@ -93,7 +116,9 @@ class Writers:
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
-                    conn.execute(INSERT, (1 + n % 9, n % 5000))
+                    provider_id = 1 + n % 9
+                    values = (provider_id, n % 5000, provider_id)
+                    conn.execute(self.insert, values[: self.insert.count("%s")])
                 except psycopg.Error as exc:
                     self.errors.append(str(exc).splitlines()[0])
                 elapsed = time.perf_counter() - started
@@ -137,6 +162,15 @@ def naive_set(source: Path, target: Path) -> Path:
     return target
 
 
+def is_batched(path: Path) -> bool:
+    return path.read_text().startswith("-- sqlrunner: batched")
+
+
+def schema_version(sql_dir: Path) -> int:
+    """The newest forward version that is not a backfill."""
+    return max(int(p.name[:4]) for p in (sql_dir / "forward").glob("*.sql") if not is_batched(p))
+
+
 def run_variant(server: object, name: str, sql_dir: Path, args: argparse.Namespace) -> dict:
     db = f"busy_{name}"
     admin = server.uri("postgres")  # type: ignore[attr-defined]
@@ -162,7 +196,10 @@ def run_variant(server: object, name: str, sql_dir: Path, args: argparse.Namespa
         quiet_start = time.perf_counter()
         time.sleep(args.quiet_seconds)
         apply_start = time.perf_counter()
-        result = subprocess.run([*cli, "apply", "--no-verify"], capture_output=True, text=True)
+        to = str(schema_version(sql_dir))  # the schema change, not the backfill (own variant)
+        result = subprocess.run(
+            [*cli, "apply", "--no-verify", "--to", to], capture_output=True, text=True
+        )
         apply_end = time.perf_counter()
         time.sleep(0.2)
     if result.returncode != 0:
@@ -209,15 +246,17 @@ def table(results: list[dict], args: argparse.Namespace, version: str) -> str:
     return "\n".join(lines)
 
 
-def write_results(text: str, args: argparse.Namespace) -> None:
+def write_results(
+    text: str, args: argparse.Namespace, title: str = "Busy table", variants: str = ""
+) -> None:
     path = Path(__file__).with_name("RESULTS.md")
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find("## Busy table")
+    start = old.find(f"## {title}\n")
     end = old.find("\n## ", start + 1) if start >= 0 else -1
     rows = f" --rows {args.rows}" if args.rows != 2_000_000 else ""
-    command = f"python bench/busy_table.py{rows}"
+    command = f"python bench/busy_table.py{rows}{variants}"
     section = (
-        f"## Busy table\n\nCommand: `{command}` (run on "
+        f"## {title}\n\nCommand: `{command}` (run on "
         f"{time.strftime('%Y-%m-%d')}, 2 cores)\n\n{text}\n"
     )
     if start < 0:
@@ -227,6 +266,276 @@ def write_results(text: str, args: argparse.Namespace) -> None:
     path.write_text(new)
 
 
+# ------------------------------------------------------------------ backfill (0004)
+PRICES = """
+INSERT INTO model_pricing (provider, model, input_price_per_token, output_price_per_token,
+                           effective_from, effective_to)
+SELECT p, 'model-' || m, (1 + m) * 0.0000001, (1 + m) * 0.0000004, now() - interval '30 days',
+       CASE WHEN m % 3 = 0 THEN now() - interval '10 days' END
+FROM unnest(ARRAY['ollama','openrouter','groq','together','cohere','openai','anthropic',
+                  'google']) AS p, generate_series(0, 29) AS m;
+INSERT INTO model_pricing (provider, model, input_price_per_token, output_price_per_token,
+                           effective_from)
+SELECT p, 'model-' || m, (1 + m) * 0.00000005, (1 + m) * 0.0000002, now() - interval '10 days'
+FROM unnest(ARRAY['ollama','openrouter','groq','together','cohere','openai','anthropic',
+                  'google']) AS p, generate_series(0, 29, 3) AS m;
+ANALYZE model_pricing;
+"""
+# Not idempotent on purpose: a batch applied twice leaves 2 in its rows.
+COUNTER = (
+    "UPDATE public.llm_usage_logs AS u SET latency_ms = coalesce(u.latency_ms, 0) + 1\n"
+    "WHERE u.id >= :lo AND u.id < :hi;\n"
+)
+SIZES = """
+SELECT pg_relation_size('llm_usage_logs'), pg_total_relation_size('llm_usage_logs'),
+       s.dead_tuple_count, s.tuple_count
+FROM pgstattuple('llm_usage_logs') AS s
+"""
+
+
+@dataclass
+class Sizes:
+    heap: int
+    total: int
+    dead: int
+    live: int
+
+
+def sizes(dsn: str) -> Sizes:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        return Sizes(*conn.execute(SIZES).fetchone())  # type: ignore[misc]
+
+
+def clone(admin: str, template: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+
+
+def drop(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def backfill_file(sql_dir: Path) -> Path:
+    return next(p for p in sorted((sql_dir / "forward").glob("*.sql")) if is_batched(p))
+
+
+def counter_set(source: Path, target: Path) -> Path:
+    """The shipped set with the backfill's statement replaced by a counter (same header)."""
+    shutil.copytree(source, target)
+    batched = backfill_file(target)
+    batched.write_text(batched.read_text().split("\n", 1)[0] + "\n" + COUNTER)
+    for verify in (target / "verify").glob(batched.name):
+        verify.unlink()
+    return target
+
+
+def prepare_template(server: object, sql_dir: Path, args: argparse.Namespace) -> str:
+    """llm_usage_logs with --rows rows and prices, at the last schema version: the
+    database every backfill measurement starts from (cloned, never changed)."""
+    name = "busy_backfill_template"
+    admin = server.uri("postgres")  # type: ignore[attr-defined]
+    drop(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = server.uri(name)  # type: ignore[attr-defined]
+    cli = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(sql_dir), "-q"]
+    subprocess.run([*cli, "apply", "--to", "1", "--no-seed"], check=True)
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(FILL.replace("%s", str(args.rows)))
+    subprocess.run([*cli, "apply", "--to", str(schema_version(sql_dir))], check=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(PRICES)
+        conn.execute("VACUUM ANALYZE llm_usage_logs")
+    print(
+        f"  backfill: template of {args.rows:,} rows in {time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+    )
+    return name
+
+
+def backfill_under_load(server: object, template: str, args: argparse.Namespace) -> dict:
+    """sqlrunner apply (the backfill) as a process, with the writers' load running."""
+    admin, name = server.uri("postgres"), "busy_backfill"  # type: ignore[attr-defined]
+    clone(admin, template, name)
+    dsn = server.uri(name)  # type: ignore[attr-defined]
+    before = sizes(dsn)
+    cli = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(REPO / "sql")]
+    with Writers(dsn, args.writers, args.interval, INSERT_WITH_PROVIDER) as writers:
+        time.sleep(1.0)
+        quiet_start = time.perf_counter()
+        time.sleep(args.quiet_seconds)
+        start = time.perf_counter()
+        result = subprocess.run([*cli, "-q", "apply"], capture_output=True, text=True)
+        end = time.perf_counter()
+        time.sleep(0.2)
+    if result.returncode != 0:
+        raise SystemExit(f"backfill: apply failed ({result.returncode}): {result.stderr[-2000:]}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        batches, rows, seconds = conn.execute(
+            "SELECT batches, rows, extract(epoch FROM done_at - started_at)::float8"
+            " FROM sqlrunner_ledger_backfill"
+        ).fetchone()
+    after = sizes(dsn)
+    drop(admin, name)
+    return {
+        "seconds": seconds,  # first batch to the ledger row, from the progress row
+        "apply_seconds": end - start,  # the whole process, verify included
+        "rows": rows,
+        "batches": batches,
+        "quiet": writers.window(quiet_start, start),
+        "during": writers.window(start, end),
+        "errors": writers.errors,
+        "before": before,
+        "after": after,
+    }
+
+
+def single_update(server: object, template: str) -> dict:
+    """The same statement over the whole id range in one transaction, on an idle copy."""
+    admin, name = server.uri("postgres"), "busy_single_update"  # type: ignore[attr-defined]
+    clone(admin, template, name)
+    dsn = server.uri(name)  # type: ignore[attr-defined]
+    text = backfill_file(REPO / "sql").read_text()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        lo, hi = conn.execute("SELECT min(id), max(id) + 1 FROM llm_usage_logs").fetchone()
+        statement = re.sub(r":(lo|hi)\b", lambda m: str(lo if m[1] == "lo" else hi), text)
+        start = time.perf_counter()
+        rows = conn.execute(statement).rowcount
+        seconds = time.perf_counter() - start
+    after = sizes(dsn)
+    drop(admin, name)
+    return {"seconds": seconds, "rows": rows, "after": after}
+
+
+def kill_loop(server: object, template: str, sql_dir: Path, args: argparse.Namespace) -> dict:
+    """kill -9 of `sqlrunner apply` at random moments, then a run to completion: every
+    row of the key range must have been changed exactly once (latency_ms = 1)."""
+    admin, name = server.uri("postgres"), "busy_kill_loop"  # type: ignore[attr-defined]
+    clone(admin, template, name)
+    dsn = server.uri(name)  # type: ignore[attr-defined]
+    argv = [
+        sys.executable,
+        "-m",
+        "sqlrunner",
+        "--dsn",
+        dsn,
+        "--sql-dir",
+        str(sql_dir),
+        "-q",
+        "apply",
+        "--no-verify",
+    ]
+    rng = random.Random(args.seed)
+    kills = finished_early = 0
+    started = time.perf_counter()
+    while kills < args.kills:
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            child.wait(timeout=rng.uniform(0.5, 3.0))
+        except subprocess.TimeoutExpired:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            kills += 1
+            continue
+        finished_early += 1  # it completed before its kill: nothing left to interrupt
+        break
+    final = subprocess.run(argv, capture_output=True, text=True)
+    if final.returncode != 0:
+        raise SystemExit(f"kill loop: final apply failed: {final.stderr[-2000:]}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        lo, hi, batches = conn.execute(
+            "SELECT lo_key, hi_key, batches FROM sqlrunner_ledger_backfill"
+        ).fetchone()
+        counts = dict(
+            conn.execute(
+                "SELECT coalesce(latency_ms, -1), count(*) FROM llm_usage_logs"
+                " WHERE id BETWEEN %s AND %s GROUP BY 1",
+                (lo, hi),
+            ).fetchall()
+        )
+    drop(admin, name)
+    return {
+        "kills": kills,
+        "finished_early": finished_early,
+        "seconds": time.perf_counter() - started,
+        "batches": batches,
+        "counts": counts,
+        "exactly_once": set(counts) == {1},
+    }
+
+
+def mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def backfill_table(
+    bf: dict, single: dict, loop: dict, args: argparse.Namespace, version: str
+) -> str:
+    d, q = bf["during"], bf["quiet"]
+    rate, single_rate = bf["rows"] / bf["seconds"], single["rows"] / single["seconds"]
+    b0, b1, s1 = bf["before"], bf["after"], single["after"]
+    worst_ok = d.worst <= 250
+    p99_ok = d.pct(0.99) <= 2 * q.pct(0.99)
+    rate_ok = rate >= 0.5 * single_rate
+    per_million = 1e6 / rate
+    verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
+    lines = [
+        f"forward/0004 on llm_usage_logs: {args.rows:,} rows; load: {args.writers} writers x "
+        f"{1 / args.interval:.0f} inserts/s during the backfill; {version}; load average "
+        f"{os.getloadavg()[0]:.1f} at the end (2 cores, shared)",
+        "",
+        "| run | seconds | rows changed | rows/s | batches | heap after | table+indexes after "
+        "| dead tuples after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| before (the template) | | | | | {mb(b0.heap)} | {mb(b0.total)} | {b0.dead:,} |",
+        f"| sqlrunner apply (batched, under load; {bf['apply_seconds']:.1f} s with start-up "
+        f"and verify) | {bf['seconds']:.1f} | {bf['rows']:,} "
+        f"| {rate:,.0f} | {bf['batches']} | {mb(b1.heap)} | {mb(b1.total)} | {b1.dead:,} |",
+        f"| one plain UPDATE (idle copy) | {single['seconds']:.1f} | {single['rows']:,} "
+        f"| {single_rate:,.0f} | 1 | {mb(s1.heap)} | {mb(s1.total)} | {s1.dead:,} |",
+        "",
+        "| inserts | n | p50 ms | p99 ms | p99.9 ms | worst ms | over 250 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| quiet (no migration) | {len(q.latencies)} | {q.pct(0.5):.1f} | {q.pct(0.99):.1f} "
+        f"| {q.pct(0.999):.1f} | {q.worst:.1f} | {q.over(250)} | |",
+        f"| during the backfill | {len(d.latencies)} | {d.pct(0.5):.1f} | {d.pct(0.99):.1f} "
+        f"| {d.pct(0.999):.1f} | {d.worst:.1f} | {d.over(250)} | {len(bf['errors'])} |",
+        "",
+        f"- worst insert during <= 250 ms: {verdict(worst_ok)} ({d.worst:.1f} ms)",
+        f"- p99 during <= 2x quiet p99: {verdict(p99_ok)} "
+        f"({d.pct(0.99):.1f} vs {q.pct(0.99):.1f} ms)",
+        f"- backfill rows/s >= 50% of one UPDATE's: {verdict(rate_ok)} "
+        f"({rate:,.0f} vs {single_rate:,.0f}: {rate / single_rate:.0%})",
+        f"- time per million rows, batched under load: {per_million:.0f} s",
+        f"- growth: heap +{mb(b1.heap - b0.heap)} batched vs +{mb(s1.heap - b0.heap)} one "
+        f"UPDATE; dead tuples {b1.dead:,} vs {s1.dead:,}",
+        f"- kill -9 loop: {loop['kills']} kills at random moments (0.5-3 s into each run), "
+        f"then a run to completion ({loop['batches']} batches, {loop['seconds']:.0f} s in all): "
+        f"rows by times changed {loop['counts']}: "
+        f"{'PASS, every row exactly once' if loop['exactly_once'] else 'FAIL'}"
+        + (" (a run finished before its kill)" if loop["finished_early"] else ""),
+    ]
+    return "\n".join(lines)
+
+
+def run_backfill(server: object, work: Path, args: argparse.Namespace) -> str:
+    template = prepare_template(server, REPO / "sql", args)
+    admin = server.uri("postgres")  # type: ignore[attr-defined]
+    try:
+        bf = backfill_under_load(server, template, args)
+        print(f"  backfill: {bf['seconds']:.0f}s", file=sys.stderr)
+        single = single_update(server, template)
+        print(f"  single UPDATE: {single['seconds']:.0f}s", file=sys.stderr)
+        loop = kill_loop(server, template, counter_set(REPO / "sql", work / "counter"), args)
+    finally:
+        drop(admin, template)
+    return backfill_table(bf, single, loop, args, server.version())  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -234,21 +543,31 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between inserts")
     parser.add_argument("--quiet-seconds", type=float, default=5.0)
     parser.add_argument("--pg", default="embedded", help="embedded or 15")
-    parser.add_argument("--variants", default="careful,naive")
+    parser.add_argument("--variants", default="careful,naive,backfill")
+    parser.add_argument("--kills", type=int, default=20, help="kill -9 of the backfill")
+    parser.add_argument("--seed", type=int, default=17, help="random moments of the kills")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    schema = [v for v in variants if v != "backfill"]
     server = start_server(args.pg)
     work = Path(tempfile.mkdtemp(prefix="busy-table-"))
+    text = backfill_text = ""
     try:
         sets = {"careful": REPO / "sql", "naive": naive_set(REPO / "sql", work / "naive")}
-        results = [run_variant(server, v, sets[v], args) for v in args.variants.split(",")]
-        text = table(results, args, server.version())
+        if schema:
+            results = [run_variant(server, v, sets[v], args) for v in schema]
+            text = table(results, args, server.version())
+        if "backfill" in variants:
+            backfill_text = run_backfill(server, work, args)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(text)
-    if args.write_results:
-        write_results(text, args)
+    print("\n\n".join(t for t in (text, backfill_text) if t))
+    if args.write_results and text:
+        write_results(text, args, variants=f" --variants {','.join(schema)}")
+    if args.write_results and backfill_text:
+        write_results(backfill_text, args, "Busy table: backfill (0004)", " --variants backfill")
 
 
 if __name__ == "__main__":

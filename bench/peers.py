@@ -7,6 +7,7 @@
     python bench/peers.py --pg 15          # Debian's PostgreSQL 15 instead of the wheel
     python bench/peers.py --skip yoyo,sqitch --workloads w1
     python bench/peers.py --write-results  # also update bench/RESULTS.md, section 'Peers'
+    python bench/peers.py --save-series s.json  # and keep every measured series
 
 Files (each with one job; their docstrings say more):
 
@@ -91,6 +92,7 @@ TOOLS: list[type[_adapters.Tool]] = [
     ours.SqlrunnerProcess,
     ours.SqlrunnerFirstCall,
     ours.SqlrunnerInProcess,
+    ours.SqlrunnerLoaded,
 ]
 
 
@@ -294,6 +296,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add("--setup", action="store_true", help="run bench/tools/setup.sh first")
     add("--write-results", action="store_true", help="update the 'Peers' section of RESULTS.md")
+    add("--save-series", metavar="FILE", help="also write every measured series to FILE (JSON)")
     add("--silent", action="store_true", help="no progress on stderr")
     a = ap.parse_args(argv)
     if a.quick:
@@ -322,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")  # platformdirs' RuntimeDirWarning from the wheel
             bench.run()
         body, versions = bench.report(), bench.versions()
+        if args.save_series:
+            bench.results.save(Path(args.save_series))
     finally:
         bench.close()
     print("\n## Peers\n")

@@ -160,7 +160,7 @@ def apply(
         notes = _apply_notes(plan, on_event) + _order_notes(plan.forward, rows, opts.strict_order)
         # the rollback files of what is about to be applied must be sound too
         undo = [r for r in map(files.rollback_for, (m.version for m in plan.forward)) if r]
-        if dry_run or plan.empty:
+        if dry_run or (plan.empty and not _partial_seeds_may_run(files, rows, plan)):
             parse_all([*plan.forward, *plan.seeds], undo)
             would = tuple(_would(m, "would apply") for m in plan.forward) if dry_run else ()
             seeds = tuple(_would(m, "would seed") for m in plan.seeds) if dry_run else ()
@@ -213,6 +213,15 @@ def _preview(
         [scripts[m.path] for m in plan.seeds],
         [scripts[m.path] for m in plan.verify],
     )
+
+
+def _partial_seeds_may_run(files: MigrationSet, rows: list[LedgerRow], plan: ApplyPlan) -> bool:
+    """``apply --to V`` with nothing pending may still have seeds to try (issue 17)."""
+    if not plan.seeds_deferred:
+        return False
+    from .seedtargets import seeds_may_run
+
+    return seeds_may_run(files, rows, plan)
 
 
 def _apply_notes(plan: ApplyPlan, on_event: Listener | None) -> tuple[str, ...]:

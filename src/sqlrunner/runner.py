@@ -73,6 +73,7 @@ from .report import (
     elapsed_ms,
     fan_out,
 )
+from .seedtargets import partial_seeds, seeds_may_run
 from .session import (
     Options,
     PartFailed,
@@ -204,7 +205,8 @@ class LockedRun:
             rows = ledger.read_rows(self.conn, self.tables)
             refuse_drift(files, rows, strict=strict)
             plan = plan_apply(files, rows, to_version=to, seed=seed, verify=verify)
-            if plan.empty:  # the runner we waited for did it all
+            # the runner we waited for did it all (a partial apply may still have seeds to try)
+            if plan.empty and not seeds_may_run(files, rows, plan):
                 return ApplyReport(self.shown, (), (), None, self._ms(), False, notes)
             executor = self._executor(lock, ctx)
             applied: list[FileResult] = []
@@ -212,6 +214,9 @@ class LockedRun:
             try:
                 applied.extend(executor.forward(script(m)) for m in plan.forward)
                 seeded.extend(executor.seed(script(m)) for m in plan.seeds)
+                if plan.seeds_deferred and not plan.future:  # --to V: seeds whose tables exist
+                    ready, notes = partial_seeds(self.conn, files, rows, script, notes)
+                    seeded.extend(executor.seed(s) for s in ready)
             except BaseException as exc:
                 record_failed_run(executor, "apply", self._ms(), exc)
                 raise

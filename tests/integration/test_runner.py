@@ -170,7 +170,8 @@ def test_apply_to_version_stops_there_and_defers_seeds(dsn: str, sql_set: SqlSet
         {
             "forward/0001_base.sql": BASE,
             "forward/0002_more.sql": "BEGIN;\nCREATE TABLE more (id int);\nCOMMIT;\n",
-            "seed/0001_items.sql": "BEGIN;\nINSERT INTO items (name) VALUES ('a');\nCOMMIT;\n",
+            # its table comes with 0002: a partial apply runs only seeds whose tables exist
+            "seed/0001_more.sql": "BEGIN;\nINSERT INTO more (id) VALUES (1);\nCOMMIT;\n",
         }
     )
     report = sqlrunner.apply(dsn, root, to=1)

@@ -137,7 +137,7 @@ def test_loader_migrates_pytest_postgresql_template(
             assert rules > 0
             versions = postgresql.execute(
                 "SELECT version FROM sqlrunner_ledger WHERE kind = 'forward' ORDER BY 1")
-            assert [v for (v,) in versions] == [1, 2, 3]
+            assert [v for (v,) in versions] == [1, 2, 3, 4]
 
         def test_isolated(postgresql):
             assert postgresql.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0

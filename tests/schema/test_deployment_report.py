@@ -3,7 +3,7 @@
 forward files found, rollback files found, seed found, test database created,
 forward applied (sqlrunner.apply), 10 tables, 48 indexes, audit_log refuses
 changes, audit record preserved, 50 tier rules, 5 tiers, rollback applied
-(sqlrunner.rollback steps=2), new tables dropped.
+(sqlrunner.rollback to=1; steps=2 before 0004 shipped), new tables dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def test_forward_files_found(sql_dir: Path) -> None:
         "0001_baseline.sql",
         "0002_llm_management.sql",
         "0003_llm_management_indexes.sql",
+        "0004_usage_provider_cost_backfill.sql",
     ]
     assert FORWARD.is_file() and FORWARD_INDEXES.is_file()
 
@@ -44,7 +45,11 @@ def test_forward_files_found(sql_dir: Path) -> None:
 def test_rollback_files_found(sql_dir: Path) -> None:
     names = sorted(p.name for p in (sql_dir / "rollback").glob("*.sql"))
     # the baseline is irreversible: it has no rollback file
-    assert names == ["0002_llm_management.sql", "0003_llm_management_indexes.sql"]
+    assert names == [
+        "0002_llm_management.sql",
+        "0003_llm_management_indexes.sql",
+        "0004_usage_provider_cost_backfill.sql",
+    ]
     assert ROLLBACK.is_file() and ROLLBACK_INDEXES.is_file()
 
 
@@ -70,6 +75,7 @@ def test_forward_applied(dsn: str, sql_dir: Path) -> None:
         (1, "applied"),
         (2, "applied"),
         (3, "applied"),
+        (4, "applied"),
     ]
     assert [r.name for r in report.seeded] == ["tier_model_rules"]
     assert report.verification is not None
@@ -217,19 +223,20 @@ def test_all_5_tiers(shared_applied_dsn: str) -> None:
 
 @pytest.fixture
 def rolled_back(applied: str, sql_dir: Path) -> tuple[str, sqlrunner.RollbackReport]:
-    report = sqlrunner.rollback(applied, sql_dir, steps=2, allow_data_loss=True)
+    report = sqlrunner.rollback(applied, sql_dir, to=1, allow_data_loss=True)
     return applied, report
 
 
 def test_rollback_applied(rolled_back: tuple[str, sqlrunner.RollbackReport]) -> None:
     dsn, report = rolled_back
     assert [(r.version, r.action) for r in report.rolled_back] == [
+        (4, "rolled back"),
         (3, "rolled back"),
         (2, "rolled back"),
     ]
     status = sqlrunner.status(dsn, FORWARD.parents[1])
     applied = [(s.version, s.state) for s in status.files if s.kind == "forward"]
-    assert applied == [(1, "applied"), (2, "pending"), (3, "pending")]
+    assert applied == [(1, "applied"), (2, "pending"), (3, "pending"), (4, "pending")]
 
 
 def test_all_new_tables_dropped(rolled_back: tuple[str, sqlrunner.RollbackReport]) -> None:

@@ -71,8 +71,8 @@ def test_forward_then_rollback_restores_the_baseline(dsn: str, sql_dir: Path) ->
     assert _relfilenodes(dsn) == files, "forward rewrote a baseline table"
     assert forward != baseline
 
-    report = sqlrunner.rollback(dsn, sql_dir, steps=2, allow_data_loss=True)
-    assert [r.version for r in report.rolled_back] == [3, 2]
+    report = sqlrunner.rollback(dsn, sql_dir, to=1, allow_data_loss=True)
+    assert [r.version for r in report.rolled_back] == [4, 3, 2]
     assert snapshot(dsn) == baseline
     assert table_rows(dsn) == rows, "rollback changed rows or values of the baseline tables"
     assert _relfilenodes(dsn) == files, "rollback rewrote a baseline table"
@@ -85,9 +85,9 @@ def test_forward_rollback_forward_equals_forward(dsn: str, sql_dir: Path) -> Non
     forward = snapshot(dsn)
     _use_the_new_schema(dsn)
 
-    sqlrunner.rollback(dsn, sql_dir, steps=2, allow_data_loss=True)
+    sqlrunner.rollback(dsn, sql_dir, to=1, allow_data_loss=True)
     report = sqlrunner.apply(dsn, sql_dir)
-    assert [r.version for r in report.applied] == [2, 3]
+    assert [r.version for r in report.applied] == [2, 3, 4]
     assert report.verification is not None and report.verification.ok
     assert snapshot(dsn) == forward
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -23,6 +23,9 @@ EXPECTED_CHECKS = [
     "audit_log: no role but the owner holds UPDATE, DELETE, TRUNCATE",
     "llm_tier_allows: present, STABLE, search_path pinned",
     "tier_model_rules: 50 rules over the 5 tiers",
+    # verify/0004 (the backfill)
+    "llm_usage_logs: every row has its provider",
+    "llm_usage_logs: cost_usd is NULL only where no USD price was in effect",
 ]
 
 

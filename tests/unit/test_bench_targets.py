@@ -85,3 +85,26 @@ def test_alternate_takes_turns_going_first(bench: dict[str, ModuleType]) -> None
 
     assert bench["timing"].alternate(a, b, 3) == ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
     assert calls == ["a", "b", "b", "a", "a", "b"]
+
+
+def test_a_verdict_on_series_that_pair_up_is_the_median_of_their_ratios(
+    bench: dict[str, ModuleType],
+) -> None:
+    targets, timing = bench["targets"], bench["timing"]
+    results = timing.Results()
+    # the machine slowed down 3x between the first and the other runs: pair by pair the
+    # ratio is 1.25 each time, while the ratio of the medians says 0.42
+    results.add("W1", "sqlrunner_inproc.fresh", 125.0, 375.0, 375.0)
+    results.add("W1", "psql_one.fresh", 100.0, 300.0, 300.0)
+    results.add("W1", "dbmate.fresh", 900.0, 900.0, 900.0)
+    at_most = targets.Target("W1", "fresh", "sqlrunner_inproc.fresh", "psql", "psql_one.fresh", 1.3)
+    faster = targets.Target(
+        "W1", "fresh", "sqlrunner_inproc.fresh", "dbmate", "dbmate.fresh", 1.0, strict=True
+    )
+    assert targets.verdict(at_most, results, {"W1"}) == (
+        "PASS    W1: fresh ≤ 1.3× psql: 375 ms vs 300 ms (1.25×); 3 pairs: 1.25× [1.25–1.25]"
+    )
+    assert targets.verdict(faster, results, {"W1"}).startswith("PASS    W1: fresh faster than")
+    results.add("W1", "psql_one.fresh", 50.0)  # no longer pairs up: ratio of the medians
+    assert "pairs" not in targets.verdict(at_most, results, {"W1"})
+    assert targets.verdict(at_most, results, {"W1"}).startswith("FAIL")
