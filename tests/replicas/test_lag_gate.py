@@ -57,7 +57,7 @@ class LagSampler:
 
     def largest_statement_wal(self) -> int:
         """The most WAL written from one statement's start to the next's."""
-        pairs = zip(self.starts, self.starts[1:])
+        pairs = zip(self.starts, self.starts[1:], strict=False)
         diffs = [
             self.db.pair.sql(self.db.pair.primary(), "SELECT pg_wal_lsn_diff(%s, %s)", (b, a))
             for a, b in pairs
