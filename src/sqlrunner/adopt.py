@@ -96,17 +96,7 @@ def record_marks(
             if m.kind == "forward":
                 statements.append(ledger.clear_progress(tables, m.version))
             statements.append(
-                ledger.record_history(
-                    tables,
-                    ctx,
-                    action,
-                    "ok",
-                    kind=m.kind,
-                    version=m.version,
-                    name=m.name,
-                    checksum=m.checksum,
-                    detail=mark.detail,
-                )
+                ledger.record_file_history(tables, ctx, action, "ok", m, detail=mark.detail)
             )
         if todo:
             statements.append(

@@ -364,17 +364,8 @@ class Executor:
     def _history(
         self, action: str, m: Migration, outcome: str, duration_ms: str, detail: str | None = None
     ) -> str:
-        return ledger.record_history(
-            self.tables,
-            self.ctx,
-            action,
-            outcome,
-            kind=m.kind,
-            version=m.version,
-            name=m.name,
-            checksum=m.checksum,
-            duration_ms=duration_ms,
-            detail=detail,
+        return ledger.record_file_history(
+            self.tables, self.ctx, action, outcome, m, duration_ms=duration_ms, detail=detail
         )
 
     def session(self) -> SessionState:
