@@ -173,14 +173,7 @@ def apply(
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with (
-            watching(
-                conn,
-                wait_replicas=opts.wait_replicas,
-                replicas=opts.replicas,
-                max_replica_lag=opts.max_replica_lag,
-                replica_wait=opts.replica_wait,
-                emit=on_event,
-            ) as gate,
+            watching(conn, opts, on_event) as gate,
             relay_server_messages(conn, on_event) as listener,
         ):
             throttle = Throttle(opts.budget, between_batches, started)
