@@ -119,10 +119,9 @@ class Backfill:
         self.throttle = throttle or Throttle()
         self.path = self.m.shown_path
         self.blockers: list[str] = []
-        # the caller's between_batches, and the executor's replica-lag gate where the run
-        # has one (replicas.LagGate, ``Executor.between_statements`` once merged)
-        lag_gate = getattr(executor, "between_statements", None)
-        self.gates = [g for g in (self.throttle.between_batches, lag_gate) if g is not None]
+        # the caller's between_batches, and the run's replica-lag gate (replicas.LagGate)
+        gates = (self.throttle.between_batches, executor.between_statements)
+        self.gates = [g for g in gates if g is not None]
 
     # --- the file ----------------------------------------------------------------------------
 
