@@ -147,6 +147,9 @@ def apply(
     Batched files stop cleanly between batches once ``budget`` seconds have passed
     (BackfillPending, exit 6: the next apply continues); ``between_batches`` is called
     between their batches (to wait for something of the caller's, say).
+
+    Longer than a screen on purpose: it is the one path from connecting to the report,
+    read top to bottom, and the no-op's single query stays visible in it.
     """
     started = time.monotonic()
     opts = Options(**options)
