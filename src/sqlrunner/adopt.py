@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -23,8 +23,13 @@ from .conversion import read_mapping
 from .errors import AdoptionRefused, UsageError
 from .files import Migration, MigrationSet, load_migration_set, resolve_sql_dir
 from .ledger import LedgerTables, RunContext
-from .locking import RunnerLock
-from .session import Target, open_session
+from .locking import runner_lock
+from .session import Options, Target, open_session
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .session import OptionValues
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +67,8 @@ def record_marks(
     target: Target,
     marks: Sequence[Mark],
     action: str,
+    options: Options,
     *,
-    wait: float,
-    runner_wait: float,
-    tables: LedgerTables,
     check: Callable[[psycopg.Connection[Any], set[tuple[str, int]]], list[str]] | None = None,
 ) -> AdoptReport:
     """Record ``marks`` as applied in one transaction, holding the runner lock.
@@ -74,10 +77,11 @@ def record_marks(
     once the lock is held and the ledger re-read: nothing changes between check and write.
     """
     ctx = RunContext.new()
+    tables = LedgerTables.of(options)
     name = f"sqlrunner lock ({ctx.client})"
     with (
-        open_session(target, wait) as (conn, conninfo, shown),
-        RunnerLock(conninfo, tables.lock_key, runner_wait, application_name=name),
+        open_session(target, options.wait) as (conn, conninfo, shown),
+        runner_lock(conninfo, options, name),
     ):
         ledger.create_tables(conn, tables)
         rows = {(r.kind, r.version) for r in ledger.read_rows(conn, tables, when=False)}
@@ -96,17 +100,7 @@ def record_marks(
             if m.kind == "forward":
                 statements.append(ledger.clear_progress(tables, m.version))
             statements.append(
-                ledger.record_history(
-                    tables,
-                    ctx,
-                    action,
-                    "ok",
-                    kind=m.kind,
-                    version=m.version,
-                    name=m.name,
-                    checksum=m.checksum,
-                    detail=mark.detail,
-                )
+                ledger.record_file_history(tables, ctx, action, "ok", m, detail=mark.detail)
             )
         if todo:
             statements.append(
@@ -127,11 +121,7 @@ def mark_applied(
     target: Target,
     versions: Sequence[int],
     sql_dir: str | os.PathLike[str] | None = None,
-    *,
-    wait: float = 0,
-    runner_wait: float = 300,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
+    **options: Unpack[OptionValues],
 ) -> AdoptReport:
     """Record forward files as applied without running them (a DBA ran them with psql).
 
@@ -163,9 +153,7 @@ def mark_applied(
         target,
         [Mark(m, "marked applied by hand (repair --mark-applied)") for m in chosen],
         "mark-applied",
-        wait=wait,
-        runner_wait=runner_wait,
-        tables=LedgerTables(ledger_schema, ledger_table),
+        Options(**options),
         check=check,
     )
 
@@ -315,10 +303,7 @@ def adopt(
     *,
     tool: str,
     tool_schema: str | None = None,
-    wait: float = 0,
-    runner_wait: float = 300,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
+    **options: Unpack[OptionValues],
 ) -> AdoptReport:
     """Mark applied what the other tool's ledger says it applied, through sql_dir's mapping.
 
@@ -338,20 +323,14 @@ def adopt(
     mapping = read_mapping(root)
     if mapping.get("tool") != tool:
         raise UsageError(f"{root} was imported from {mapping.get('tool')}, not {tool}")
+    opts = Options(**options)
     files = load_migration_set(root)
-    with open_session(target, wait) as (conn, _conninfo, _shown):
+    with open_session(target, opts.wait) as (conn, _conninfo, _shown):
         applied, reasons = reader(conn, tool_schema, mapping)
     marks = _marks(tool, files, mapping, applied, reasons)
     if reasons:
         raise AdoptionRefused(f"adopt from {tool} refused: " + "; ".join(reasons), reasons)
-    return record_marks(
-        target,
-        marks,
-        "adopt",
-        wait=wait,
-        runner_wait=runner_wait,
-        tables=LedgerTables(ledger_schema, ledger_table),
-    )
+    return record_marks(target, marks, "adopt", opts)
 
 
 def _marks(

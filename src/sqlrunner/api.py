@@ -147,6 +147,9 @@ def apply(
     Batched files stop cleanly between batches once ``budget`` seconds have passed
     (BackfillPending, exit 6: the next apply continues); ``between_batches`` is called
     between their batches (to wait for something of the caller's, say).
+
+    Longer than a screen on purpose: it is the one path from connecting to the report,
+    read top to bottom, and the no-op's single query stays visible in it.
     """
     started = time.monotonic()
     opts = Options(**options)
@@ -173,14 +176,7 @@ def apply(
 
         scripts = parse_all([*plan.forward, *plan.seeds, *plan.verify], undo)
         with (
-            watching(
-                conn,
-                wait_replicas=opts.wait_replicas,
-                replicas=opts.replicas,
-                max_replica_lag=opts.max_replica_lag,
-                replica_wait=opts.replica_wait,
-                emit=on_event,
-            ) as gate,
+            watching(conn, opts, on_event) as gate,
             relay_server_messages(conn, on_event) as listener,
         ):
             throttle = Throttle(opts.budget, between_batches, started)

@@ -18,9 +18,8 @@ x1.2 up and x0.5 down per step, like GitLab's batch optimiser), the caller's
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,14 @@ from .errors import (
     MigrationFailed,
     UsageError,
 )
-from .locking import MIGRATION_LIMITS, RETRYABLE
+from .locking import (
+    MIGRATION_LIMITS,
+    RETRYABLE,
+    Retryable,
+    gave_up,
+    retry_message,
+    with_retries,
+)
 from .position import BackfillPosition, Throttle, read_positions
 from .report import Event, elapsed_ms
 from .session import PartFailed, connection_gone, send
@@ -113,10 +119,9 @@ class Backfill:
         self.throttle = throttle or Throttle()
         self.path = self.m.shown_path
         self.blockers: list[str] = []
-        # the caller's between_batches, and the executor's replica-lag gate where the run
-        # has one (replicas.LagGate, ``Executor.between_statements`` once merged)
-        lag_gate = getattr(executor, "between_statements", None)
-        self.gates = [g for g in (self.throttle.between_batches, lag_gate) if g is not None]
+        # the caller's between_batches, and the run's replica-lag gate (replicas.LagGate)
+        gates = (self.throttle.between_batches, executor.between_statements)
+        self.gates = [g for g in gates if g is not None]
 
     # --- the file ----------------------------------------------------------------------------
 
@@ -284,10 +289,11 @@ class Backfill:
     def _batch(self, lo: int, hi: int, size: int) -> tuple[int, int]:
         """Keys [lo, hi) and the progress row in one transaction: (rows changed, attempts)."""
         rendered = self.batch.render(lo, hi)
-        delays = self.x.policy.delays()
-        attempt = 0
-        while True:
-            attempt += 1
+        where = f"{self.m.display_path}:{self.batch.statement.line} batch [{lo}, {hi})"
+        changed = 0
+
+        def attempt(number: int) -> None:
+            nonlocal changed
             self.x.emit(
                 Event(
                     "statement_started",
@@ -299,7 +305,7 @@ class Backfill:
             )
             parts: list[Part] = [*self._locals(), (rendered, "statement")]
             try:
-                with self._watch(attempt > 1):
+                with self._watch(number > 1):
                     results = send(self.x.conn, [q for q, _ in parts])
                 rows = results[-1].command_tuples or 0
                 parts = [
@@ -308,39 +314,61 @@ class Backfill:
                     ("COMMIT", "COMMIT"),
                 ]
                 send(self.x.conn, [q for q, _ in parts])
-                return rows, attempt
+                changed = rows
             except PartFailed as failed:
                 owner = parts[failed.index][1]
                 self._settle_failure(failed, lo, hi)
                 if isinstance(failed.error, RETRYABLE) and owner == "statement":
-                    self._wait(failed.error, attempt, delays, lo, hi)
-                    continue
+                    raise Retryable(failed.error, where) from None
                 raise self._failed(failed, owner, lo, hi, rendered) from None
             except psycopg.OperationalError as exc:
                 if self._is_lost(exc):
                     raise self._lost(exc, lo, hi) from None
                 raise
 
+        next_step = (
+            f"this batch was rolled back; the batches below key {lo} are committed: end or "
+            "wait out the blocker, then run apply again (it resumes at that key), or raise "
+            "--lock-retries"
+        )
+        attempts = self._with_retries(attempt, next_step)
+        return changed, attempts
+
     def _transaction(self, body: list[Part], lo: int | None, hi: int | None) -> None:
         """The runner's own SQL in one locked, timed transaction (start and finish)."""
         parts = [*self._locals(), *body, (self.x.lock.held_check(), None), ("COMMIT", None)]
-        delays = self.x.policy.delays()
-        attempt = 0
-        while True:
-            attempt += 1
+        where = f"{self.m.display_path}: reading the key range of {self.batch.spec.table_name}"
+
+        def attempt(number: int) -> None:
             try:
                 send(self.x.conn, [q for q, _ in parts])
-                return
             except PartFailed as failed:
                 self._settle_failure(failed, lo, hi)
                 if isinstance(failed.error, RETRYABLE):  # reading the key range
-                    self._wait(failed.error, attempt, delays, None, None)
-                    continue
+                    raise Retryable(failed.error, where) from None
                 raise self._failed(failed, None, lo, hi, "") from None
             except psycopg.OperationalError as exc:
                 if self._is_lost(exc):
                     raise self._lost(exc, lo, hi) from None
                 raise
+
+        self._with_retries(
+            attempt,
+            "nothing of this file ran: end or wait out the blocker, then run apply again, "
+            "or raise --lock-retries",
+        )
+
+    def _with_retries(self, attempt: Callable[[int], None], next_step: str) -> int:
+        """``attempt`` on the one retry loop (locking.with_retries), naming the blocker seen."""
+
+        def on_retry(failed: Retryable, number: int, delay: float) -> None:
+            message = retry_message(failed, number, delay, self.blockers)
+            self.x.emit(Event("retry", message, migration=self.m))
+
+        def give_up(failed: Retryable, number: int) -> LockTimeout:
+            return gave_up(failed, number, self.x.policy, self.blockers, next_step)
+
+        return with_retries(self.x.policy, attempt, on_retry, give_up)
 
     def _settle_failure(self, failed: PartFailed, lo: int | None, hi: int | None) -> None:
         """Roll back; raise what the failure means when it is not the batch's own error."""
@@ -359,62 +387,16 @@ class Backfill:
                 "back, so it ran once | check 'status', then run apply again"
             ) from None
 
-    @contextlib.contextmanager
-    def _watch(self, on: bool) -> Iterator[None]:
+    def _watch(self, on: bool) -> contextlib.AbstractContextManager[None]:
         """On a retry, note who blocks the batch while it waits (for the give-up message)."""
         if not on:
-            yield
-            return
+            return contextlib.nullcontext()
+
+        def seen(found: list[str]) -> None:
+            self.blockers = found or self.blockers
+
         pid = self.x.conn.info.backend_pid
-
-        def look() -> None:
-            self.blockers = self.x.lock.blockers_of(pid) or self.blockers
-
-        timer = threading.Timer(self.x.policy.lock_timeout_ms / 2000, look)
-        timer.start()
-        try:
-            yield
-        finally:
-            timer.cancel()
-            timer.join()
-
-    def _wait(
-        self,
-        exc: psycopg.Error,
-        attempt: int,
-        delays: Iterator[float],
-        lo: int | None,
-        hi: int | None,
-    ) -> None:
-        where = f"{self.m.display_path}:{self.batch.statement.line} batch [{lo}, {hi})"
-        if lo is None:
-            where = f"{self.m.display_path}: reading the key range of {self.batch.spec.table_name}"
-        blocked_by = f"; blocked by {' / '.join(self.blockers)}" if self.blockers else ""
-        delay = next(delays, None)
-        if delay is None:
-            raise LockTimeout(
-                f"{where}: gave up after {attempt} attempts ({exc.diag.message_primary}, "
-                f"lock_timeout {self.x.policy.lock_timeout_setting})"
-                f"{blocked_by or '; the blocker is gone'} | "
-                + (
-                    f"this batch was rolled back; the batches below key {lo} are committed: "
-                    "end or wait out the blocker, then run apply again (it resumes at that "
-                    "key), or raise --lock-retries"
-                    if lo is not None
-                    else "nothing of this file ran: end or wait out the blocker, then run "
-                    "apply again, or raise --lock-retries"
-                ),
-                self.blockers,
-            ) from None
-        self.x.emit(
-            Event(
-                "retry",
-                f"{where}: {exc.diag.message_primary} (attempt {attempt}); "
-                f"retrying in {delay:.1f}s{blocked_by}",
-                migration=self.m,
-            )
-        )
-        time.sleep(delay)
+        return self.x.lock.watching(pid, self.x.policy.lock_timeout_ms, seen)
 
     # --- what the user reads -----------------------------------------------------------------
 

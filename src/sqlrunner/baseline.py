@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -18,9 +18,13 @@ from .adopt import AdoptReport, Mark, record_marks
 from .api import parse_all
 from .errors import UsageError
 from .files import load_migration_set, resolve_sql_dir
-from .ledger import LedgerTables
-from .session import Target
+from .session import Options, Target
 from .session import identifier as ident
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .session import OptionValues
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +150,7 @@ def baseline(
     target: Target,
     version: int,
     sql_dir: str | os.PathLike[str] | None = None,
-    *,
-    wait: float = 0,
-    runner_wait: float = 300,
-    ledger_schema: str = "public",
-    ledger_table: str = "sqlrunner_ledger",
+    **options: Unpack[OptionValues],
 ) -> AdoptReport:
     """Mark every forward file up to ``version`` applied on a database built without a ledger.
 
@@ -190,8 +190,6 @@ def baseline(
         target,
         [Mark(m, f"baseline {version:04d}: schema built outside sqlrunner") for m in chosen],
         "baseline",
-        wait=wait,
-        runner_wait=runner_wait,
-        tables=LedgerTables(ledger_schema, ledger_table),
+        Options(**options),
         check=check,
     )

@@ -208,6 +208,28 @@ def batched_script(migration: Migration) -> Script:
     except (ValueError, UsageError) as exc:
         _refuse(migration, 1, 1, f"invalid batched header: {exc}")
     found = variables(migration.text)
+    _check_variables(migration, found)
+    parsed = _one_statement(migration, found)
+    own_text = migration.text[parsed.offset : parsed.offset + len(parsed.text)]
+    statement = replace(parsed, text=own_text)
+    inside = [
+        (offset - parsed.offset, raw[1:])
+        for offset, raw in found
+        if parsed.offset <= offset < parsed.offset + len(parsed.text)
+    ]
+    missing = [name for name in BOUNDS if name not in {n for _, n in inside}]
+    if missing:
+        _refuse_at(
+            migration,
+            parsed,
+            f"the statement must use {' and '.join(':' + n for n in missing)}: each batch "
+            "covers keys >= :lo and < :hi",
+        )
+    return Script(migration, (statement,), batch=Batched(spec, statement, tuple(inside)))
+
+
+def _check_variables(migration: Migration, found: list[tuple[int, str]]) -> None:
+    """Only :lo and :hi, unquoted: the runner substitutes nothing else."""
     for offset, raw in found:
         if raw[1:] not in BOUNDS:
             line, column = _line_column(migration.text, offset)
@@ -217,6 +239,10 @@ def batched_script(migration: Migration) -> Script:
                 else "a batched file may use only :lo and :hi"
             )
             _refuse(migration, line, column, f"psql variable {raw}: {why}")
+
+
+def _one_statement(migration: Migration, found: list[tuple[int, str]]) -> Statement:
+    """The file's single DML statement, parsed with the bounds stood in for."""
     # The parser cannot read ":lo": put a number of the same length there, so every
     # position the parser reports is the file's own.
     text = migration.text
@@ -227,47 +253,28 @@ def batched_script(migration: Migration) -> Script:
         _refuse(migration, 1, 1, "a batched file needs one UPDATE, DELETE, INSERT or MERGE")
     for statement in statements:
         if statement.kind == "TransactionStmt":
-            _refuse(
+            _refuse_at(
                 migration,
-                statement.line,
-                statement.column,
+                statement,
                 "no BEGIN/COMMIT in a batched file: the runner commits each batch with its "
                 f"progress row: {statement.first_line}",
             )
     if len(statements) > 1:
         extra = statements[1]
-        _refuse(
+        _refuse_at(
             migration,
-            extra.line,
-            extra.column,
+            extra,
             f"a batched file holds exactly one statement, this is a second: {extra.first_line}",
         )
     (parsed,) = statements
     if parsed.kind not in DML_KINDS:
-        _refuse(
+        _refuse_at(
             migration,
-            parsed.line,
-            parsed.column,
+            parsed,
             f"a batched file's statement must be an UPDATE, DELETE, INSERT or MERGE: "
             f"{parsed.first_line}",
         )
-    own_text = migration.text[parsed.offset : parsed.offset + len(parsed.text)]
-    statement = replace(parsed, text=own_text)
-    inside = [
-        (offset - parsed.offset, raw[1:])
-        for offset, raw in found
-        if parsed.offset <= offset < parsed.offset + len(parsed.text)
-    ]
-    missing = [name for name in BOUNDS if name not in {n for _, n in inside}]
-    if missing:
-        _refuse(
-            migration,
-            parsed.line,
-            parsed.column,
-            f"the statement must use {' and '.join(':' + n for n in missing)}: each batch "
-            "covers keys >= :lo and < :hi",
-        )
-    return Script(migration, (statement,), batch=Batched(spec, statement, tuple(inside)))
+    return parsed
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:
@@ -277,3 +284,7 @@ def _line_column(text: str, offset: int) -> tuple[int, int]:
 
 def _refuse(migration: Migration, line: int, column: int, why: str) -> NoReturn:
     raise InvalidMigrationSet.listing([Problem(migration.shown_path, line, column, why)])
+
+
+def _refuse_at(migration: Migration, statement: Statement, why: str) -> NoReturn:
+    _refuse(migration, statement.line, statement.column, why)

@@ -298,54 +298,77 @@ def convert_script(
         state.note(1, "fixed", EMPTY_PLACEHOLDER)
         return (f"{text}\n" if text else "") + "BEGIN;\nCOMMIT;\n", state.findings
     if control:
-        first, last = control[0], control[-1]
-        wrapped = (
-            len(control) == 2
-            and first[1] in ("BEGIN", "START")
-            and last[1] == "COMMIT"
-            and last[0] == len(parsed.kinds) - 1
-        )
-        if not wrapped:
-            line = _line_of(text, parsed.slices[first[0]])
-            state.note(
-                line,
-                "todo",
-                "transaction control other than one outer BEGIN ... COMMIT",
-                "split the file so each part is one BEGIN ... COMMIT or a no-transaction file",
-            )
-        elif parsed.fields[first[0]].get("options"):
-            state.note(
-                _line_of(text, parsed.slices[first[0]]),
-                "todo",
-                "BEGIN with options (isolation level, read only)",
-                "remove them: sqlrunner runs the body in its own transaction",
-            )
-        elif first[0] > 0:
-            text = _sets_into_transaction(text, parsed, first[0], state)
-        for index, why in blockers:
-            state.note(
-                _line_of(text, parsed.slices[index]),
-                "todo",
-                f"{why} inside BEGIN ... COMMIT fails in PostgreSQL",
-                "move it to its own no-transaction migration",
-            )
-        return text + "\n", state.findings
+        return _own_transaction(text, parsed, control, blockers, state), state.findings
     if source.no_transaction or blockers:
-        if blockers and not source.no_transaction:
-            state.note(
-                _line_of(text, parsed.slices[blockers[0][0]]),
-                "fixed",
-                f"{blockers[0][1]} cannot run in a transaction block: written as no-transaction",
-            )
-        if len(parsed.kinds) > 1:
-            state.note(
-                1,
-                "check",
-                "no-transaction file with several statements",
-                "each must be safe to re-run after a crash (IF NOT EXISTS / IF EXISTS)",
-            )
-        return f"{NO_TRANSACTION_MARK}\n{text}\n", state.findings
+        return _no_transaction(text, parsed, blockers, source, state), state.findings
     return f"BEGIN;\n{text}\nCOMMIT;\n", state.findings
+
+
+def _own_transaction(
+    text: str,
+    parsed: _Parsed,
+    control: list[tuple[int, str]],
+    blockers: list[tuple[int, str]],
+    state: _Text,
+) -> str:
+    """A script with its own transaction control: kept when it is one outer BEGIN ...
+    COMMIT (SETs before it moved inside), every other shape a todo."""
+    first, last = control[0], control[-1]
+    wrapped = (
+        len(control) == 2
+        and first[1] in ("BEGIN", "START")
+        and last[1] == "COMMIT"
+        and last[0] == len(parsed.kinds) - 1
+    )
+    if not wrapped:
+        line = _line_of(text, parsed.slices[first[0]])
+        state.note(
+            line,
+            "todo",
+            "transaction control other than one outer BEGIN ... COMMIT",
+            "split the file so each part is one BEGIN ... COMMIT or a no-transaction file",
+        )
+    elif parsed.fields[first[0]].get("options"):
+        state.note(
+            _line_of(text, parsed.slices[first[0]]),
+            "todo",
+            "BEGIN with options (isolation level, read only)",
+            "remove them: sqlrunner runs the body in its own transaction",
+        )
+    elif first[0] > 0:
+        text = _sets_into_transaction(text, parsed, first[0], state)
+    for index, why in blockers:
+        state.note(
+            _line_of(text, parsed.slices[index]),
+            "todo",
+            f"{why} inside BEGIN ... COMMIT fails in PostgreSQL",
+            "move it to its own no-transaction migration",
+        )
+    return text + "\n"
+
+
+def _no_transaction(
+    text: str,
+    parsed: _Parsed,
+    blockers: list[tuple[int, str]],
+    source: SourceText,
+    state: _Text,
+) -> str:
+    """A script the tool ran outside a transaction, or that PostgreSQL refuses in one."""
+    if blockers and not source.no_transaction:
+        state.note(
+            _line_of(text, parsed.slices[blockers[0][0]]),
+            "fixed",
+            f"{blockers[0][1]} cannot run in a transaction block: written as no-transaction",
+        )
+    if len(parsed.kinds) > 1:
+        state.note(
+            1,
+            "check",
+            "no-transaction file with several statements",
+            "each must be safe to re-run after a crash (IF NOT EXISTS / IF EXISTS)",
+        )
+    return f"{NO_TRANSACTION_MARK}\n{text}\n"
 
 
 def _sets_into_transaction(text: str, parsed: _Parsed, begin: int, state: _Text) -> str:
@@ -494,50 +517,71 @@ def import_set(
         name = snake_name(migration.name)
         stem = f"{version:04d}_{name}.sql"
         assert FILE_NAME.match(stem), stem
-        text, notes = convert_script(migration.up, source_root, migration.kind)
-        findings.extend(notes)
-        planned.append(_Planned(dest / migration.kind / stem, text))
-        if migration.down is not None:
-            text, notes = convert_script(migration.down, source_root, "rollback")
-            findings.extend(notes)
-            planned.append(_Planned(dest / "rollback" / stem, text))
-        elif migration.kind == "forward":
-            planned.extend(_without_down(migration, notes, dest / "rollback" / stem, findings))
-        if migration.verify is not None:
-            if verify == "skip":
-                findings.append(
-                    Finding(
-                        f"{migration.verify.path}:1",
-                        "check",
-                        "verify script not imported (verify='skip')",
-                        "write sql/verify/" + stem + " by hand if you want it",
-                    )
-                )
-            else:
-                text, notes = convert_verify(migration.verify, source_root, migration.name)
-                findings.extend(notes)
-                if text:
-                    planned.append(_Planned(dest / "verify" / stem, text))
+        planned.extend(_convert_one(migration, stem, source_root, dest, verify, findings))
         entries[migration.key] = {
             "version": version,
             "name": name,
             "source": str(migration.up.path.relative_to(source_root)),
             "checksum": migration.checksum,
         }
+    mapping["tool"] = tool
+    if project is not None:
+        mapping["project"] = project
+    path = _write(planned, mapping, dest)
+    return ImportReport(
+        tool, dest, (*(p.path for p in planned), path), tuple(findings), tuple(kept)
+    )
+
+
+def _write(planned: list[_Planned], mapping: dict[str, Any], dest: Path) -> Path:
+    """Every planned file, refused whole if one exists, then the mapping (its path)."""
     for item in planned:
         if item.path.exists():
             raise UsageError(f"{item.path} already exists; import into an empty sql directory")
     for item in planned:
         item.path.parent.mkdir(parents=True, exist_ok=True)
         item.path.write_text(item.text, encoding="utf-8")
-    mapping["tool"] = tool
-    if project is not None:
-        mapping["project"] = project
     path = dest / MAPPING_FILE
     path.write_text(json.dumps(mapping, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return ImportReport(
-        tool, dest, (*(p.path for p in planned), path), tuple(findings), tuple(kept)
-    )
+    return path
+
+
+def _convert_one(
+    migration: SourceMigration,
+    stem: str,
+    source_root: Path,
+    dest: Path,
+    verify: Literal["convert", "skip"],
+    findings: list[Finding],
+) -> list[_Planned]:
+    """The sqlrunner files of one source migration (its up, down and verify scripts),
+    adding what a human must know to ``findings``."""
+    text, notes = convert_script(migration.up, source_root, migration.kind)
+    findings.extend(notes)
+    planned = [_Planned(dest / migration.kind / stem, text)]
+    if migration.down is not None:
+        text, notes = convert_script(migration.down, source_root, "rollback")
+        findings.extend(notes)
+        planned.append(_Planned(dest / "rollback" / stem, text))
+    elif migration.kind == "forward":
+        planned.extend(_without_down(migration, notes, dest / "rollback" / stem, findings))
+    if migration.verify is None:
+        return planned
+    if verify == "skip":
+        findings.append(
+            Finding(
+                f"{migration.verify.path}:1",
+                "check",
+                "verify script not imported (verify='skip')",
+                "write sql/verify/" + stem + " by hand if you want it",
+            )
+        )
+        return planned
+    text, notes = convert_verify(migration.verify, source_root, migration.name)
+    findings.extend(notes)
+    if text:
+        planned.append(_Planned(dest / "verify" / stem, text))
+    return planned
 
 
 def _refuse_duplicates(migrations: Sequence[SourceMigration]) -> None:

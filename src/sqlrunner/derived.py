@@ -1,4 +1,4 @@
-"""Derived columns in the rollback data-loss check (safety.py).
+"""Derived columns in the rollback data-loss check (checks.py).
 
 A batched file's header may say ``derived=provider,cost_usd``: the backfill fills
 those columns with values computed from other data, so the next apply computes

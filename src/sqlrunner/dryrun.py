@@ -126,17 +126,8 @@ class Preview:
         return self._transaction(script, rows)
 
     def _history(self, action: str, script: Script, duration_ms: str) -> str:
-        m = script.migration
-        return ledger.record_history(
-            self.tables,
-            self.ctx,
-            action,
-            "ok",
-            kind=m.kind,
-            version=m.version,
-            name=m.name,
-            checksum=m.checksum,
-            duration_ms=duration_ms,
+        return ledger.record_file_history(
+            self.tables, self.ctx, action, "ok", script.migration, duration_ms=duration_ms
         )
 
     def _transaction(self, script: Script, rows: Sequence[str]) -> Iterator[PlannedStatement]:

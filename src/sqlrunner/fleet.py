@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -87,6 +87,8 @@ APPLY_OPTIONS = frozenset(
         "ledger_table",
     }
 )
+# what a canary's verify takes of them
+VERIFY_OPTIONS = frozenset({"wait", "ledger_schema", "ledger_table"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,44 +318,25 @@ def _apply_one(
             (seeded if event.result.kind == "seed" else applied).append(event.result.label)
 
     own = {**options, "ledger_schema": target.schema or options.get("ledger_schema", "public")}
+    result = TargetResult(target.name, target.shown, target.schema, "ok", 0, canary=canary)
     try:
         report = api.apply(target.conninfo, files, on_event=listen, **own)
         applied[:] = [r.label for r in report.applied]  # in a dry run: what would run
         seeded[:] = [r.label for r in report.seeded]
         if canary and report.verification is None:
-            api.verify(
-                target.conninfo,
-                files,
-                wait=own.get("wait", 0),
-                ledger_schema=own["ledger_schema"],
-                ledger_table=own.get("ledger_table", "sqlrunner_ledger"),
-            )
+            api.verify(target.conninfo, files, **{k: own[k] for k in VERIFY_OPTIONS & own.keys()})
     except Exception as exc:
         code, message, where = _failure(exc)
-        return TargetResult(
-            target.name,
-            target.shown,
-            target.schema,
-            "failed",
-            code,
-            tuple(applied),
-            tuple(seeded),
-            message,
-            type(exc).__name__,
-            where,
-            elapsed_ms(started),
-            canary,
+        result = replace(
+            result,
+            outcome="failed",
+            exit_code=code,
+            error=message,
+            error_kind=type(exc).__name__,
+            location=where,
         )
-    return TargetResult(
-        target.name,
-        target.shown,
-        target.schema,
-        "ok",
-        0,
-        tuple(applied),
-        tuple(seeded),
-        duration_ms=elapsed_ms(started),
-        canary=canary,
+    return replace(
+        result, applied=tuple(applied), seeded=tuple(seeded), duration_ms=elapsed_ms(started)
     )
 
 

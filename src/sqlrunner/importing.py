@@ -213,27 +213,9 @@ def read_flyway(root: Path) -> tuple[list[SourceMigration], list[Finding]]:
         else:
             version = match["version"].replace("_", ".")
             found.setdefault(version, {})[match["prefix"]] = path
-    migrations = []
-    for version in sorted(found, key=_numeric):
-        up, down = found[version].get("V"), found[version].get("U")
-        if up is None:
-            raise InvalidMigrationSet(f"{root}: undo U{version} without V{version}")
-        config = up.with_name(up.name + ".conf")
-        no_tx = (
-            config.exists()
-            and re.search(r"^\s*executeInTransaction\s*=\s*false", _read(config), re.M | re.I)
-            is not None
-        )
-        title = FLYWAY.match(up.name)["title"]  # type: ignore[index]
-        migrations.append(
-            SourceMigration(
-                version,
-                title,
-                SourceText(up, _read(up), no_transaction=no_tx),
-                SourceText(down, _read(down)) if down else None,
-                checksum=flyway_checksum(up),
-            )
-        )
+    migrations = [
+        _flyway_versioned(root, version, found[version]) for version in sorted(found, key=_numeric)
+    ]
     for path in sorted(repeatable, key=lambda p: p.name):
         title = FLYWAY.match(path.name)["title"]  # type: ignore[index]
         migrations.append(
@@ -256,6 +238,28 @@ def read_flyway(root: Path) -> tuple[list[SourceMigration], list[Finding]]:
                 )
             )
     return migrations, findings
+
+
+def _flyway_versioned(root: Path, version: str, files: dict[str, Path]) -> SourceMigration:
+    """``V<version>`` with its ``U`` undo, if any; outside a transaction when its
+    ``.conf`` says ``executeInTransaction=false``."""
+    up, down = files.get("V"), files.get("U")
+    if up is None:
+        raise InvalidMigrationSet(f"{root}: undo U{version} without V{version}")
+    config = up.with_name(up.name + ".conf")
+    no_tx = (
+        config.exists()
+        and re.search(r"^\s*executeInTransaction\s*=\s*false", _read(config), re.M | re.I)
+        is not None
+    )
+    title = FLYWAY.match(up.name)["title"]  # type: ignore[index]
+    return SourceMigration(
+        version,
+        title,
+        SourceText(up, _read(up), no_transaction=no_tx),
+        SourceText(down, _read(down)) if down else None,
+        checksum=flyway_checksum(up),
+    )
 
 
 def read_diesel(root: Path) -> tuple[list[SourceMigration], list[Finding]]:

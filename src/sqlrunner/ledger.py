@@ -303,6 +303,31 @@ def record_history(
     )
 
 
+def record_file_history(
+    tables: LedgerTables,
+    ctx: RunContext,
+    action: str,
+    outcome: str,
+    m: Migration,
+    *,
+    duration_ms: str = "NULL",
+    detail: str | None = None,
+) -> str:
+    """The history row of one file (its kind, version, name and checksum)."""
+    return record_history(
+        tables,
+        ctx,
+        action,
+        outcome,
+        kind=m.kind,
+        version=m.version,
+        name=m.name,
+        checksum=m.checksum,
+        duration_ms=duration_ms,
+        detail=detail,
+    )
+
+
 def recorded_checksum(
     conn: psycopg.Connection[Any], tables: LedgerTables, m: Migration
 ) -> str | None:

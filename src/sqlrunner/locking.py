@@ -26,8 +26,10 @@ without it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -112,6 +114,31 @@ def with_retries(
                 raise give_up(failed, number) from failed.error
             on_retry(failed, number, delay)
             time.sleep(delay)
+
+
+def blocked_by(blockers: list[str]) -> str:
+    """The "; blocked by ..." tail of a retry or give-up message ('' when nobody was seen)."""
+    return f"; blocked by {' / '.join(blockers)}" if blockers else ""
+
+
+def retry_message(failed: Retryable, number: int, delay: float, blockers: list[str]) -> str:
+    """The ``retry`` event's text: what waited, on what, and who blocks it."""
+    return (
+        f"{failed.where}: {failed.error.diag.message_primary} (attempt {number}); "
+        f"retrying in {delay:.1f}s{blocked_by(blockers)}"
+    )
+
+
+def gave_up(
+    failed: Retryable, number: int, policy: RetryPolicy, blockers: list[str], next_step: str
+) -> LockTimeout:
+    """The error when the retries ran out: the last lock error, the blocker, what to do."""
+    return LockTimeout(
+        f"{failed.where}: gave up after {number} attempts ({failed.error.diag.message_primary}, "
+        f"lock_timeout {policy.lock_timeout_setting})"
+        f"{blocked_by(blockers) or '; the blocker is gone'} | {next_step}",
+        blockers,
+    )
 
 
 HOLDER_QUERY = """
@@ -296,6 +323,21 @@ class RunnerLock:
         except psycopg.Error:
             return []
         return describe_blockers(rows)
+
+    @contextlib.contextmanager
+    def watching(
+        self, pid: int, lock_timeout_ms: int, seen: Callable[[list[str]], None]
+    ) -> Iterator[None]:
+        """While the block runs, once, halfway through its lock_timeout: tell ``seen`` who
+        blocks backend ``pid``, so that a give-up message names the blocker even after the
+        attempt's own wait is over (a retried statement's blocker is usually still there)."""
+        timer = threading.Timer(lock_timeout_ms / 2000, lambda: seen(self.blockers_of(pid)))
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            timer.join()
 
     def _acquire(self) -> None:
         deadline = time.monotonic() + self.wait_seconds

@@ -334,6 +334,7 @@ def _maintenance(kind: str, fields: Mapping[str, Any]) -> StatementLocks:
 
 
 def _locks(kind: str, fields: Mapping[str, Any]) -> StatementLocks | list[Lock]:
+    """Data statements and the DDL of tables; the rest in ``_other_locks``."""
     if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"):
         return _dml(kind, fields)
     if kind == "SelectStmt":
@@ -359,6 +360,11 @@ def _locks(kind: str, fields: Mapping[str, Any]) -> StatementLocks | list[Lock]:
         return _rename(fields)
     if kind == "CommentStmt":
         return _comment(fields)
+    return _other_locks(kind, fields)
+
+
+def _other_locks(kind: str, fields: Mapping[str, Any]) -> StatementLocks | list[Lock]:
+    """Triggers, sequences, policies, statistics, maintenance, views, and what has none."""
     if kind in ("CreateTrigStmt", "AlterSeqStmt"):  # CREATE [OR REPLACE] TRIGGER, ALTER SEQUENCE
         relation = fields.get("relation") or fields.get("sequence")
         return [Lock(SHARE_ROW_EXCLUSIVE, table_name(relation))] if relation else []

@@ -34,6 +34,7 @@ from .session import connect, connection_options, mask_password, unparsable_dsn
 
 if TYPE_CHECKING:
     from .report import ApplyReport
+    from .session import Options
 
 # The primary's position, and whether this role may read the standbys' positions:
 # without pg_read_all_stats (or superuser) pg_stat_replication shows each walsender's
@@ -367,18 +368,13 @@ def _hidden_note(conn: psycopg.Connection[Any], hidden: int) -> str:
 
 @contextmanager
 def watching(
-    conn: psycopg.Connection[Any],
-    *,
-    wait_replicas: float | None,
-    replicas: Sequence[str],
-    max_replica_lag: int | None,
-    replica_wait: float,
-    emit: Listener | None,
+    conn: psycopg.Connection[Any], options: Options, emit: Listener | None
 ) -> Iterator[LagGate | None]:
     """Before anything runs: refuse standbys the run was asked to watch but cannot see
     (UsageError, exit 2) or reach (ConnectionFailed, exit 3); then the lag gate, when
     ``max_replica_lag`` asks for one. Without a replica option this costs nothing."""
-    if wait_replicas is None and max_replica_lag is None:
+    replicas, max_replica_lag = options.replicas, options.max_replica_lag
+    if options.wait_replicas is None and max_replica_lag is None:
         yield None
         return
     standbys = Standbys(conn, tuple(replicas))
@@ -400,7 +396,7 @@ def watching(
         yield (
             None
             if max_replica_lag is None
-            else LagGate(standbys, max_replica_lag, replica_wait, emit)
+            else LagGate(standbys, max_replica_lag, options.replica_wait, emit)
         )
     finally:
         standbys.close()

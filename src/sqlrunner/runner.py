@@ -29,7 +29,6 @@ pooler may route to other server connections (documented in the README).
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,8 @@ from .locking import (
     Retryable,
     RetryPolicy,
     RunnerLock,
+    gave_up,
+    retry_message,
     runner_lock,
     with_retries,
 )
@@ -128,6 +129,12 @@ WHERE NOT i.indisvalid
 NOT_IN_A_BLOCK = (
     psycopg.errors.ActiveSqlTransaction,
     psycopg.errors.InvalidTransactionTermination,
+)
+
+# What to do when a file's retries on lock timeouts ran out.
+GIVE_UP_NEXT_STEP = (
+    "nothing was changed by this file; end or wait out the blocker, then run apply again "
+    "(or raise --lock-retries)"
 )
 
 # What to do after a failed file, per command.
@@ -362,17 +369,8 @@ class Executor:
     def _history(
         self, action: str, m: Migration, outcome: str, duration_ms: str, detail: str | None = None
     ) -> str:
-        return ledger.record_history(
-            self.tables,
-            self.ctx,
-            action,
-            outcome,
-            kind=m.kind,
-            version=m.version,
-            name=m.name,
-            checksum=m.checksum,
-            duration_ms=duration_ms,
-            detail=detail,
+        return ledger.record_file_history(
+            self.tables, self.ctx, action, outcome, m, duration_ms=duration_ms, detail=detail
         )
 
     def session(self) -> SessionState:
@@ -688,45 +686,23 @@ class Executor:
             send(self.conn, queries)
             return
         pid = self.conn.info.backend_pid
-        timer = threading.Timer(
-            self.policy.lock_timeout_ms / 2000,
-            lambda: self.seen_blockers.update({m.version: self.lock.blockers_of(pid)}),
-        )
-        timer.start()
-        try:
+        with self.lock.watching(
+            pid,
+            self.policy.lock_timeout_ms,
+            lambda found: self.seen_blockers.update({m.version: found}),
+        ):
             send(self.conn, queries)
-        finally:
-            timer.cancel()
-            timer.join()
 
     def _with_retries(self, m: Migration, attempt: Callable[[int], None]) -> int:
         """``attempt`` under the retry policy, saying who blocks it; the attempts it took."""
 
-        def blocked_by() -> str:
-            blockers = self.seen_blockers.get(m.version, [])
-            return f"; blocked by {' / '.join(blockers)}" if blockers else ""
-
         def on_retry(failed: Retryable, number: int, delay: float) -> None:
-            message = failed.error.diag.message_primary
-            self.emit(
-                Event(
-                    "retry",
-                    f"{failed.where}: {message} (attempt {number}); "
-                    f"retrying in {delay:.1f}s{blocked_by()}",
-                    migration=m,
-                )
-            )
+            blockers = self.seen_blockers.get(m.version, [])
+            self.emit(Event("retry", retry_message(failed, number, delay, blockers), migration=m))
 
         def give_up(failed: Retryable, number: int) -> LockTimeout:
-            return LockTimeout(
-                f"{failed.where}: gave up after {number} attempts "
-                f"({failed.error.diag.message_primary}, "
-                f"lock_timeout {self.policy.lock_timeout_setting})"
-                f"{blocked_by() or '; the blocker is gone'}"
-                " | nothing was changed by this file; end or wait out the blocker, then run apply "
-                "again (or raise --lock-retries)",
-                self.seen_blockers.get(m.version, []),
-            )
+            blockers = self.seen_blockers.get(m.version, [])
+            return gave_up(failed, number, self.policy, blockers, GIVE_UP_NEXT_STEP)
 
         return with_retries(self.policy, attempt, on_retry, give_up)
 

@@ -316,6 +316,17 @@ def test_budget_stops_between_batches_with_exit_6_then_resumes(dsn: str, sql_set
     assert "at key" not in invoke(*base, "status").stdout
 
 
+def test_a_budget_in_sqlrunner_toml_stops_the_backfill_like_the_flag(
+    dsn: str, sql_set: SqlSet, tmp_path: Path
+) -> None:
+    root = items_set(sql_set, batched(body=SLOW).replace(" id ", " items.id "))
+    (tmp_path / "sqlrunner.toml").write_text(f'budget = "0.35s"\nsql_dir = "{root}"\n')
+    stopped = invoke("--dsn", dsn, "apply", cwd=tmp_path)
+    assert stopped.code == 6, stopped.output
+    assert "stopped by the budget of 0.35s" in stopped.stderr
+    assert 11 <= int(str(position(dsn)[2])) < 101
+
+
 def test_budget_progress_lines_as_json_for_log_shippers(dsn: str, sql_set: SqlSet) -> None:
     root = items_set(sql_set, batched())
     run = invoke("--dsn", dsn, "--sql-dir", str(root), "-v", "--log-format", "json", "apply")

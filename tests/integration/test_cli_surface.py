@@ -293,6 +293,24 @@ def test_sqlrunner_toml_shows_in_help_and_in_config_with_each_source(tmp_path: P
     assert "s3cret" not in config.output
 
 
+def test_the_replica_and_budget_options_may_be_set_in_the_file(tmp_path: Path) -> None:
+    (tmp_path / "sqlrunner.toml").write_text(
+        'wait_replicas = 60\nmax-replica-lag = "64MB"\nreplica_wait = 30\nbudget = "10m"\n'
+    )
+    config = invoke("--json", "config", cwd=tmp_path)
+    assert config.code == 0, config.output
+    settings = json.loads(config.stdout)["settings"]
+    source = f"file {tmp_path / 'sqlrunner.toml'}"
+    assert {k: settings[k] for k in ("wait_replicas", "max_replica_lag", "replica_wait")} == {
+        "wait_replicas": {"value": 60, "source": source},
+        "max_replica_lag": {"value": "64MB", "source": source},
+        "replica_wait": {"value": 30, "source": source},
+    }
+    assert settings["budget"] == {"value": "10m", "source": source}
+    help_text = " ".join(invoke("apply", "--help", cwd=tmp_path).stdout.split())
+    assert "default: 10m" in help_text and "default: 64MB" in help_text
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [

@@ -35,6 +35,10 @@ KEYS = (
     "heartbeat",
     "log_format",
     "lint_excluded_rules",  # squawk rules `sqlrunner lint` leaves out (hook: surface)
+    "wait_replicas",  # apply's standby options (replicas.py); --replica DSNs stay out
+    "max_replica_lag",
+    "replica_wait",
+    "budget",  # a batched file's time budget (backfill.py)
 )
 
 

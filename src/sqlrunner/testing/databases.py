@@ -193,12 +193,7 @@ class TestDatabases:
         return _HeldJanitor(
             self._conn,
             server.embedded and self._conn.info.server_version >= 150000,
-            user=server.params.get("user", "postgres"),
-            host=server.params.get("host", "localhost"),
-            port=server.params.get("port", 5432),
-            password=server.params.get("password"),
-            dbname=dbname,
-            maintenance_dbname=server.maintenance_dbname,
+            **server.janitor_args(dbname),
             **kwargs,
         )
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -53,15 +54,21 @@ class PostgresServer:
         """The libpq DSN of database ``dbname`` on this server."""
         return make_conninfo(**{**self.params, "dbname": dbname})
 
+    def janitor_args(self, dbname: str) -> dict[str, Any]:
+        """What pytest-postgresql's DatabaseJanitor needs to reach ``dbname`` here."""
+        return {
+            "user": self.params.get("user", "postgres"),
+            "host": self.params.get("host", "localhost"),
+            "port": self.params.get("port", 5432),
+            "password": self.params.get("password"),
+            "dbname": dbname,
+            "maintenance_dbname": self.maintenance_dbname,
+        }
+
     def janitor(self, dbname: str, **kwargs: object) -> DatabaseJanitor:
         """pytest-postgresql's janitor for ``dbname``: create on enter, drop on exit."""
         return DatabaseJanitor(
-            user=self.params.get("user", "postgres"),
-            host=self.params.get("host", "localhost"),
-            port=self.params.get("port", 5432),
-            password=self.params.get("password"),
-            dbname=dbname,
-            maintenance_dbname=self.maintenance_dbname,
+            **self.janitor_args(dbname),
             connection_timeout=CONNECT_TIMEOUT_S,
             **kwargs,  # type: ignore[arg-type]
         )
