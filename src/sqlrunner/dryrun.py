@@ -110,6 +110,8 @@ class Preview:
                 self._history("apply", script, duration_ms),
             ]
 
+        if script.batch is not None:
+            return self._batched(script, finish)
         if m.no_transaction:
             return self._autocommit(script, finish)
         return self._transaction(script, finish(ledger.TRANSACTION_DURATION_MS))
@@ -181,6 +183,37 @@ class Preview:
             yield from _ours(*progress, file=path)
         yield from _ours(
             "BEGIN", *self.state.restore(), "SET LOCAL synchronous_commit = off", file=path
+        )
+        yield self.held(path)
+        yield from _ours(*finish("<duration_ms>"), "COMMIT", file=path)
+
+    def _batched(self, script: Script, finish: Any) -> Iterator[PlannedStatement]:
+        """As backfill.py sends it: the key range fixed once, then each batch [lo, hi) in
+        its own transaction with its progress row, then the ledger rows."""
+        assert script.batch is not None
+        m, spec = script.migration, script.batch.spec
+        path, timeout = m.display_path, self.policy.lock_timeout_setting
+        key, table = spec.key, ".".join(filter(None, (spec.schema, spec.table)))
+        yield from _ours(
+            f"create {self.tables.backfill_name} if missing; fix the key range once: "
+            f"SELECT min({key}), max({key}) + 1 FROM {table} (a re-run resumes at next_key)",
+            f"for each batch [lo, hi) of about {spec.size} keys, adapting toward "
+            f"{spec.target_ms or 'a fixed size'}"
+            f"{'ms' if spec.target_ms else ''}, :lo and :hi replaced by its bounds:",
+            "BEGIN",
+            file=path,
+        )
+        yield from self.locals(timeout, path)
+        yield from _ours(*MIGRATION_LIMITS, file=path)
+        yield self.held(path)
+        yield _theirs(script.batch.statement, path)
+        yield from _ours(
+            f"UPDATE {self.tables.backfill_name} SET next_key = hi, batches = batches + 1 "
+            f"WHERE version = {m.version:d} AND next_key = lo  -- or the batch rolls back",
+            "COMMIT",
+            "after the last batch:",
+            "BEGIN",
+            file=path,
         )
         yield self.held(path)
         yield from _ours(*finish("<duration_ms>"), "COMMIT", file=path)

@@ -47,8 +47,9 @@ SELECT pg_is_in_recovery(),
 """
 
 # Physical standbys streaming from this server, measured against %(lsn)s (NULL: the
-# current WAL position). Logical walsenders are connected to a database (datid set)
-# and pg_basebackup shows as state 'backup': neither is a standby.
+# WAL insert position, which counts the runner's asynchronous commits). Logical
+# walsenders are connected to a database (datid set) and pg_basebackup shows as state
+# 'backup': neither is a standby.
 STREAMING_QUERY = """
 SELECT coalesce(nullif(r.application_name, ''), 'walreceiver'),
        host(r.client_addr),
@@ -56,8 +57,9 @@ SELECT coalesce(nullif(r.application_name, ''), 'walreceiver'),
        r.state,
        r.sent_lsn::text,
        r.replay_lsn::text,
-       pg_wal_lsn_diff(coalesce(%(lsn)s::pg_lsn, pg_current_wal_lsn()), r.flush_lsn)::bigint,
-       pg_wal_lsn_diff(coalesce(%(lsn)s::pg_lsn, pg_current_wal_lsn()), r.replay_lsn)::bigint,
+       pg_wal_lsn_diff(coalesce(%(lsn)s::pg_lsn, pg_current_wal_insert_lsn()), r.flush_lsn)::bigint,
+       pg_wal_lsn_diff(coalesce(%(lsn)s::pg_lsn, pg_current_wal_insert_lsn()), r.replay_lsn)
+           ::bigint,
        extract(epoch FROM r.replay_lag)::float8
 FROM pg_stat_replication AS r
 JOIN pg_stat_activity AS a ON a.pid = r.pid
@@ -274,13 +276,21 @@ class Standbys:
             )
         return str(lsn)
 
+    def insert_lsn(self) -> str:
+        """Where the primary inserts WAL: past commits made with synchronous_commit = off
+        that are not written yet (the runner's own statements), which the write position
+        (pg_current_wal_lsn) leaves out for up to three wal_writer_delay."""
+        row = self.conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        assert row is not None
+        return str(row[0])
+
     def read(self, lsn: str | None = None) -> tuple[list[Standby], int]:
         """(each standby against ``lsn``, or the current position; how many walsenders
         pg_stat_replication shows without their positions)."""
         rows = self.conn.execute(STREAMING_QUERY, {"lsn": lsn}).fetchall()
         streaming = [_streaming(row) for row in rows if row[3] is not None]
         if self.dsns:
-            target = lsn or self.primary_lsn()
+            target = lsn or self.insert_lsn()
             streaming += [self._read_one(dsn, target) for dsn in self.dsns]
         return streaming, sum(1 for row in rows if row[3] is None)
 
@@ -396,7 +406,13 @@ def watching(
         yield (
             None
             if max_replica_lag is None
-            else LagGate(standbys, max_replica_lag, options.replica_wait, emit)
+            else LagGate(
+                standbys,
+                max_replica_lag,
+                options.replica_wait,
+                emit,
+                {s.label: s for s in current if s.state not in ("unreachable", "not a standby")},
+            )
         )
     finally:
         standbys.close()
@@ -510,6 +526,9 @@ class LagGate:
     max_lag: int
     timeout: float
     emit: Listener | None = None
+    # every standby seen streaming since the run began: one that drops out of
+    # pg_stat_replication (a restarting walreceiver) is not caught up, it is out of sight
+    seen: dict[str, Standby] = field(default_factory=dict)
 
     def pause_while_behind(self) -> None:
         """Return once no standby is over the bound (one query when none is);
@@ -518,7 +537,15 @@ class LagGate:
         reported: float | None = None
         while True:
             current, _hidden = self.standbys.read()
+            self.seen.update((s.label, s) for s in current)
+            labels = {s.label for s in current}
+            gone = [
+                replace(s, state="disconnected", error="it stopped streaming during the run")
+                for label, s in self.seen.items()
+                if label not in labels
+            ]
             over = [s for s in current if s.bytes_behind is None or s.bytes_behind > self.max_lag]
+            over += gone
             if not over:
                 return
             now = time.monotonic()

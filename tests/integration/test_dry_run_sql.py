@@ -11,9 +11,9 @@ import psycopg
 from psycopg import pq
 
 import sqlrunner
-from sqlrunner.files import load_migration_set
+from sqlrunner.files import is_batched, load_migration_set
 from sqlrunner.session import SEPARATOR
-from sqlrunner.sqltext import split_statements
+from sqlrunner.sqltext import script_for, split_statements
 
 from .clirun import invoke
 from .conftest import SqlSet
@@ -35,7 +35,7 @@ def file_statements(sql_dir: Path) -> list[str]:
     files = load_migration_set(sql_dir)
     expected = []
     for m in (*files.forward, *files.seed, *files.verify):
-        statements = split_statements(m)
+        statements = script_for(m).statements if is_batched(m) else split_statements(m)
         if not m.no_transaction and m.kind != "verify":
             statements = tuple(s for s in statements if s.kind != "TransactionStmt")
         expected += [s.text + ";" for s in statements]

@@ -13,7 +13,7 @@ from sqlrunner.report import Event
 
 from .conftest import Replicated
 
-STATEMENTS = 4
+STATEMENTS = 6
 ROWS = 10_000  # each INSERT below writes about 3 MB of WAL (heap and index)
 BIG = {
     "forward/0001_big.sql": "-- sqlrunner: no-transaction\n"
@@ -100,7 +100,10 @@ def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_
         )
     assert report.applied[0].statements == STATEMENTS + 1
     # The gate holds the lag under the bound when each statement starts; only that
-    # statement's WAL adds to it (up to twice the usual with full-page images).
+    # statement's WAL adds to it (twice the usual with full-page images after a
+    # checkpoint). Measured against the primary's write position, the runner's own
+    # asynchronous commits went unseen and two statements' WAL piled up (fixed: the gate
+    # measures from the insert position). Without the gate the whole file's WAL piles up.
     largest = gated.largest_statement_wal()
     assert gated.peak <= BOUND + largest, (gated.peak, largest)
     waits = [e.message for e in events if e.kind == "waiting"]
@@ -114,7 +117,7 @@ def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_
     slow_replay(replicated, "4s")
     with LagSampler(replicated) as free:
         sqlrunner.apply(replicated.primary, sql_dir)
-    assert free.peak > BOUND + largest, (free.peak, largest)
+    assert free.peak > BOUND + 2 * largest, (free.peak, largest)
 
 
 def test_lag_gate_gives_up_with_exit_8_and_a_rerun_resumes(
