@@ -12,7 +12,7 @@ template: no test sees another's leftovers.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,25 @@ def template_db(pg_server: PostgresServer) -> Iterator[str]:
     janitor.drop()
     with janitor:
         yield TEMPLATE
+
+
+SqlSet = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def sql_set(tmp_path: Path) -> SqlSet:
+    """Write ``{"forward/0001_x.sql": text, ...}`` under a fresh sql/ dir and return it."""
+
+    def write(files: dict[str, str]) -> Path:
+        root = tmp_path / "sql"
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        root.mkdir(exist_ok=True)
+        return root
+
+    return write
 
 
 @pytest.fixture

@@ -22,9 +22,6 @@ import pytest
 from psycopg import sql
 
 from sqlrunner.testing import PostgresServer
-from tests.integration.conftest import sql_set
-
-__all__ = ["sql_set"]  # the integration tests' fixture: a small sql/ tree in tmp_path
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
 MakeDatabases = Callable[..., list[str]]

@@ -7,28 +7,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 import pytest
 
-SqlSet = Callable[[dict[str, str]], Path]
+from tests.conftest import SqlSet  # the sql_set fixture lives in tests/conftest.py
 
-
-@pytest.fixture
-def sql_set(tmp_path: Path) -> SqlSet:
-    """Write ``{"forward/0001_x.sql": text, ...}`` under a fresh sql/ dir and return it."""
-
-    def write(files: dict[str, str]) -> Path:
-        root = tmp_path / "sql"
-        for relative, text in files.items():
-            path = root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        root.mkdir(exist_ok=True)
-        return root
-
-    return write
+__all__ = ["SqlSet"]
 
 
 def cli(

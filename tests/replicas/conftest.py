@@ -218,19 +218,3 @@ def replicated(pair: Pair, request: pytest.FixtureRequest) -> Iterator[Replicate
             pair.primary(),
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)),
         )
-
-
-@pytest.fixture
-def sql_set(tmp_path: Path) -> Any:
-    """Write ``{"forward/0001_x.sql": text, ...}`` under a fresh sql/ dir and return it."""
-
-    def write(files: dict[str, str]) -> Path:
-        root = tmp_path / "sql"
-        for relative, text in files.items():
-            path = root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        root.mkdir(exist_ok=True)
-        return root
-
-    return write
