@@ -336,7 +336,7 @@ def rollback(
         plan = plan_rollback(files, rows, steps=None if to is not None else steps, to_version=to)
         stopped = stopped_in_front_of(rows, plan) if to == 0 else None
         notes = (stopped,) if stopped else ()
-        from .checks import data_at_risk
+        from .dataloss import data_at_risk
         from .runner import LockedRun
 
         scripts = parse_all([step.rollback for step in plan])

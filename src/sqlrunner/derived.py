@@ -1,4 +1,4 @@
-"""Derived columns in the rollback data-loss check (checks.py).
+"""Derived columns in the rollback data-loss check (dataloss.py).
 
 A batched file's header may say ``derived=provider,cost_usd``: the backfill fills
 those columns with values computed from other data, so the next apply computes
@@ -21,8 +21,8 @@ import psycopg
 from psycopg import sql
 
 from .batched import parse_header
-from .checks import quoted_name
 from .files import Migration, is_batched
+from .seedrows import quoted_name
 from .sqltext import Script
 
 

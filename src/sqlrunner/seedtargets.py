@@ -112,7 +112,7 @@ def needed_by(script: Script) -> frozenset[Need] | None:
 
 def _names(fields: Mapping[str, Any]) -> Iterator[Need]:
     """Tables and qualified columns of one DML statement's parse tree."""
-    from .checks import quoted_name
+    from .seedrows import quoted_name
 
     ctes = {str(c["CommonTableExpr"]["ctename"]) for c in _nodes(fields, "CommonTableExpr")}
     aliases: dict[str, str] = {}

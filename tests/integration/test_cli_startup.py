@@ -96,7 +96,13 @@ def test_a_no_op_apply_loads_no_parser_and_no_runner(dsn: str, sql_set: SqlSet) 
     code, loaded = modules_loaded_by_cli("--dsn", dsn, "--sql-dir", str(root), "apply")
 
     assert code == 0
-    heavy = {"pglast", "sqlrunner.sqltext", "sqlrunner.runner", "sqlrunner.checks"}
+    heavy = {
+        "pglast",
+        "sqlrunner.sqltext",
+        "sqlrunner.runner",
+        "sqlrunner.checks",
+        "sqlrunner.dataloss",
+    }
     assert loaded & heavy == set()
 
 
