@@ -10,6 +10,9 @@ once on one server (host:port), canaries first, a failure policy, and shards for
 spreading a fleet over machines (the targets' own runner locks keep overlapping
 slices safe, so no coordinator is needed). The set is loaded once and shared.
 
+A target whose batched file stops on its ``budget`` (BackfillPending) is ``pending``,
+not failed: every batch it did is committed, and the next run continues it.
+
 Like the rest of the library it never prints: ``on_event`` gets a FleetEvent in the
 caller's thread as each target finishes, and the outcome is the FleetReport.
 """
@@ -27,7 +30,13 @@ from typing import Any, Literal, TypeVar
 import psycopg
 
 from . import api
-from .errors import ConnectionFailed, MigrationFailed, SqlRunnerError, UsageError
+from .errors import (
+    BackfillPending,
+    ConnectionFailed,
+    MigrationFailed,
+    SqlRunnerError,
+    UsageError,
+)
 from .files import MigrationSet, SqlDir, load_files
 from .fleet_report import (
     FleetEvent,
@@ -85,7 +94,17 @@ APPLY_OPTIONS = frozenset(
         "runner_wait",
         "ledger_schema",
         "ledger_table",
+        "budget",
+        "wait_replicas",
+        "max_replica_lag",
+        "replica_wait",
     }
+)
+# apply's ``replicas`` (standbys pg_stat_replication does not show) is not among them:
+# a standby follows one server, so one list cannot be right for every target.
+REPLICAS_REFUSED = (
+    "fleet.apply does not take replicas: a standby follows one server, so one list cannot "
+    "serve every target (wait_replicas and max_replica_lag watch each target's own standbys)"
 )
 # what a canary's verify takes of them
 VERIFY_OPTIONS = frozenset({"wait", "ledger_schema", "ledger_table"})
@@ -123,10 +142,13 @@ def apply(
     ``canary=K``: the first K targets are applied and verified before any other
     starts; if one fails, no other starts. ``on_error="stop"`` or ``max_failures=K``:
     after the first (K-th) failure no new target starts, those in flight finish.
+    A target stopped by ``budget`` is pending: no failure, exit 6 (see FleetReport).
     An invalid migration set raises InvalidMigrationSet before any target is touched.
     """
     started = time.monotonic()
     pool = Pool(parallel, per_server)
+    if "replicas" in apply_options:
+        raise UsageError(REPLICAS_REFUSED)
     unknown = sorted(set(apply_options) - APPLY_OPTIONS)
     if unknown:
         raise UsageError(f"fleet.apply does not take {', '.join(unknown)}")
@@ -308,7 +330,8 @@ class _Run:
 def _apply_one(
     target: FleetTarget, files: MigrationSet, options: dict[str, Any], *, canary: bool
 ) -> TargetResult:
-    """One target through ``sqlrunner.apply``; a canary is verified even when up to date."""
+    """One target through ``sqlrunner.apply``; a canary is verified even when up to date
+    (not when pending: its verify waits, like its seeds, until the backfill is done)."""
     started = time.monotonic()
     applied: list[str] = []
     seeded: list[str] = []
@@ -325,6 +348,14 @@ def _apply_one(
         seeded[:] = [r.label for r in report.seeded]
         if canary and report.verification is None:
             api.verify(target.conninfo, files, **{k: own[k] for k in VERIFY_OPTIONS & own.keys()})
+    except BackfillPending as exc:
+        result = replace(
+            result,
+            outcome="pending",
+            exit_code=exc.exit_code,
+            error=str(exc),
+            error_kind=type(exc).__name__,
+        )
     except Exception as exc:
         code, message, where = _failure(exc)
         result = replace(

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from .report import SCHEMA_VERSION, json_default
 
-Outcome = Literal["ok", "failed", "not started"]
+Outcome = Literal["ok", "pending", "failed", "not started"]
 State = Literal["up to date", "pending", "drifted", "unreachable", "failed"]
 
 
@@ -17,6 +17,9 @@ State = Literal["up to date", "pending", "drifted", "unreachable", "failed"]
 class TargetResult:
     """One target of ``fleet apply``: what it applied, or why it failed, in its own exit code.
 
+    ``pending`` (exit 6): a batched file stopped cleanly on its budget (BackfillPending,
+    its message in ``error``); every batch done is committed and re-running continues it.
+    It is not a failure: it counts toward neither max_failures nor on_error="stop".
     ``not started``: the run stopped first (a canary failed, on_error="stop",
     max_failures, an error of the whole set); re-running the command picks it up.
     """
@@ -25,7 +28,8 @@ class TargetResult:
     target: str  # the DSN, password masked
     schema: str | None
     outcome: Outcome
-    exit_code: int | None  # 0 ok; the code `sqlrunner apply` would exit with; None: not started
+    exit_code: int | None  # 0 ok, 6 pending; the code `sqlrunner apply` would exit with;
+    # None: not started
     applied: tuple[str, ...] = ()  # forward/0002_x.sql ... committed on this target
     seeded: tuple[str, ...] = ()
     error: str | None = None  # the one-line message `sqlrunner apply` would print
@@ -64,22 +68,21 @@ class FleetReport:
 
     @property
     def exit_code(self) -> int:
-        """apply: 0 when every target is done; 7 when some failed or were not started; 2 for
-        an error of the whole set (the migration set itself), 3 when no target was reachable.
-        status: as ``status --exit-code`` for the fleet: 1 drift, 7 some target could not be
-        read, 6 pending, 0 up to date (3 when none was reachable)."""
+        """apply: 0 when every target is done; 7 when some failed or were not started; else
+        6 when some are pending (a backfill stopped by its budget: re-run to continue); 2
+        for an error of the whole set (the migration set itself), 3 when no target was
+        reachable. status: as ``status --exit-code`` for the fleet: 1 drift, 7 some target
+        could not be read, 6 pending, 0 up to date (3 when none was reachable)."""
         codes = [r.exit_code for r in self.results]
         if self.set_error is not None:
             return 2
         if codes and all(c == 3 for c in codes):
             return 3
-        if self.action == "status":
-            if 1 in codes:
-                return 1
-            if any(c not in (0, 6) for c in codes):
-                return 7
-            return 6 if 6 in codes else 0
-        return 0 if all(c == 0 for c in codes) else 7
+        if self.action == "status" and 1 in codes:
+            return 1
+        if any(c not in (0, 6) for c in codes):
+            return 7
+        return 6 if 6 in codes else 0
 
     @property
     def ok(self) -> tuple[TargetResult | TargetStatus, ...]:
@@ -130,13 +133,15 @@ def result_line(
             "drifted": f"{result.drifted} drifted",
         }.get(result.state, result.error or "")
     else:
-        verdict = "ok" if result.outcome == "ok" else "FAILED"
-        what = (
-            f"exit {result.exit_code}: {result.error}"
-            if result.outcome == "failed"
-            else f"{len(result.applied)} {'would apply' if dry_run else 'applied'}, "
+        verdict = "FAILED" if result.outcome == "failed" else result.outcome
+        counts = (
+            f"{len(result.applied)} {'would apply' if dry_run else 'applied'}, "
             f"{len(result.seeded)} {'would seed' if dry_run else 'seeded'}"
         )
+        what = {
+            "failed": f"exit {result.exit_code}: {result.error}",
+            "pending": f"{counts}; exit {result.exit_code}: {result.error}",
+        }.get(result.outcome, counts)
         if result.canary:
             verdict += " (canary)"
     return (
@@ -157,12 +162,19 @@ def summary(report: FleetReport) -> str:
         shown = ", ".join(p for p in parts if not p.startswith("0 ")) or "nothing"
         return f"fleet status: {shown} of {total} target(s){shard} in {seconds:.1f} s"
     applied = sum(len(r.applied) for r in report.results if isinstance(r, TargetResult))
+    pending = report.count("pending")
     lines = [
-        f"fleet apply: {report.count('ok')} ok, {report.count('failed')} failed, "
+        f"fleet apply: {report.count('ok')} ok, {f'{pending} pending, ' if pending else ''}"
+        f"{report.count('failed')} failed, "
         f"{report.count('not started')} not started of {total} target(s){shard}; "
         f"{applied} file(s) {'would be applied (dry run)' if report.dry_run else 'applied'} "
         f"in {seconds:.1f} s"
     ]
+    if pending:
+        lines.append(
+            f"{pending} target(s) pending: a backfill stopped by its budget, every batch done "
+            "is committed; re-run the same command to continue"
+        )
     if report.count("not started"):
         lines.append(
             f"{report.count('not started')} target(s) not started; fix the failure, then "

@@ -41,3 +41,23 @@ def slow(files: dict[str, str], seconds: float) -> dict[str, str]:
         else text
         for path, text in files.items()
     }
+
+
+# A backfill of ten batches of 0.1 s each: a budget of 0.35 s stops it after a few.
+# Every batch adds 1 to its rows' counter, so a batch applied twice shows as a 2.
+BACKFILL_SET = {
+    "forward/0001_items.sql": (
+        "BEGIN;\n"
+        "CREATE TABLE items (id bigint PRIMARY KEY, counter integer NOT NULL DEFAULT 0);\n"
+        "INSERT INTO items (id) SELECT generate_series(1, 100);\n"
+        "COMMIT;\n"
+    ),
+    "forward/0002_backfill.sql": (
+        "-- sqlrunner: batched table=public.items key=id size=10 target=off\n"
+        "UPDATE public.items SET counter = counter + 1 FROM (SELECT pg_sleep(0.1)) AS pause\n"
+        "WHERE items.id >= :lo AND items.id < :hi;\n"
+    ),
+    "verify/0002_backfill.sql": (
+        "SELECT 'every item counted once', bool_and(counter = 1), count(*)::text FROM items;\n"
+    ),
+}

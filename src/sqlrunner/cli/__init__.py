@@ -49,7 +49,8 @@ from ..session import database_errors, mask_password
 from .config import KEYS, read_config
 from .options import (
     Settings,
-    budget,
+    budget_option,
+    fleet_replica_options,
     global_options,
     lock_options,
     migration_name,
@@ -329,13 +330,7 @@ def command(
     metavar="FILE",
     help="After the apply, write the schema as pg_dump prints it to FILE ('-': stdout).",
 )
-@setting(
-    "--budget",
-    callback=budget,
-    metavar="DURATION",
-    help="Stop a batched file cleanly between batches after this long (e.g. 10m); "
-    "exit 6, and the next apply continues it.",
-)
+@budget_option
 @lock_options
 @replica_options
 def apply_command(
@@ -811,7 +806,16 @@ def fleet_run(s: Settings, run: Callable[..., Any], targets: str, **options: Any
     return int(report.exit_code)
 
 
-@command("apply", group=fleet_group, help="Apply the migration set to every target.")
+@command(
+    "apply",
+    group=fleet_group,
+    help="Apply the migration set to every target.\n\n"
+    "Every target's apply gets the same options. A target whose batched file stops on "
+    "--budget is pending (exit 6), not failed, and the next run continues it; the fleet "
+    "exits 6 when no target failed and some are pending. --wait-replicas and "
+    "--max-replica-lag watch each target's own standbys (pg_stat_replication); --replica "
+    "is not taken: a standby follows one server.",
+)
 @fleet_options
 @setting("--canary", type=click.IntRange(min=0), default=0, help="First apply and verify K.")
 @setting(
@@ -827,7 +831,9 @@ def fleet_run(s: Settings, run: Callable[..., Any], targets: str, **options: Any
 @setting("--dry-run", is_flag=True, help="List what would run on each target; change nothing.")
 @setting("--strict", is_flag=True, help="Refuse versions applied by a newer release.")
 @setting("--strict-order", is_flag=True, help="Refuse a pending file older than the newest.")
+@budget_option
 @lock_options
+@fleet_replica_options
 def fleet_apply_command(s: Settings, no_seed: bool, no_verify: bool, **options: Any) -> int:
     from .. import fleet
 

@@ -329,8 +329,18 @@ def lock_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """apply's standby options (replicas.py), passed to the api as they are."""
+budget_option = setting(
+    "--budget",
+    callback=budget,
+    metavar="DURATION",
+    help="Stop a batched file cleanly between batches after this long (e.g. 10m); "
+    "exit 6, and the next apply continues it.",
+)
+
+
+def replica_options(f: Callable[..., Any], replica_dsns: bool = True) -> Callable[..., Any]:
+    """apply's standby options (replicas.py), passed to the api as they are.
+    ``replica_dsns=False`` leaves out --replica (fleet apply: a standby follows one server)."""
 
     def wait_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
         return None if value is None else seconds(ctx, param, value)
@@ -363,7 +373,9 @@ def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
             multiple=True,
             help="A standby pg_stat_replication does not show (cascaded, behind a pooler); "
             "repeatable.",
-        ),
+        )
+        if replica_dsns
+        else None,
         setting(
             "--wait-replicas",
             type=float,
@@ -376,5 +388,23 @@ def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "exit 8 if one has not.",
         ),
     ):
-        f = option(f)
+        f = f if option is None else option(f)
     return f
+
+
+def fleet_replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """fleet apply's: apply's, each target watching its own standbys; --replica is refused
+    with the reason (a user's apply command line, reused, says why it does not fit)."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+        if value:
+            raise UsageError(
+                "fleet apply does not take --replica: a standby follows one server, so one "
+                "list cannot serve every target (--wait-replicas and --max-replica-lag watch "
+                "each target's own standbys)"
+            )
+
+    hidden = click.option(
+        "--replica", multiple=True, hidden=True, expose_value=False, callback=refuse
+    )
+    return hidden(replica_options(f, replica_dsns=False))
