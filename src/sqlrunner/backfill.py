@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg import sql
 
 from . import ledger
 from .errors import (
@@ -36,34 +35,30 @@ from .errors import (
     MigrationFailed,
     UsageError,
 )
-from .locking import (
-    MIGRATION_LIMITS,
-    RETRYABLE,
-    Retryable,
-    gave_up,
-    retry_message,
-    with_retries,
+from .locking import RETRYABLE, Retryable, gave_up, retry_message, with_retries
+from .messages import Message, Owner
+from .position import (
+    MOVED_SQLSTATE,
+    BackfillPosition,
+    Throttle,
+    advance,
+    fix_range,
+    read_positions,
+    record_done,
 )
-from .position import BackfillPosition, Throttle, read_positions
 from .report import Event, elapsed_ms
 from .session import PartFailed, connection_gone, send
-from .sqltext import sql_error
+from .sqltext import Statement, sql_error
 
 if TYPE_CHECKING:
     from .batched import Batched
-    from .runner import Executor
+    from .executor import Executor
     from .sqltext import Script
 
 GROW_AT_MOST = 1.2  # GitLab's MAX_MULTIPLIER: a fast batch grows the next by 20% at most
 SHRINK_AT_MOST = 0.5  # a slow one halves it at most: one odd batch does not collapse it
 STEADY = (0.9, 1.1)  # within 10% of the target: keep the size
 SIZE_RANGE = 100  # the size stays within 1/100 and 100x the header's size
-# Raised by the progress update when the row is not where this batch started: another
-# runner moved it (one of the two had lost the runner lock). A user-defined class.
-MOVED_SQLSTATE = "SRB01"
-
-# (one statement of SQL, what it is): "statement" for the batch, "COMMIT", or None
-Part = tuple[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +117,7 @@ class Backfill:
         # the caller's between_batches, and the run's replica-lag gate (replicas.LagGate)
         gates = (self.throttle.between_batches, executor.between_statements)
         self.gates = [g for g in gates if g is not None]
+        self.messages = executor.messages()  # what each round trip carries (messages.py)
 
     # --- the file ----------------------------------------------------------------------------
 
@@ -178,25 +174,10 @@ class Backfill:
             return position
         self._check_table()
         spec = self.batch.spec
-        key = sql.Identifier(spec.key)
-        start = sql.SQL(
-            "INSERT INTO {progress} (version, checksum, lo_key, hi_key, next_key, batch_size) "
-            "SELECT {version}, {checksum}, lo, hi, lo, {size} FROM ("
-            "SELECT coalesce(min({key}), 0)::bigint AS lo, "
-            "coalesce(max({key})::bigint + 1, 0) AS hi FROM {table}) AS range "
-            "ON CONFLICT (version) DO UPDATE SET checksum = excluded.checksum, "
-            "lo_key = excluded.lo_key, hi_key = excluded.hi_key, next_key = excluded.next_key, "
-            "batch_size = excluded.batch_size, batches = 0, rows = 0, "
-            "started_at = clock_timestamp(), updated_at = clock_timestamp(), done_at = NULL"
-        ).format(
-            progress=sql.SQL(self.x.tables.backfill_name),
-            version=sql.Literal(self.m.version),
-            checksum=sql.Literal(self.m.checksum),
-            size=sql.Literal(spec.size),
-            key=key,
-            table=spec.table_sql,
+        start = fix_range(
+            self.x.tables, self.m.version, self.m.checksum, spec.size, spec.key, spec.table_sql
         )
-        self._transaction([(start.as_string(self.x.conn), None)], None, None)
+        self._transaction(self.messages.backfill_transaction([start]), None, None)
         (position,) = read_positions(self.x.conn, self.x.tables, self.m.version)
         self._note(
             f"{self.m.display_path}: backfilling {spec.table_name} keys [{position.lo_key}, "
@@ -234,57 +215,10 @@ class Backfill:
         started: float,
     ) -> None:
         """The ledger row and the progress row marked done, in one transaction."""
-        # finish() forgets the file's progress (ledger.clear_progress): the row is written
-        # again after it, done, so status and the history of the table keep its totals.
-        done = sql.SQL(
-            "INSERT INTO {progress} (version, checksum, lo_key, hi_key, next_key, batch_size, "
-            "batches, rows, started_at, done_at) VALUES ({values}, clock_timestamp())"
-        ).format(
-            progress=sql.SQL(self.x.tables.backfill_name),
-            values=sql.SQL(", ").join(
-                map(
-                    sql.Literal,
-                    (
-                        position.version,
-                        position.checksum,
-                        position.lo_key,
-                        position.hi_key,
-                        position.next_key,
-                        position.batch_size,
-                        position.batches,
-                        position.rows,
-                        position.started_at,
-                    ),
-                )
-            ),
-        )
-        rows = [(q, None) for q in finish(str(elapsed_ms(started)))]
-        self._transaction([*rows, (done.as_string(self.x.conn), None)], None, None)
+        rows = [*finish(str(elapsed_ms(started))), record_done(self.x.tables, position)]
+        self._transaction(self.messages.backfill_transaction(rows), None, None)
 
     # --- one batch ---------------------------------------------------------------------------
-
-    def _locals(self) -> list[Part]:
-        timeout = sql.Literal(self.x.policy.lock_timeout_setting).as_string()
-        return [
-            ("BEGIN", None),
-            (f"SET LOCAL lock_timeout = {timeout}", None),
-            ("SET LOCAL synchronous_commit = off", None),
-            ("SET LOCAL client_connection_check_interval = '1s'", None),
-            *[(q, None) for q in MIGRATION_LIMITS],
-            (self.x.lock.held_check(), None),
-        ]
-
-    def _advance(self, lo: int, hi: int, size: int, rows: int) -> str:
-        """The progress row from ``lo`` to ``hi``; raises MOVED_SQLSTATE unless it was at lo."""
-        return (
-            "DO $sqlrunner$BEGIN "
-            f"UPDATE {self.x.tables.backfill_name} SET next_key = {hi:d}, "
-            f"batch_size = {size:d}, batches = batches + 1, rows = rows + {rows:d}, "
-            f"updated_at = clock_timestamp() WHERE version = {self.m.version:d} "
-            f"AND next_key = {lo:d} AND done_at IS NULL; "
-            f"IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = '{MOVED_SQLSTATE}', "
-            f"MESSAGE = 'the backfill progress row is not at key {lo:d}'; END IF; END$sqlrunner$"
-        )
 
     def _batch(self, lo: int, hi: int, size: int) -> tuple[int, int]:
         """Keys [lo, hi) and the progress row in one transaction: (rows changed, attempts)."""
@@ -303,22 +237,19 @@ class Backfill:
                     backend_pid=self.x.conn.info.backend_pid,
                 )
             )
-            parts: list[Part] = [*self._locals(), (rendered, "statement")]
+            parts = self.messages.batch(rendered, self.batch.statement)
             try:
                 with self._watch(number > 1):
                     results = send(self.x.conn, [q for q, _ in parts])
                 rows = results[-1].command_tuples or 0
-                parts = [
-                    (self.x.lock.held_check(), None),
-                    (self._advance(lo, hi, size, rows), None),
-                    ("COMMIT", "COMMIT"),
-                ]
+                moved = advance(self.x.tables, self.m.version, lo, hi, size, rows)
+                parts = self.messages.batch_commit(moved)
                 send(self.x.conn, [q for q, _ in parts])
                 changed = rows
             except PartFailed as failed:
                 owner = parts[failed.index][1]
                 self._settle_failure(failed, lo, hi)
-                if isinstance(failed.error, RETRYABLE) and owner == "statement":
+                if isinstance(failed.error, RETRYABLE) and isinstance(owner, Statement):
                     raise Retryable(failed.error, where) from None
                 raise self._failed(failed, owner, lo, hi, rendered) from None
             except psycopg.OperationalError as exc:
@@ -334,9 +265,8 @@ class Backfill:
         attempts = self._with_retries(attempt, next_step)
         return changed, attempts
 
-    def _transaction(self, body: list[Part], lo: int | None, hi: int | None) -> None:
+    def _transaction(self, parts: Message, lo: int | None, hi: int | None) -> None:
         """The runner's own SQL in one locked, timed transaction (start and finish)."""
-        parts = [*self._locals(), *body, (self.x.lock.held_check(), None), ("COMMIT", None)]
         where = f"{self.m.display_path}: reading the key range of {self.batch.spec.table_name}"
 
         def attempt(number: int) -> None:
@@ -401,14 +331,14 @@ class Backfill:
     # --- what the user reads -----------------------------------------------------------------
 
     def _failed(
-        self, failed: PartFailed, owner: str | None, lo: int | None, hi: int | None, rendered: str
+        self, failed: PartFailed, owner: Owner, lo: int | None, hi: int | None, rendered: str
     ) -> MigrationFailed:
         statement = self.batch.statement
         if lo is None or hi is None:
             detail = sql_error(self.m, None, failed.error, first="(sqlrunner backfill progress)")
             return MigrationFailed(detail, "nothing of this file was committed; run apply again")
         bounds = f"batch lo={lo} hi={hi}"
-        position = failed.position if owner == "statement" else None
+        position = failed.position if isinstance(owner, Statement) else None
         if position is not None and 0 < position <= len(rendered) + 1:
             position = self.batch.position_in_file(lo, hi, position)
         else:

@@ -6,8 +6,13 @@ table locks PostgreSQL takes for it (locklevels.py). The runner's own SQL
 and history rows, its ``BEGIN``/``COMMIT`` around a file's body) is listed
 too, each marked ``by="sqlrunner"``: as text they are ``-- sqlrunner:``
 comment lines, so what is left once they are removed is exactly the files'
-statements, and the script stays readable SQL. Nothing here runs anything;
-the session restore is the one the run would send, read from the connection.
+statements, and the script stays readable SQL.
+
+A file's part is printed from the very messages the runner sends
+(``messages.py``), not a copy of them: only what exists once the run has
+started is a placeholder (the lock backend's pid in the lock check, a
+duration, a batch's bounds and row count). Nothing here runs anything; the
+session restore is the one the run would send, read from the connection.
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ from psycopg import sql
 from . import ledger
 from .checks import VERIFY_STATEMENT_TIMEOUT
 from .ledger import LedgerTables, RunContext
-from .locking import LOCK_SESSION_LIMITS, MIGRATION_LIMITS, RetryPolicy
+from .locking import LOCK_SESSION_LIMITS, RetryPolicy
 from .locklevels import Lock, StatementLocks, statement_locks
-from .runner import CLIENT_CHECK
+from .messages import Message, Messages
+from .position import advance, fix_range, record_done
 from .session import SessionState
-from .sqltext import Script, Statement, runs_alone, runs_without_lock_timeout
+from .sqltext import Script, Statement, runs_alone
 
 MARK = "-- sqlrunner: "
 RUNNER, FILE = "sqlrunner", "file"
+# What the preview shows for values that exist only while the file runs.
+DURATION = "<duration_ms>"
+LAST_BATCH_ROW = "<the progress row as the last batch left it>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,40 +57,48 @@ def _ours(*queries: str, file: str | None = None) -> Iterator[PlannedStatement]:
         yield PlannedStatement(query, RUNNER, file)
 
 
-def _theirs(statement: Statement, file: str) -> PlannedStatement:
+def _theirs(statement: Statement, file: str, text: str | None = None) -> PlannedStatement:
+    """A file's statement (``text`` as sent, when that is not its own) and its locks."""
     found = statement_locks(statement.kind, statement.fields)
-    return PlannedStatement(statement.text, FILE, file, statement.line, found.locks, found.note)
+    sent = statement.text if text is None else text
+    return PlannedStatement(sent, FILE, file, statement.line, found.locks, found.note)
+
+
+def _sent(messages: Iterable[Message], file: str) -> Iterator[PlannedStatement]:
+    """The parts of ``messages`` in order: the file's statements with the locks they take,
+    everything else the runner's."""
+    for message in messages:
+        for text, owner in message:
+            if isinstance(owner, Statement):
+                yield _theirs(owner, file, text)
+            else:
+                yield PlannedStatement(text, RUNNER, file)
 
 
 def _literal(value: str) -> str:
     return sql.Literal(value).as_string()
 
 
+def held_check(tables: LedgerTables) -> str:
+    """What the preview shows for ``RunnerLock.held_check`` (the lock backend's pid
+    exists only once the lock is taken)."""
+    return (
+        "DO: raise SQLSTATE SRL01 unless the lock connection still holds advisory key "
+        f"{tables.lock_key}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Preview:
-    """What the run would send for each file, built from the same pieces the runner sends."""
+    """What the run would send for each file: the very messages the runner sends
+    (messages.py), with placeholders for what exists only at run time."""
 
-    tables: LedgerTables
-    policy: RetryPolicy
-    state: SessionState
-    ctx: RunContext
+    messages: Messages
     server_version: int
 
-    def held(self, file: str | None) -> PlannedStatement:
-        key = self.tables.lock_key
-        return PlannedStatement(
-            f"DO: raise SQLSTATE SRL01 unless the lock connection still holds advisory key {key}",
-            RUNNER,
-            file,
-        )
-
-    def locals(self, lock_timeout: str, file: str | None) -> Iterator[PlannedStatement]:
-        yield from _ours(
-            f"SET LOCAL lock_timeout = {_literal(lock_timeout)}",
-            "SET LOCAL synchronous_commit = off",
-            f"SET LOCAL client_connection_check_interval = {_literal(CLIENT_CHECK)}",
-            file=file,
-        )
+    @property
+    def tables(self) -> LedgerTables:
+        return self.messages.tables
 
     def start(self) -> Iterator[PlannedStatement]:
         """The runner lock on its own connection, then sqlrunner's tables."""
@@ -99,130 +116,63 @@ class Preview:
         )
 
     def forward(self, script: Script) -> Iterator[PlannedStatement]:
-        m = script.migration
-
-        def finish(duration_ms: str) -> list[str]:
-            return [
-                ledger.record_applied(
-                    self.tables, "forward", m.version, m.name, m.checksum, duration_ms, self.ctx
-                ),
-                ledger.clear_progress(self.tables, m.version),
-                self._history("apply", script, duration_ms),
-            ]
-
+        m, said = script.migration, self.messages
         if script.batch is not None:
-            return self._batched(script, finish)
+            return self._batched(script)
         if m.no_transaction:
-            return self._autocommit(script, finish)
-        return self._transaction(script, finish(ledger.TRANSACTION_DURATION_MS))
+            return self._autocommit(script)
+        rows = said.applied(m, "apply", ledger.TRANSACTION_DURATION_MS)
+        return _sent(said.transaction(script, rows), m.display_path)
 
     def seed(self, script: Script) -> Iterator[PlannedStatement]:
-        m = script.migration
-        duration = ledger.TRANSACTION_DURATION_MS
-        rows = [
-            ledger.record_applied(
-                self.tables, "seed", m.version, m.name, m.checksum, duration, self.ctx
-            ),
-            self._history("seed", script, duration),
-        ]
-        return self._transaction(script, rows)
+        m, said = script.migration, self.messages
+        rows = said.applied(m, "seed", ledger.TRANSACTION_DURATION_MS)
+        return _sent(said.transaction(script, rows), m.display_path)
 
-    def _history(self, action: str, script: Script, duration_ms: str) -> str:
-        return ledger.record_file_history(
-            self.tables, self.ctx, action, "ok", script.migration, duration_ms=duration_ms
-        )
-
-    def _transaction(self, script: Script, rows: Sequence[str]) -> Iterator[PlannedStatement]:
-        """As Executor._transaction sends it: BEGIN, the file's SETs, our bounds, the body
-        (our lock_timeout again after each statement), the restore, the rows, COMMIT."""
-        path = script.migration.display_path
-        timeout = self.policy.lock_timeout_setting
-        yield from _ours("BEGIN", file=path)
-        yield from (_theirs(s, path) for s in script.preamble)
-        yield from self.locals(timeout, path)
-        yield from _ours(*MIGRATION_LIMITS, file=path)
-        yield self.held(path)
-        for index, statement in enumerate(script.statements):
-            yield _theirs(statement, path)
-            if index < len(script.statements) - 1:
-                yield from _ours(f"SET LOCAL lock_timeout = {_literal(timeout)}", file=path)
-        yield from _ours(*self.state.restore(), file=path)
-        yield from self.locals(timeout, path)
-        yield self.held(path)
-        yield from _ours(*rows, "COMMIT", file=path)
-
-    def _autocommit(self, script: Script, finish: Any) -> Iterator[PlannedStatement]:
-        """As Executor._autocommit sends it: each statement in its own implicit transaction
-        with our bounds and its progress row, then one transaction for the ledger rows."""
-        m = script.migration
-        path = m.display_path
-        timeout = self.policy.lock_timeout_setting
+    def _autocommit(self, script: Script) -> Iterator[PlannedStatement]:
+        """Each statement in the implicit transaction of its message, or alone, then one
+        transaction for the ledger rows."""
+        m, said = script.migration, self.messages
+        messages: list[Message] = []
         for statement in script.statements:
-            bounded = not runs_without_lock_timeout(statement)
-            progress: list[str] = []
-            if statement.kind != "VariableSetStmt":
-                row = ledger.record_statement_done(
-                    self.tables, m.version, m.checksum, statement.index
-                )
-                progress = [*self.state.as_runner(local=True), row]
             if runs_alone(statement):
-                yield self.held(path)
-                if bounded:
-                    yield from _ours(f"SET lock_timeout = {_literal(timeout)}", file=path)
-                yield _theirs(statement, path)
-                if bounded:
-                    kept = dict(self.state.settings).get("lock_timeout")
-                    reset = f"SET lock_timeout = {_literal(kept)}" if kept else "RESET lock_timeout"
-                    yield from _ours(reset, file=path)
-                if progress:
-                    yield from _ours("SET LOCAL synchronous_commit = off", *progress, file=path)
-                continue
-            yield from self.locals(timeout if bounded else "0", path)
-            yield self.held(path)
-            yield _theirs(statement, path)
-            yield from _ours(*progress, file=path)
-        yield from _ours(
-            "BEGIN", *self.state.restore(), "SET LOCAL synchronous_commit = off", file=path
-        )
-        yield self.held(path)
-        yield from _ours(*finish("<duration_ms>"), "COMMIT", file=path)
+                messages += said.alone(m, statement).in_order()
+            else:
+                messages.append(said.autocommit(m, statement))
+        messages.append(said.ledger_transaction(said.applied(m, "apply", DURATION)))
+        return _sent(messages, m.display_path)
 
-    def _batched(self, script: Script, finish: Any) -> Iterator[PlannedStatement]:
-        """As backfill.py sends it: the key range fixed once, then each batch [lo, hi) in
-        its own transaction with its progress row, then the ledger rows."""
+    def _batched(self, script: Script) -> Iterator[PlannedStatement]:
+        """The key range fixed once, then each batch [lo, hi) in its own transaction with
+        its progress row, then the ledger rows."""
         assert script.batch is not None
-        m, spec = script.migration, script.batch.spec
-        path, timeout = m.display_path, self.policy.lock_timeout_setting
-        key, table = spec.key, ".".join(filter(None, (spec.schema, spec.table)))
+        m, said, batch = script.migration, self.messages, script.batch
+        path, spec, tables = m.display_path, batch.spec, self.tables
+        start = fix_range(tables, m.version, m.checksum, spec.size, spec.key, spec.table_sql)
+        moved = advance(tables, m.version, "<lo>", "<hi>", "<batch_size>", "<rows>")
+        rows = [*said.applied(m, "apply", DURATION), record_done(tables, LAST_BATCH_ROW)]
+        target = f"{spec.target_ms}ms" if spec.target_ms else "a fixed size"
         yield from _ours(
-            f"create {self.tables.backfill_name} if missing; fix the key range once: "
-            f"SELECT min({key}), max({key}) + 1 FROM {table} (a re-run resumes at next_key)",
-            f"for each batch [lo, hi) of about {spec.size} keys, adapting toward "
-            f"{spec.target_ms or 'a fixed size'}"
-            f"{'ms' if spec.target_ms else ''}, :lo and :hi replaced by its bounds:",
-            "BEGIN",
+            f"create {tables.backfill_name} if missing; unless an earlier run left this "
+            "file's progress row (then it resumes at next_key), fix the key range once:",
             file=path,
         )
-        yield from self.locals(timeout, path)
-        yield from _ours(*MIGRATION_LIMITS, file=path)
-        yield self.held(path)
-        yield _theirs(script.batch.statement, path)
+        yield from _sent([said.backfill_transaction([start])], path)
         yield from _ours(
-            f"UPDATE {self.tables.backfill_name} SET next_key = hi, batches = batches + 1 "
-            f"WHERE version = {m.version:d} AND next_key = lo  -- or the batch rolls back",
-            "COMMIT",
-            "after the last batch:",
-            "BEGIN",
+            f"for each batch [<lo>, <hi>) of about {spec.size} keys, adapting toward {target}, "
+            "the statement's :lo and :hi replaced by its bounds:",
             file=path,
         )
-        yield self.held(path)
-        yield from _ours(*finish("<duration_ms>"), "COMMIT", file=path)
+        yield from _sent([said.batch(batch.statement.text, batch.statement)], path)
+        yield from _sent([said.batch_commit(moved)], path)
+        yield from _ours("after the last batch:", file=path)
+        yield from _sent([said.backfill_transaction(rows)], path)
 
     def verify(self, scripts: Sequence[Script]) -> Iterator[PlannedStatement]:
         """Each verify file in a READ ONLY transaction that is rolled back (checks.py),
         the runner's bounds sent again with each statement."""
         bounds = [
-            f"SET LOCAL lock_timeout = {_literal(self.policy.lock_timeout_setting)}",
+            f"SET LOCAL lock_timeout = {_literal(self.messages.lock_timeout)}",
             f"SET LOCAL statement_timeout = {_literal(VERIFY_STATEMENT_TIMEOUT)}",
         ]
         for script in scripts:
@@ -233,13 +183,19 @@ class Preview:
             for statement in script.statements:
                 yield from _ours(*bounds, file=path)
                 yield _theirs(statement, path)
-            yield from _ours("ROLLBACK", *self.state.release_locks(), file=path)
+            yield from _ours("ROLLBACK", *self.messages.state.release_locks(), file=path)
 
     def finish(self, applied: int, seeded: int) -> Iterator[PlannedStatement]:
         detail = f"{applied} applied, {seeded} seeded"
         yield from _ours(
             ledger.record_history(
-                self.tables, self.ctx, "apply", "ok", kind="run", duration_ms="<ms>", detail=detail
+                self.tables,
+                self.messages.ctx,
+                "apply",
+                "ok",
+                kind="run",
+                duration_ms="<ms>",
+                detail=detail,
             )
             + "  -- committed with synchronous_commit on: the run's one WAL flush",
             "(lock connection) closed: the runner lock is released",
@@ -259,9 +215,11 @@ def preview_apply(
     ``conn`` is the run's connection: one query reads the session state the run
     would restore after each file (nothing else is sent).
     """
-    p = Preview(
-        tables, policy, SessionState.capture(conn), RunContext.new(), conn.info.server_version
+    state = SessionState.capture(conn)
+    said = Messages(
+        policy.lock_timeout_setting, held_check(tables), state, tables, RunContext.new()
     )
+    p = Preview(said, conn.info.server_version)
     if not forward and not seeds:
         return ()
     parts: list[Iterable[PlannedStatement]] = [p.start()]

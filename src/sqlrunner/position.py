@@ -1,5 +1,6 @@
-"""Where a batched file's backfill stands (its progress row, read for the runner and
-``status``), and what paces it in a run. Light: the no-op apply path imports it."""
+"""Where a batched file's backfill stands (its progress row: read for the runner and
+``status``, and the SQL that writes it), and what paces it in a run. Light: the no-op
+apply path imports it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ COLUMNS = (
     "version, checksum, lo_key, hi_key, next_key, batch_size, batches, rows, "
     "started_at, updated_at, done_at"
 )
+# Raised by the progress update when the row is not where this batch started: another
+# runner moved it (one of the two had lost the runner lock). A user-defined class.
+MOVED_SQLSTATE = "SRB01"
+
+# A key, a batch size or a row count in the progress SQL; text only where the dry run
+# shows a value that exists at run time alone (``<lo>``).
+Number = int | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +95,85 @@ class Throttle:
 
     def spent(self) -> bool:
         return self.budget is not None and time.monotonic() - self.started >= self.budget
+
+
+def _number(value: Number) -> str:
+    return f"{value:d}" if isinstance(value, int) else value
+
+
+def fix_range(
+    tables: LedgerTables, version: int, checksum: str, size: int, key: str, table: sql.Composable
+) -> str:
+    """The progress row of a backfill that starts now: its key range [min, max + 1) of
+    ``key`` fixed once (rows inserted later are the application's job)."""
+    return (
+        sql.SQL(
+            "INSERT INTO {progress} (version, checksum, lo_key, hi_key, next_key, batch_size) "
+            "SELECT {version}, {checksum}, lo, hi, lo, {size} FROM ("
+            "SELECT coalesce(min({key}), 0)::bigint AS lo, "
+            "coalesce(max({key})::bigint + 1, 0) AS hi FROM {table}) AS range "
+            "ON CONFLICT (version) DO UPDATE SET checksum = excluded.checksum, "
+            "lo_key = excluded.lo_key, hi_key = excluded.hi_key, next_key = excluded.next_key, "
+            "batch_size = excluded.batch_size, batches = 0, rows = 0, "
+            "started_at = clock_timestamp(), updated_at = clock_timestamp(), done_at = NULL"
+        )
+        .format(
+            progress=sql.SQL(tables.backfill_name),
+            version=sql.Literal(version),
+            checksum=sql.Literal(checksum),
+            size=sql.Literal(size),
+            key=sql.Identifier(key),
+            table=table,
+        )
+        .as_string()
+    )
+
+
+def advance(
+    tables: LedgerTables, version: int, lo: Number, hi: Number, size: Number, rows: Number
+) -> str:
+    """The progress row from ``lo`` to ``hi``; raises MOVED_SQLSTATE unless it was at lo."""
+    lo, hi, size, rows = map(_number, (lo, hi, size, rows))
+    return (
+        "DO $sqlrunner$BEGIN "
+        f"UPDATE {tables.backfill_name} SET next_key = {hi}, "
+        f"batch_size = {size}, batches = batches + 1, rows = rows + {rows}, "
+        f"updated_at = clock_timestamp() WHERE version = {version:d} "
+        f"AND next_key = {lo} AND done_at IS NULL; "
+        f"IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = '{MOVED_SQLSTATE}', "
+        f"MESSAGE = 'the backfill progress row is not at key {lo}'; END IF; END$sqlrunner$"
+    )
+
+
+def record_done(tables: LedgerTables, position: BackfillPosition | str) -> str:
+    """The progress row written again, marked done (the ledger rows' ``clear_progress``
+    removed it), so status and the table's history keep its totals. A ``str`` stands for
+    the row as its last batch leaves it (the dry run's placeholder)."""
+    values: sql.Composable = (
+        sql.SQL(position)
+        if isinstance(position, str)
+        else sql.SQL(", ").join(
+            map(
+                sql.Literal,
+                (
+                    position.version,
+                    position.checksum,
+                    position.lo_key,
+                    position.hi_key,
+                    position.next_key,
+                    position.batch_size,
+                    position.batches,
+                    position.rows,
+                    position.started_at,
+                ),
+            )
+        )
+    )
+    return (
+        sql.SQL(
+            "INSERT INTO {progress} (version, checksum, lo_key, hi_key, next_key, batch_size, "
+            "batches, rows, started_at, done_at) VALUES ({values}, clock_timestamp())"
+        )
+        .format(progress=sql.SQL(tables.backfill_name), values=values)
+        .as_string()
+    )
