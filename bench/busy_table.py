@@ -140,6 +140,69 @@ class Writers:
         return Window([lat for t, lat in list(self.samples) if start <= t < end])
 
 
+@dataclass
+class UnderLoad:
+    """One `sqlrunner apply` run under the writers' load, and the inserts around it."""
+
+    result: subprocess.CompletedProcess[str]
+    seconds: float  # the whole process
+    quiet: Window  # --quiet-seconds of the load just before it, no migration running
+    during: Window
+    errors: list[str]  # the writers'
+
+
+def apply_under_load(
+    dsn: str, argv: list[str], args: argparse.Namespace, insert: str = INSERT
+) -> UnderLoad:
+    """``argv`` (a `sqlrunner apply`) run as a process while --writers insert into ``dsn``,
+    after a warm-up and --quiet-seconds of the same load with nothing running."""
+    with Writers(dsn, args.writers, args.interval, insert) as writers:
+        time.sleep(1.0)  # warm up connections
+        quiet_start = time.perf_counter()
+        time.sleep(args.quiet_seconds)
+        start = time.perf_counter()
+        result = subprocess.run(argv, capture_output=True, text=True)
+        end = time.perf_counter()
+        time.sleep(0.2)
+    return UnderLoad(
+        result,
+        end - start,
+        writers.window(quiet_start, start),
+        writers.window(start, end),
+        writers.errors,
+    )
+
+
+def sqlrunner_argv(dsn: str, sql_dir: Path, *args: str) -> list[str]:
+    """argv of ``python -m sqlrunner`` on ``dsn`` and ``sql_dir``."""
+    return [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(sql_dir), *args]
+
+
+def clone(admin: str, template: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+
+
+def drop(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def at_baseline(server: object, name: str, sql_dir: Path) -> str:
+    """A new database ``name`` (dropped first if it exists) with forward/0001 applied,
+    no seed: its DSN."""
+    admin = server.uri("postgres")  # type: ignore[attr-defined]
+    drop(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn: str = server.uri(name)  # type: ignore[attr-defined]
+    subprocess.run(
+        sqlrunner_argv(dsn, sql_dir, "-q", "apply", "--to", "1", "--no-seed"), check=True
+    )
+    return dsn
+
+
 def naive_set(source: Path, target: Path) -> Path:
     """The shipped set with 0003's statements moved into 0002's transaction, non-concurrent."""
     from pglast import parser
@@ -173,13 +236,7 @@ def schema_version(sql_dir: Path) -> int:
 
 def run_variant(server: object, name: str, sql_dir: Path, args: argparse.Namespace) -> dict:
     db = f"busy_{name}"
-    admin = server.uri("postgres")  # type: ignore[attr-defined]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db}")
-        conn.execute(f"CREATE DATABASE {db}")
-    dsn = server.uri(db)  # type: ignore[attr-defined]
-    cli = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(sql_dir), "-q"]
-    subprocess.run([*cli, "apply", "--to", "1", "--no-seed"], check=True)
+    dsn = at_baseline(server, db, sql_dir)
     filled = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FILL.replace("%s", str(args.rows)))
@@ -191,29 +248,21 @@ def run_variant(server: object, name: str, sql_dir: Path, args: argparse.Namespa
         f"  {name}: filled {args.rows:,} rows ({size}) in {time.perf_counter() - filled:.1f}s",
         file=sys.stderr,
     )
-    with Writers(dsn, args.writers, args.interval) as writers:
-        time.sleep(1.0)  # warm up connections
-        quiet_start = time.perf_counter()
-        time.sleep(args.quiet_seconds)
-        apply_start = time.perf_counter()
-        to = str(schema_version(sql_dir))  # the schema change, not the backfill (own variant)
-        result = subprocess.run(
-            [*cli, "apply", "--no-verify", "--to", to], capture_output=True, text=True
+    to = str(schema_version(sql_dir))  # the schema change, not the backfill (own variant)
+    run = apply_under_load(
+        dsn, sqlrunner_argv(dsn, sql_dir, "-q", "apply", "--no-verify", "--to", to), args
+    )
+    if run.result.returncode != 0:
+        raise SystemExit(
+            f"{name}: apply failed ({run.result.returncode}): {run.result.stderr[-2000:]}"
         )
-        apply_end = time.perf_counter()
-        time.sleep(0.2)
-    if result.returncode != 0:
-        raise SystemExit(f"{name}: apply failed ({result.returncode}): {result.stderr[-2000:]}")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db}")
-    quiet = writers.window(quiet_start, apply_start)
-    during = writers.window(apply_start, apply_end)
+    drop(server.uri("postgres"), db)  # type: ignore[attr-defined]
     return {
         "variant": name,
-        "apply_s": apply_end - apply_start,
-        "quiet": quiet,
-        "during": during,
-        "errors": writers.errors,
+        "apply_s": run.seconds,
+        "quiet": run.quiet,
+        "during": run.during,
+        "errors": run.errors,
     }
 
 
@@ -307,17 +356,6 @@ def sizes(dsn: str) -> Sizes:
         return Sizes(*conn.execute(SIZES).fetchone())  # type: ignore[misc]
 
 
-def clone(admin: str, template: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-
-
-def drop(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def backfill_file(sql_dir: Path) -> Path:
     return next(p for p in sorted((sql_dir / "forward").glob("*.sql")) if is_batched(p))
 
@@ -336,17 +374,12 @@ def prepare_template(server: object, sql_dir: Path, args: argparse.Namespace) ->
     """llm_usage_logs with --rows rows and prices, at the last schema version: the
     database every backfill measurement starts from (cloned, never changed)."""
     name = "busy_backfill_template"
-    admin = server.uri("postgres")  # type: ignore[attr-defined]
-    drop(admin, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = server.uri(name)  # type: ignore[attr-defined]
-    cli = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(sql_dir), "-q"]
-    subprocess.run([*cli, "apply", "--to", "1", "--no-seed"], check=True)
+    dsn = at_baseline(server, name, sql_dir)
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FILL.replace("%s", str(args.rows)))
-    subprocess.run([*cli, "apply", "--to", str(schema_version(sql_dir))], check=True)
+    to = str(schema_version(sql_dir))
+    subprocess.run(sqlrunner_argv(dsn, sql_dir, "-q", "apply", "--to", to), check=True)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(PRICES)
         conn.execute("VACUUM ANALYZE llm_usage_logs")
@@ -363,17 +396,12 @@ def backfill_under_load(server: object, template: str, args: argparse.Namespace)
     clone(admin, template, name)
     dsn = server.uri(name)  # type: ignore[attr-defined]
     before = sizes(dsn)
-    cli = [sys.executable, "-m", "sqlrunner", "--dsn", dsn, "--sql-dir", str(REPO / "sql")]
-    with Writers(dsn, args.writers, args.interval, INSERT_WITH_PROVIDER) as writers:
-        time.sleep(1.0)
-        quiet_start = time.perf_counter()
-        time.sleep(args.quiet_seconds)
-        start = time.perf_counter()
-        result = subprocess.run([*cli, "-q", "apply"], capture_output=True, text=True)
-        end = time.perf_counter()
-        time.sleep(0.2)
-    if result.returncode != 0:
-        raise SystemExit(f"backfill: apply failed ({result.returncode}): {result.stderr[-2000:]}")
+    argv = sqlrunner_argv(dsn, REPO / "sql", "-q", "apply")
+    run = apply_under_load(dsn, argv, args, INSERT_WITH_PROVIDER)
+    if run.result.returncode != 0:
+        raise SystemExit(
+            f"backfill: apply failed ({run.result.returncode}): {run.result.stderr[-2000:]}"
+        )
     with psycopg.connect(dsn, autocommit=True) as conn:
         batches, rows, seconds = conn.execute(
             "SELECT batches, rows, extract(epoch FROM done_at - started_at)::float8"
@@ -383,12 +411,12 @@ def backfill_under_load(server: object, template: str, args: argparse.Namespace)
     drop(admin, name)
     return {
         "seconds": seconds,  # first batch to the ledger row, from the progress row
-        "apply_seconds": end - start,  # the whole process, verify included
+        "apply_seconds": run.seconds,  # the whole process, verify included
         "rows": rows,
         "batches": batches,
-        "quiet": writers.window(quiet_start, start),
-        "during": writers.window(start, end),
-        "errors": writers.errors,
+        "quiet": run.quiet,
+        "during": run.during,
+        "errors": run.errors,
         "before": before,
         "after": after,
     }
@@ -417,18 +445,7 @@ def kill_loop(server: object, template: str, sql_dir: Path, args: argparse.Names
     admin, name = server.uri("postgres"), "busy_kill_loop"  # type: ignore[attr-defined]
     clone(admin, template, name)
     dsn = server.uri(name)  # type: ignore[attr-defined]
-    argv = [
-        sys.executable,
-        "-m",
-        "sqlrunner",
-        "--dsn",
-        dsn,
-        "--sql-dir",
-        str(sql_dir),
-        "-q",
-        "apply",
-        "--no-verify",
-    ]
+    argv = sqlrunner_argv(dsn, sql_dir, "-q", "apply", "--no-verify")
     rng = random.Random(args.seed)
     kills = finished_early = 0
     started = time.perf_counter()

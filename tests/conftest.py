@@ -12,7 +12,7 @@ template: no test sees another's leftovers.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,20 +46,25 @@ def template_db(pg_server: PostgresServer) -> Iterator[str]:
 SqlSet = Callable[[dict[str, str]], Path]
 
 
+def write_files(root: Path, files: Mapping[str, str | bytes]) -> Path:
+    """Write ``{"forward/0001_x.sql": text, ...}`` under ``root`` and return ``root`` (made
+    even when ``files`` is empty). Text is written as UTF-8; bytes as they are, for the
+    files a set must refuse (Latin-1, CRLF)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
 @pytest.fixture
 def sql_set(tmp_path: Path) -> SqlSet:
     """Write ``{"forward/0001_x.sql": text, ...}`` under a fresh sql/ dir and return it."""
-
-    def write(files: dict[str, str]) -> Path:
-        root = tmp_path / "sql"
-        for relative, text in files.items():
-            path = root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        root.mkdir(exist_ok=True)
-        return root
-
-    return write
+    return lambda files: write_files(tmp_path / "sql", files)
 
 
 @pytest.fixture

@@ -171,11 +171,12 @@ def prepare(document: str, workdir: Path, dsn: str, psql: list[str], scratch: Pa
             for path in sorted((workdir / "sql" / "forward").glob("*.sql"))[:2]:
                 run_psql(dsn, path, workdir)
         return
+    from tests.conftest import write_files
     from tests.importing.oldtools import migrate_with_old_tool
-    from tests.importing.sets import SETS, write_set
+    from tests.importing.sets import SETS
 
     files = {k: v for k, v in SETS[tool].items() if not k.endswith(".fizz")}  # pop's own DSL
-    src = write_set(workdir / SOURCE_DIRS[tool], files)
+    src = write_files(workdir / SOURCE_DIRS[tool], files)
     scratch.mkdir()
     migrate_with_old_tool(tool, dsn, src, scratch, run_psql)
 

@@ -66,6 +66,14 @@ def make_databases(pg_server: PostgresServer, template_db: str) -> Iterator[Make
         _drop(maintenance, names)
 
 
+def write_targets(tmp_path: Path, dsns: list[str], name: str = "targets.txt") -> Path:
+    """A targets file of ``dsns`` as an operator writes one: a comment, a blank line, one
+    DSN a line."""
+    path = tmp_path / name
+    path.write_text("# the fleet\n\n" + "\n".join(dsns) + "\n", encoding="utf-8")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,14 +13,8 @@ import pytest
 from sqlrunner import fleet
 from tests.integration.conftest import cli
 
-from .conftest import MakeDatabases, free_port, ledger_versions
+from .conftest import MakeDatabases, free_port, ledger_versions, write_targets
 from .sets import FORWARD, TENANT_SET
-
-
-def write_targets(tmp_path: Path, dsns: list[str], name: str = "targets.txt") -> Path:
-    path = tmp_path / name
-    path.write_text("# the fleet\n\n" + "\n".join(dsns) + "\n", encoding="utf-8")
-    return path
 
 
 def fleet_cli(*args: str, sql: Path, timeout: float = 120) -> tuple[int, dict, str]:

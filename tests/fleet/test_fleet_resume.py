@@ -7,11 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from .conftest import MakeDatabases, ledger_versions
+from tests.integration.conftest import wait_until
+
+from .conftest import MakeDatabases, ledger_versions, write_targets
 from .sets import FORWARD, TENANT_SET, slow
 
 
@@ -25,40 +30,47 @@ def applied_history(dsn: str) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def fleet_apply(sql: Path, targets: Path, parallel: int, *options: str) -> list[str]:
+    """argv of ``sqlrunner [OPTIONS] fleet apply`` over ``targets``, ``parallel`` at once."""
+    return [
+        *(sys.executable, "-m", "sqlrunner", "--sql-dir", str(sql), *options),
+        *("fleet", "apply", "--targets", str(targets), "--parallel", str(parallel)),
+    ]
+
+
+@contextmanager
+def started(argv: list[str], **output: Any) -> Iterator[subprocess.Popen[str]]:
+    """``argv`` running without a terminal; killed at the end of the block if it still runs."""
+    run = subprocess.Popen(argv, stdin=subprocess.DEVNULL, text=True, **output)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
 def test_kill_9_mid_run_then_rerun_applies_exactly_the_missing_files(
     tmp_path, sql_set, make_databases: MakeDatabases
 ):
     sql = sql_set(slow(TENANT_SET, 0.15))
     dsns = make_databases(16)
-    targets = tmp_path / "targets.txt"
-    targets.write_text("\n".join(dsns) + "\n", encoding="utf-8")
-    argv = [sys.executable, "-m", "sqlrunner", "--sql-dir", str(sql), "--json", "fleet"]
-    run = subprocess.Popen(
-        [*argv, "apply", "--targets", str(targets), "--parallel", "4"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while sum(map(len, map(ledger_versions, dsns))) < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
+    apply = fleet_apply(sql, write_targets(tmp_path, dsns), 4, "--json")
+    with started(apply, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
+        wait_until(
+            lambda: sum(map(len, map(ledger_versions, dsns))) >= 12,
+            "12 of the 48 files applied",
+            timeout=60,
+        )
         os.kill(run.pid, signal.SIGKILL)
         assert run.wait(10) == -signal.SIGKILL
-    finally:
-        if run.poll() is None:
-            run.kill()
     before = {dsn: ledger_versions(dsn) for dsn in dsns}
     counts = sorted(len(v) for v in before.values())
     assert counts[0] < 3 and counts[-1] > 0, before  # killed in the middle of the fleet
     assert all(v == [1, 2, 3][: len(v)] for v in before.values())  # each ledger a prefix
 
     done = subprocess.run(
-        [*argv, "apply", "--targets", str(targets), "--parallel", "4"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
+        apply, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)["results"]
@@ -74,25 +86,11 @@ def test_sigterm_lets_targets_in_flight_finish_and_starts_no_new_one(
 ):
     sql = sql_set(slow(TENANT_SET, 0.3))
     dsns = make_databases(6)
-    targets = tmp_path / "targets.txt"
-    targets.write_text("\n".join(dsns) + "\n", encoding="utf-8")
-    argv = [sys.executable, "-m", "sqlrunner", "--sql-dir", str(sql), "fleet", "apply"]
-    run = subprocess.Popen(
-        [*argv, "--targets", str(targets), "--parallel", "2"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any(map(ledger_versions, dsns[:2])) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    apply = fleet_apply(sql, write_targets(tmp_path, dsns), 2)
+    with started(apply, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+        wait_until(lambda: any(map(ledger_versions, dsns[:2])), "a first file applied", timeout=60)
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
     assert run.returncode == 143, stderr
     assert "stopped: interrupted" in stderr
     after = [ledger_versions(d) for d in dsns]

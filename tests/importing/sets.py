@@ -8,8 +8,6 @@ placeholders, reworked Sqitch changes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 GOLANG_MIGRATE = {
     "000001_create_users_table.up.sql": """\
 CREATE TYPE user_role AS ENUM ('member', 'admin');
@@ -130,6 +128,24 @@ SELECT id, name FROM accounts;
 """,
 }
 
+# flipr's insert_user as tagged v1.0; the plan reworks it afterwards
+INSERT_USER_V1 = """\
+-- Deploy flipr:insert_user to pg
+-- requires: users
+-- requires: appschema
+
+BEGIN;
+
+CREATE OR REPLACE FUNCTION flipr.insert_user(
+    nickname TEXT,
+    password TEXT
+) RETURNS VOID LANGUAGE SQL SECURITY DEFINER AS $$
+    INSERT INTO flipr.users VALUES($1, md5($2));
+$$;
+
+COMMIT;
+"""
+
 SQITCH = {
     "sqitch.conf": "[core]\n\tengine = pg\n\ttop_dir = .\n",
     "sqitch.plan": """\
@@ -179,22 +195,7 @@ SELECT nickname, password, status, timestamp
 
 ROLLBACK;
 """,
-    "deploy/insert_user@v1.0.sql": """\
--- Deploy flipr:insert_user to pg
--- requires: users
--- requires: appschema
-
-BEGIN;
-
-CREATE OR REPLACE FUNCTION flipr.insert_user(
-    nickname TEXT,
-    password TEXT
-) RETURNS VOID LANGUAGE SQL SECURITY DEFINER AS $$
-    INSERT INTO flipr.users VALUES($1, md5($2));
-$$;
-
-COMMIT;
-""",
+    "deploy/insert_user@v1.0.sql": INSERT_USER_V1,
     "revert/insert_user@v1.0.sql": (
         "BEGIN;\n\nDROP FUNCTION flipr.insert_user(TEXT, TEXT);\n\nCOMMIT;\n"
     ),
@@ -211,22 +212,8 @@ CREATE INDEX CONCURRENTLY users_nickname_lower_idx ON flipr.users (lower(nicknam
 SELECT 1/COUNT(*) FROM pg_indexes
  WHERE schemaname = 'flipr' AND indexname = 'users_nickname_lower_idx';
 """,
-    "deploy/insert_user.sql": """\
--- Deploy flipr:insert_user to pg
--- requires: users
--- requires: appschema
-
-BEGIN;
-
-CREATE OR REPLACE FUNCTION flipr.insert_user(
-    nickname TEXT,
-    password TEXT
-) RETURNS VOID LANGUAGE SQL SECURITY DEFINER AS $$
-    INSERT INTO flipr.users VALUES(lower($1), md5($2));
-$$;
-
-COMMIT;
-""",
+    # `sqitch rework` copies the tagged script to @v1.0 and the change edits the copy
+    "deploy/insert_user.sql": INSERT_USER_V1.replace("VALUES($1,", "VALUES(lower($1),"),
     "revert/insert_user.sql": "-- Revert to the v1.0 function\n\\i deploy/insert_user@v1.0.sql\n",
     "verify/insert_user.sql": """\
 BEGIN;
@@ -360,11 +347,3 @@ SETS = {
     "goose": GOOSE,
     "pop": POP,
 }
-
-
-def write_set(root: Path, files: dict[str, str]) -> Path:
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root

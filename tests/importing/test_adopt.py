@@ -14,17 +14,18 @@ from sqlrunner.adopt import adopt, mark_applied, parse_versions
 from sqlrunner.baseline import baseline
 from sqlrunner.errors import AdoptionRefused, UsageError
 from sqlrunner.importing import flyway_checksum, import_from
+from tests.conftest import write_files
 
 from .conftest import RunPsql
 from .oldtools import flyway_rows, migrate_with_old_tool, sqitch_rows
-from .sets import SETS, write_set
+from .sets import SETS
 
 
 def _migrated_by(
     tool: str, dsn: str, tmp_path: Path, run_psql: RunPsql, rows: str | None = None
 ) -> tuple[Path, Path]:
     """The database as the old tool left it (its schema, its ledger); the imported sql/ dir."""
-    src = write_set(tmp_path / "src", SETS[tool])
+    src = write_files(tmp_path / "src", SETS[tool])
     migrate_with_old_tool(tool, dsn, src, tmp_path, run_psql, rows)
     sql_dir = tmp_path / "sql"
     import_from(tool, src, sql_dir)
@@ -110,7 +111,7 @@ def test_adopt_refuses_golang_migrate_dirty_version(
 
 
 def test_adopt_refuses_a_failed_flyway_row(dsn: str, tmp_path: Path, run_psql: RunPsql) -> None:
-    src = write_set(tmp_path / "src", SETS["flyway"])
+    src = write_files(tmp_path / "src", SETS["flyway"])
     _src, sql_dir = _migrated_by("flyway", dsn, tmp_path, run_psql, flyway_rows(src, v2_ok=False))
     _refused(dsn, sql_dir, "flyway", "failed migration V2__account_name_index.sql", "flyway repair")
 
@@ -118,7 +119,7 @@ def test_adopt_refuses_a_failed_flyway_row(dsn: str, tmp_path: Path, run_psql: R
 def test_adopt_refuses_a_flyway_checksum_the_file_no_longer_matches(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
-    src = write_set(tmp_path / "src", SETS["flyway"])
+    src = write_files(tmp_path / "src", SETS["flyway"])
     rows = flyway_rows(src, status_checksum="123456789")
     _src, sql_dir = _migrated_by("flyway", dsn, tmp_path, run_psql, rows)
     _refused(dsn, sql_dir, "flyway", "checksum 123456789 for 1.1", "V1_1__add_account_status.sql")
@@ -138,7 +139,7 @@ def test_adopt_refuses_a_version_the_mapping_lacks(
 def test_adopt_refuses_a_sqitch_script_hash_the_deploy_file_no_longer_matches(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
-    src = write_set(tmp_path / "src", SETS["sqitch"])
+    src = write_files(tmp_path / "src", SETS["sqitch"])
     rows = sqitch_rows(src).replace(
         hashlib.sha1((src / "deploy" / "appschema.sql").read_bytes()).hexdigest(), "f" * 40
     )
@@ -177,7 +178,7 @@ COMMIT;
 
 
 def _hand_built(dsn: str, root: Path, run_psql: RunPsql, upto: int) -> Path:
-    sql_dir = write_set(root / "sql", BASELINE_SET)
+    sql_dir = write_files(root / "sql", BASELINE_SET)
     for path in sorted((sql_dir / "forward").glob("*.sql"))[:upto]:
         run_psql(dsn, path, root)
     return sql_dir
@@ -248,7 +249,7 @@ def test_mark_applied_range_records_each_version_in_one_run(
 def test_converted_sqitch_verify_fails_where_the_sqitch_script_would_raise(
     dsn: str, tmp_path: Path
 ) -> None:
-    src = write_set(tmp_path / "src", SETS["sqitch"])
+    src = write_files(tmp_path / "src", SETS["sqitch"])
     import_from("sqitch", src, tmp_path / "sql")
     report = sqlrunner.apply(dsn, tmp_path / "sql")
     assert report.verification is not None and report.verification.ok
@@ -261,7 +262,7 @@ def test_converted_sqitch_verify_fails_where_the_sqitch_script_would_raise(
 def test_flyway_baseline_row_covers_every_version_up_to_it(
     dsn: str, tmp_path: Path, run_psql: RunPsql
 ) -> None:
-    src = write_set(tmp_path / "src", SETS["flyway"])
+    src = write_files(tmp_path / "src", SETS["flyway"])
     v2 = flyway_checksum(src / "V2__account_name_index.sql")
     rows = (
         "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, "

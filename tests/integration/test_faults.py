@@ -25,7 +25,18 @@ import sqlrunner
 from sqlrunner.ledger import LedgerTables
 
 from ..conftest import REPO
-from .conftest import SqlSet, advisory_locks, cli, query, spawn, wait_until
+from .conftest import (
+    SqlSet,
+    advisory_locks,
+    apply_at_once,
+    cli,
+    finish,
+    lock_holder,
+    query,
+    sleeping_runner,
+    spawn,
+    wait_until,
+)
 from .faults import pgbouncer, proxy_to, silent_server
 
 BASE = """BEGIN;
@@ -51,11 +62,6 @@ LOCK_BACKEND = "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'sq
 
 def at_gate(dsn: str) -> int:
     return int(query(dsn, AT_GATE)[0][0])
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
-    code = process.wait(timeout=timeout)
-    return code, process.stderr.read() if process.stderr else ""
 
 
 def lose_the_lock_inside_the_data_fix(
@@ -149,9 +155,8 @@ def test_runner_lock_is_immune_to_transaction_timeout(dsn: str, sql_set: SqlSet)
         for n in range(2, 8)
     }
     root = sql_set({"forward/0001_base.sql": BASE, **fixes})
-    runners = [spawn("--sql-dir", str(root), "apply", dsn=dsn) for _ in range(2)]
-    outcomes = [finish(p) for p in runners]
-    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    outcomes = apply_at_once(2, root, dsn, timeout=60)
+    assert [code for code, _, _ in outcomes] == [0, 0], outcomes
     assert query(dsn, "SELECT note, count(*) FROM fixes GROUP BY 1 ORDER BY 1") == [
         (f"fix {n}", 1) for n in range(2, 8)
     ]
@@ -186,22 +191,20 @@ def test_lock_lost_while_retrying_a_lock_timeout_stops_at_once(dsn: str, sql_set
     (and perhaps committing after another runner took over)."""
     root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_stalls.sql": STALLS})
     sqlrunner.apply(dsn, root, to=1)
-    blocker = psycopg.connect(dsn, application_name="report-job")
-    blocker.execute("SELECT count(*) FROM accounts")  # ACCESS SHARE, idle in transaction
-    try:
-        with proxy_to(dsn) as proxy:
-            runner = spawn(
-                "--sql-dir", str(root), "apply", "--lock-timeout", "100ms",
-                "--lock-retries", "100", dsn=proxy.dsn(),
-            )  # fmt: skip
-            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'accounts'::regclass"
-            wait_until(lambda: query(dsn, waiting)[0][0] == 1, message="the ALTER to queue")
-            proxy.named("sqlrunner lock")[0].reset()
-            started = time.monotonic()
-            code, err = finish(runner, timeout=30)
-            took = time.monotonic() - started
-    finally:
-        blocker.close()
+    # ACCESS SHARE, idle in transaction
+    with lock_holder(dsn, "SELECT count(*) FROM accounts", "report-job"), proxy_to(dsn) as proxy:
+        runner = spawn(
+            "--sql-dir", str(root), "apply", "--lock-timeout", "100ms",
+            "--lock-retries", "100", dsn=proxy.dsn(),
+        )  # fmt: skip
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'accounts'::regclass"
+        )
+        wait_until(lambda: query(dsn, waiting)[0][0] == 1, message="the ALTER to queue")
+        proxy.named("sqlrunner lock")[0].reset()
+        started = time.monotonic()
+        code, err = finish(runner, timeout=30)
+        took = time.monotonic() - started
     assert code == 5 and "lost the runner lock" in err, err
     assert took < 5, f"kept retrying for {took:.1f}s without the lock"
     assert query(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == [(0,)]
@@ -399,9 +402,8 @@ def test_table_lock_blocker_hidden_from_the_role_is_named_with_the_privilege(
 ) -> None:
     root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_stalls.sql": STALLS})
     sqlrunner.apply(unprivileged, root, to=1)
-    blocker = psycopg.connect(dsn, application_name="report-job")
-    blocker.execute("SELECT count(*) FROM accounts")  # ACCESS SHARE, idle in transaction
-    try:
+    # ACCESS SHARE, idle in transaction
+    with lock_holder(dsn, "SELECT count(*) FROM accounts", "report-job"):
         result = cli(
             "--sql-dir",
             str(root),
@@ -412,8 +414,6 @@ def test_table_lock_blocker_hidden_from_the_role_is_named_with_the_privilege(
             "2",
             dsn=unprivileged,
         )
-    finally:
-        blocker.close()
     assert result.returncode == 5, result.stderr
     assert "report-job" in result.stderr and "pg_read_all_stats" in result.stderr
     assert "None" not in result.stderr and "unknown state" not in result.stderr
@@ -423,12 +423,9 @@ def test_runner_lock_holder_hidden_from_the_role_is_named_with_the_privilege(
     dsn: str, unprivileged: str, sql_set: SqlSet
 ) -> None:
     root = sql_set({"forward/0001_base.sql": BASE})
-    holder = psycopg.connect(dsn, application_name="sqlrunner lock (other host)")
-    holder.execute(f"SELECT pg_advisory_xact_lock({LedgerTables().lock_key:d})")
-    try:
+    runner_lock = f"SELECT pg_advisory_xact_lock({LedgerTables().lock_key:d})"
+    with lock_holder(dsn, runner_lock, "sqlrunner lock (other host)"):
         result = cli("--sql-dir", str(root), "apply", "--runner-wait", "0.5", dsn=unprivileged)
-    finally:
-        holder.close()
     assert result.returncode == 5, result.stderr
     assert "sqlrunner lock (other host)" in result.stderr and "pg_read_all_stats" in result.stderr
     assert "None" not in result.stderr and "since ?" not in result.stderr
@@ -447,18 +444,7 @@ def test_interrupted_run_writes_a_history_row(
             "forward/0002_slow.sql": "BEGIN;\nSELECT pg_sleep(30);\nCOMMIT;\n",
         }
     )
-    runner = spawn("--sql-dir", str(root), "apply", dsn=dsn)
-    wait_until(
-        lambda: (
-            query(
-                dsn,
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                "'%SELECT pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()",
-            )[0][0]
-            == 1
-        ),
-        message="the slow migration",
-    )
+    runner = sleeping_runner(root, dsn)
     runner.send_signal(signum)
     code, err = finish(runner, timeout=20)
     assert code == 128 + signum, err

@@ -14,9 +14,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import SqlSet, advisory_locks, cli, query, spawn, wait_until
+from .conftest import (
+    SqlSet,
+    advisory_locks,
+    apply_at_once,
+    cli,
+    kill_runner_in_slow_statement,
+    query,
+    wait_until,
+)
 from .faults import pgbouncer
-from .test_concurrency import BASE, SLOW, kill_runner_in_slow_statement
+from .test_concurrency import BASE, SLOW
 
 
 @pytest.fixture
@@ -37,9 +45,8 @@ def test_concurrent_runners_behind_transaction_pooler_apply_once(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_v_idx ON orders (v);\n",
         }
     )
-    runners = [spawn("--sql-dir", str(root), "apply", dsn=bouncer_dsn) for _ in range(4)]
-    codes = [(p.wait(timeout=90), p.stderr.read() if p.stderr else "") for p in runners]
-    assert [c for c, _ in codes] == [0] * 4, codes
+    outcomes = apply_at_once(4, root, bouncer_dsn)
+    assert [code for code, _, _ in outcomes] == [0] * 4, outcomes
     assert query(dsn, "SELECT migration, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
         (1, 1),
         (2, 1),

@@ -11,27 +11,18 @@ import pytest
 
 import sqlrunner
 
-from .conftest import SqlSet, query, scalar, spawn, wait_until
+from .conftest import SqlSet, query, sleeping_runner, wait_until
 
 BASE = "BEGIN;\nCREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY);\nCOMMIT;\n"
 SLOW = "BEGIN;\nCREATE TABLE IF NOT EXISTS slow (id int);\nSELECT pg_sleep(2);\nCOMMIT;\n"
 HAND_RUN = "BEGIN;\nCREATE TABLE IF NOT EXISTS by_hand (id int);\nCOMMIT;\n"
 
 
-def sleeping(dsn: str) -> bool:
-    text = (
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' "
-        "AND pid <> pg_backend_pid()"
-    )
-    return scalar(dsn, text) == 1
-
-
 def test_mark_applied_during_a_run_waits_for_it_then_refuses(dsn: str, sql_set: SqlSet) -> None:
     root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW})
     sqlrunner.apply(dsn, root, to=1)
-    run = spawn("--sql-dir", str(root), "apply", dsn=dsn)
+    run = sleeping_runner(root, dsn)  # in 0002's pg_sleep
     try:
-        wait_until(lambda: sleeping(dsn), "the run to sit in 0002's pg_sleep")
         started = time.monotonic()
         with pytest.raises(sqlrunner.UsageError, match="already applied"):
             sqlrunner.repair(dsn, root, mark_applied=2, runner_wait=30)
@@ -51,9 +42,8 @@ def test_repair_gives_up_on_a_long_run_naming_it_and_changes_nothing(
 ) -> None:
     root = sql_set({"forward/0001_base.sql": BASE, "forward/0002_slow.sql": SLOW})
     sqlrunner.apply(dsn, root, to=1)
-    run = spawn("--sql-dir", str(root), "apply", dsn=dsn)
+    run = sleeping_runner(root, dsn)  # in 0002's pg_sleep
     try:
-        wait_until(lambda: sleeping(dsn), "the run to sit in 0002's pg_sleep")
         with pytest.raises(sqlrunner.RunnerBusy, match="sqlrunner lock") as busy:
             sqlrunner.repair(dsn, root, forget=1, reapply=True, runner_wait=0.3)
         assert busy.value.exit_code == 5

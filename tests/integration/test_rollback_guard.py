@@ -3,35 +3,24 @@ and seed data recognised by its values, not by its row count."""
 
 from __future__ import annotations
 
-import psycopg
+from pathlib import Path
+
 import pytest
 
 import sqlrunner
 
-from .conftest import SqlSet
-
-
-def scalar(dsn: str, query: str) -> object:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(query).fetchone()
-        return row[0] if row else None
-
-
-def execute(dsn: str, *statements: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
+from .conftest import SqlSet, execute, scalar
 
 
 def tx(*statements: str) -> str:
     return "BEGIN;\n" + "".join(f"{s};\n" for s in statements) + "COMMIT;\n"
 
 
-def refused(dsn: str, root: object) -> tuple[str, ...]:
+def refused(dsn: str, root: Path) -> tuple[str, ...]:
     """The losses a rollback reports; it must refuse and leave the database as it was."""
     ledger = scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger")
     with pytest.raises(sqlrunner.DataLossRefused) as caught:
-        sqlrunner.rollback(dsn, root)  # type: ignore[arg-type]
+        sqlrunner.rollback(dsn, root)
     assert caught.value.exit_code == 2
     assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger") == ledger
     return caught.value.losses
@@ -40,23 +29,36 @@ def refused(dsn: str, root: object) -> tuple[str, ...]:
 BASE = tx("CREATE TABLE base (id int)")
 
 
-def test_drop_schema_cascade_counts_every_table_of_the_schema_and_what_it_reaches(
-    dsn: str, sql_set: SqlSet
-) -> None:
+def applied_change(dsn: str, sql_set: SqlSet, name: str, forward: str, rollback: str) -> Path:
+    """The base table, then 0002_<name> and its rollback file, both applied: the set
+    whose rollback of 0002 the test checks."""
     root = sql_set(
         {
             "forward/0001_base.sql": BASE,
-            "forward/0002_app.sql": tx(
-                "CREATE SCHEMA app",
-                "CREATE TABLE app.orders (id int)",
-                "CREATE TABLE app.empty (id int)",
-                "CREATE TYPE app.mood AS ENUM ('ok', 'sad')",
-                "CREATE TABLE people (id int, mood app.mood)",
-            ),
-            "rollback/0002_app.sql": tx("DROP SCHEMA app CASCADE"),
+            f"forward/0002_{name}.sql": forward,
+            f"rollback/0002_{name}.sql": rollback,
         }
     )
     sqlrunner.apply(dsn, root)
+    return root
+
+
+def test_drop_schema_cascade_counts_every_table_of_the_schema_and_what_it_reaches(
+    dsn: str, sql_set: SqlSet
+) -> None:
+    root = applied_change(
+        dsn,
+        sql_set,
+        "app",
+        tx(
+            "CREATE SCHEMA app",
+            "CREATE TABLE app.orders (id int)",
+            "CREATE TABLE app.empty (id int)",
+            "CREATE TYPE app.mood AS ENUM ('ok', 'sad')",
+            "CREATE TABLE people (id int, mood app.mood)",
+        ),
+        tx("DROP SCHEMA app CASCADE"),
+    )
     execute(
         dsn,
         "INSERT INTO app.orders SELECT generate_series(1, 1000)",
@@ -74,18 +76,17 @@ def test_drop_schema_cascade_counts_every_table_of_the_schema_and_what_it_reache
 
 
 def test_drop_type_cascade_counts_the_columns_of_that_type(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_mood.sql": tx(
-                "CREATE TYPE mood AS ENUM ('ok', 'sad')",
-                "CREATE DOMAIN moods AS mood[]",
-                "ALTER TABLE base ADD COLUMN mood mood, ADD COLUMN history moods",
-            ),
-            "rollback/0002_mood.sql": tx("DROP TYPE mood CASCADE"),
-        }
+    root = applied_change(
+        dsn,
+        sql_set,
+        "mood",
+        tx(
+            "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+            "CREATE DOMAIN moods AS mood[]",
+            "ALTER TABLE base ADD COLUMN mood mood, ADD COLUMN history moods",
+        ),
+        tx("DROP TYPE mood CASCADE"),
     )
-    sqlrunner.apply(dsn, root)
     execute(dsn, "INSERT INTO base VALUES (1, 'sad', '{ok,sad}'), (2, NULL, NULL)")
 
     losses = refused(dsn, root)
@@ -100,22 +101,21 @@ def test_drop_type_cascade_counts_the_columns_of_that_type(dsn: str, sql_set: Sq
 def test_drop_table_cascade_counts_dependent_tables_and_columns_with_data(
     dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_parent.sql": tx(
-                "CREATE TABLE parent (id int)",
-                "CREATE TABLE child (extra text) INHERITS (parent)",
-                "CREATE TABLE keeps (id int, snapshot parent)",
-                "CREATE TABLE events (at date) PARTITION BY RANGE (at)",
-                "CREATE TABLE events_2024 PARTITION OF events "
-                "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
-                "CREATE VIEW parent_ids AS SELECT id FROM parent",
-            ),
-            "rollback/0002_parent.sql": tx("DROP TABLE parent CASCADE", "DROP TABLE events"),
-        }
+    root = applied_change(
+        dsn,
+        sql_set,
+        "parent",
+        tx(
+            "CREATE TABLE parent (id int)",
+            "CREATE TABLE child (extra text) INHERITS (parent)",
+            "CREATE TABLE keeps (id int, snapshot parent)",
+            "CREATE TABLE events (at date) PARTITION BY RANGE (at)",
+            "CREATE TABLE events_2024 PARTITION OF events "
+            "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+            "CREATE VIEW parent_ids AS SELECT id FROM parent",
+        ),
+        tx("DROP TABLE parent CASCADE", "DROP TABLE events"),
     )
-    sqlrunner.apply(dsn, root)
     execute(
         dsn,
         "INSERT INTO child VALUES (1, 'x'), (2, 'y')",
@@ -134,17 +134,16 @@ def test_drop_table_cascade_counts_dependent_tables_and_columns_with_data(
 
 
 def test_truncate_and_what_its_cascade_reaches_count_as_data(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_orders.sql": tx(
-                "CREATE TABLE customers (id int PRIMARY KEY)",
-                "CREATE TABLE orders (customer int REFERENCES customers)",
-            ),
-            "rollback/0002_orders.sql": tx("TRUNCATE customers CASCADE"),
-        }
+    root = applied_change(
+        dsn,
+        sql_set,
+        "orders",
+        tx(
+            "CREATE TABLE customers (id int PRIMARY KEY)",
+            "CREATE TABLE orders (customer int REFERENCES customers)",
+        ),
+        tx("TRUNCATE customers CASCADE"),
     )
-    sqlrunner.apply(dsn, root)
     execute(dsn, "INSERT INTO customers VALUES (1), (2)", "INSERT INTO orders VALUES (1)")
 
     losses = refused(dsn, root)
@@ -159,15 +158,14 @@ def test_truncate_and_what_its_cascade_reaches_count_as_data(dsn: str, sql_set: 
 def test_a_do_block_is_refused_unless_confirmed_because_it_cannot_be_checked(
     dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_notes.sql": tx("CREATE TABLE notes (n text)"),
-            "rollback/0002_notes.sql": "BEGIN;\nDO $$ BEGIN EXECUTE 'DROP TABLE ' || 'notes'; "
-            "END $$;\nCOMMIT;\n",
-        }
+    # the table is even empty: the block is what is refused
+    root = applied_change(
+        dsn,
+        sql_set,
+        "notes",
+        tx("CREATE TABLE notes (n text)"),
+        "BEGIN;\nDO $$ BEGIN EXECUTE 'DROP TABLE ' || 'notes'; END $$;\nCOMMIT;\n",
     )
-    sqlrunner.apply(dsn, root)  # the table is even empty: the block is what is refused
 
     assert refused(dsn, root) == (
         "rollback/0002_notes.sql:2: a DO block runs SQL that cannot be checked for data loss",
@@ -243,29 +241,25 @@ def test_dropped_columns_of_seed_rows_are_seed_data_but_others_are_not(
 def test_drop_schema_without_cascade_and_an_empty_schema_lose_nothing(
     dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_app.sql": tx("CREATE SCHEMA app", "CREATE TABLE app.t (id int)"),
-            "rollback/0002_app.sql": tx("DROP TABLE app.t", "DROP SCHEMA app CASCADE"),
-        }
+    root = applied_change(
+        dsn,
+        sql_set,
+        "app",
+        tx("CREATE SCHEMA app", "CREATE TABLE app.t (id int)"),
+        tx("DROP TABLE app.t", "DROP SCHEMA app CASCADE"),
     )
-    sqlrunner.apply(dsn, root)
 
     assert [r.version for r in sqlrunner.rollback(dsn, root).rolled_back] == [2]
 
 
 def test_drop_extension_cascade_counts_columns_of_its_types(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_email.sql": tx(
-                "CREATE EXTENSION IF NOT EXISTS citext", "ALTER TABLE base ADD COLUMN email citext"
-            ),
-            "rollback/0002_email.sql": tx("DROP EXTENSION citext CASCADE"),
-        }
+    root = applied_change(
+        dsn,
+        sql_set,
+        "email",
+        tx("CREATE EXTENSION IF NOT EXISTS citext", "ALTER TABLE base ADD COLUMN email citext"),
+        tx("DROP EXTENSION citext CASCADE"),
     )
-    sqlrunner.apply(dsn, root)
     execute(dsn, "INSERT INTO base VALUES (1, 'a@example.org')")
 
     assert refused(dsn, root) == (
@@ -275,19 +269,18 @@ def test_drop_extension_cascade_counts_columns_of_its_types(dsn: str, sql_set: S
 
 
 def test_alter_type_drop_attribute_counts_the_values_it_removes(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
-        {
-            "forward/0001_base.sql": BASE,
-            "forward/0002_address.sql": tx(
-                "CREATE TYPE address AS (street text, city text)",
-                "ALTER TABLE base ADD COLUMN home address",
-                "CREATE TABLE offices OF address",
-                "ALTER TYPE address ADD ATTRIBUTE zip text CASCADE",
-            ),
-            "rollback/0002_address.sql": tx("ALTER TYPE address DROP ATTRIBUTE zip CASCADE"),
-        }
+    root = applied_change(
+        dsn,
+        sql_set,
+        "address",
+        tx(
+            "CREATE TYPE address AS (street text, city text)",
+            "ALTER TABLE base ADD COLUMN home address",
+            "CREATE TABLE offices OF address",
+            "ALTER TYPE address ADD ATTRIBUTE zip text CASCADE",
+        ),
+        tx("ALTER TYPE address DROP ATTRIBUTE zip CASCADE"),
     )
-    sqlrunner.apply(dsn, root)
     execute(
         dsn,
         "INSERT INTO base VALUES (1, ROW('main st', 'x', '1234')), (2, ROW('side st', 'y', NULL))",

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import sqlrunner
 from sqlrunner.report import Event
 
-from .conftest import SqlSet, scalar
+from .conftest import SqlSet, scalar, seconds_to_give_up
 
 BASE = """SET lock_timeout = '5s';
 BEGIN;
@@ -32,17 +32,24 @@ COMMIT;
 """
 
 
+def apply_fails(dsn: str, sql_set: SqlSet, files: dict[str, str]) -> sqlrunner.MigrationFailed:
+    """The MigrationFailed that applying ``files`` raises (the test fails without one)."""
+    with pytest.raises(sqlrunner.MigrationFailed) as failure:
+        sqlrunner.apply(dsn, sql_set(files))
+    return failure.value
+
+
 def test_file_and_its_ledger_row_commit_together(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_base.sql": BASE,
             "forward/0002_broken.sql": "BEGIN;\nCREATE TABLE half (id int);\nSELECT 1/0;\nCOMMIT;\n",
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    assert failure.value.file.endswith("forward/0002_broken.sql")
-    assert (failure.value.line, failure.value.sqlstate) == (3, "22012")
+    assert failed.file.endswith("forward/0002_broken.sql")
+    assert (failed.line, failed.sqlstate) == (3, "22012")
     assert scalar(dsn, "SELECT to_regclass('half')") is None
     assert scalar(dsn, "SELECT to_regclass('items')") == "items"
     assert (
@@ -60,30 +67,30 @@ def test_file_and_its_ledger_row_commit_together(dsn: str, sql_set: SqlSet) -> N
 
 
 def test_error_position_points_at_line_and_column(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_typo.sql": "BEGIN;\nCREATE TABLE a (id int);\nSELECT id,\n       nosuch\nFROM a;\nCOMMIT;\n"
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    error = failure.value.error
+    error = failed.error
     assert (error.line, error.column, error.sqlstate) == (4, 8, "42703")
     assert 'column "nosuch" does not exist' in error.message
     assert error.statement == "SELECT id,"
 
 
 def test_runtime_error_without_position_reports_statement_start(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_dup.sql": (
                 "BEGIN;\nCREATE TABLE u (v int UNIQUE);\n\n\nINSERT INTO u\nVALUES (1), (1);\nCOMMIT;\n"
             )
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    error = failure.value.error
+    error = failed.error
     assert (error.line, error.column, error.sqlstate) == (5, 1, "23505")
     assert error.detail is not None and "(v)=(1)" in error.detail
 
@@ -462,13 +469,7 @@ def test_a_no_transaction_files_own_set_lock_timeout_does_not_replace_the_runner
             "ALTER TABLE items ADD COLUMN IF NOT EXISTS note text;\n",
         }
     )
-    sqlrunner.apply(dsn, root, to=1)
-    with psycopg.connect(dsn) as holder:
-        holder.execute("LOCK TABLE items IN ACCESS SHARE MODE")  # held until the end of the block
-        started = time.monotonic()
-        with pytest.raises(sqlrunner.LockTimeout):
-            sqlrunner.apply(dsn, root, lock_retries=0)
-        waited = time.monotonic() - started
+    waited = seconds_to_give_up(dsn, root, "items")
     assert waited < 10, f"waited {waited:.1f} s: the file's 30 s lock_timeout was used"
     assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == 0
 
@@ -476,18 +477,18 @@ def test_a_no_transaction_files_own_set_lock_timeout_does_not_replace_the_runner
 def test_a_no_transaction_file_records_progress_for_statements_not_for_its_sets(
     dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_base.sql": BASE,
             "forward/0002_idx.sql": "-- sqlrunner: no-transaction\n"
             "SET statement_timeout = 0;\n"
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_name_lower_idx ON items (lower(name));\n"
             "SELECT 1/0;\n",
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    assert (failure.value.line, failure.value.sqlstate) == (4, "22012")
+    assert (failed.line, failed.sqlstate) == (4, "22012")
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT version, statement_index FROM sqlrunner_ledger_progress"
@@ -496,27 +497,29 @@ def test_a_no_transaction_file_records_progress_for_statements_not_for_its_sets(
 
 
 def test_error_inside_a_do_block_points_at_its_line_with_context(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_do.sql": "BEGIN;\nCREATE TABLE t (id int);\n"
             "DO $body$\nDECLARE n int;\nBEGIN\n  SELECT count(*) INTO n FROM t;\n"
             "  RAISE EXCEPTION 'café % rows', n;\nEND\n$body$;\nCOMMIT;\n"
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    error = failure.value.error
+    error = failed.error
     assert (error.line, error.column, error.sqlstate) == (7, 3, "P0001")
     assert error.message == "café 0 rows"
     assert error.context == "PL/pgSQL function inline_code_block line 5 at RAISE"
     assert error.statement == "DO $body$"
-    assert "| CONTEXT: PL/pgSQL function inline_code_block line 5 at RAISE |" in str(failure.value)
+    assert "| CONTEXT: PL/pgSQL function inline_code_block line 5 at RAISE |" in str(failed)
 
 
 def test_error_inside_a_function_of_the_same_file_points_into_its_body(
     dsn: str, sql_set: SqlSet
 ) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_fn.sql": "BEGIN;\n"
             "CREATE FUNCTION public.half(i int) RETURNS int LANGUAGE plpgsql AS $$\n"
@@ -525,18 +528,18 @@ def test_error_inside_a_function_of_the_same_file_points_into_its_body(
             "END $$;\n"
             "SELECT half(2);\n"
             "COMMIT;\n"
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    error = failure.value.error
+    error = failed.error
     assert (error.line, error.column, error.sqlstate) == (4, 3, "22012")
     assert error.context is not None and "PL/pgSQL function half(integer) line 3" in error.context
     assert error.statement == "SELECT half(2)"
 
 
 def test_error_at_commit_points_at_the_commit_line(dsn: str, sql_set: SqlSet) -> None:
-    root = sql_set(
+    failed = apply_fails(
+        dsn,
+        sql_set,
         {
             "forward/0001_fk.sql": "BEGIN;\n"
             "CREATE TABLE parent (id int PRIMARY KEY);\n"
@@ -544,11 +547,9 @@ def test_error_at_commit_points_at_the_commit_line(dsn: str, sql_set: SqlSet) ->
             "INSERT INTO child VALUES (1);\n"
             "\n"
             "COMMIT;\n"
-        }
+        },
     )
-    with pytest.raises(sqlrunner.MigrationFailed) as failure:
-        sqlrunner.apply(dsn, root)
-    error = failure.value.error
+    error = failed.error
     assert (error.path, error.line, error.column, error.sqlstate) == (
         "forward/0001_fk.sql",
         6,
@@ -556,7 +557,7 @@ def test_error_at_commit_points_at_the_commit_line(dsn: str, sql_set: SqlSet) ->
         "23503",
     )
     assert error.statement == "COMMIT"
-    assert str(failure.value).endswith(
+    assert str(failed).endswith(
         "| at COMMIT (deferred constraints and constraint triggers are checked there): "
         "the file was rolled back; fix it and run apply again"
     )

@@ -15,7 +15,7 @@ import pytest
 
 import sqlrunner
 
-from .conftest import SqlSet, query, scalar
+from .conftest import SqlSet, lock_holder, query, scalar, seconds_to_give_up
 
 SEEN = """BEGIN;
 INSERT INTO seen SELECT {label!r}, current_setting('search_path'), current_setting('TimeZone'),
@@ -199,13 +199,7 @@ def test_no_transaction_file_cannot_lift_the_runners_lock_timeout(
             + "ALTER TABLE t ADD COLUMN note text;\n",
         }
     )
-    sqlrunner.apply(dsn, root, to=1)
-    with psycopg.connect(dsn) as holder:
-        holder.execute("LOCK TABLE t IN ACCESS SHARE MODE")  # held until the end of the block
-        started = time.monotonic()
-        with pytest.raises(sqlrunner.LockTimeout):
-            sqlrunner.apply(dsn, root, lock_retries=0)
-        assert time.monotonic() - started < 5
+    assert seconds_to_give_up(dsn, root, "t") < 5
     assert scalar(dsn, "SELECT count(*) FROM sqlrunner_ledger WHERE version = 2") == 0
 
 
@@ -218,13 +212,7 @@ def test_transactional_file_cannot_lift_the_runners_lock_timeout(dsn: str, sql_s
             "ALTER TABLE t ADD COLUMN note text;\nCOMMIT;\n",
         }
     )
-    sqlrunner.apply(dsn, root, to=1)
-    with psycopg.connect(dsn) as holder:
-        holder.execute("LOCK TABLE t IN ACCESS SHARE MODE")
-        started = time.monotonic()
-        with pytest.raises(sqlrunner.LockTimeout):
-            sqlrunner.apply(dsn, root, lock_retries=0)
-        assert time.monotonic() - started < 5
+    assert seconds_to_give_up(dsn, root, "t") < 5
 
 
 CALLER_SETTINGS = {
@@ -371,8 +359,7 @@ def test_verify_is_bounded_by_the_lock_timeout_and_releases_its_locks(
         }
     )
     sqlrunner.apply(dsn, root)
-    with psycopg.connect(dsn) as holder:
-        holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+    with lock_holder(dsn, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE"):
         started = time.monotonic()
         with pytest.raises(sqlrunner.VerificationFailed, match="55P03"):
             sqlrunner.verify(dsn, root)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sqlrunner.testing import PostgresServer
+from tests.conftest import write_files
 
 # A small application: a baseline with a table and a seed, like the shipped set.
 APP_SQL = {
@@ -34,16 +35,7 @@ def outer_dsn(sqlrunner_server: PostgresServer) -> str:
 @pytest.fixture
 def write_sql(pytester: pytest.Pytester) -> WriteSql:
     """Write ``{"forward/0001_x.sql": text}`` under the inner project's sql/ and return it."""
-
-    def write(files: dict[str, str]) -> Path:
-        root = pytester.path / "sql"
-        for relative, text in files.items():
-            path = root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        return root
-
-    return write
+    return lambda files: write_files(pytester.path / "sql", files)
 
 
 @pytest.fixture

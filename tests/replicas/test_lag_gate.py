@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import sqlrunner
 from sqlrunner.report import Event
 
-from .conftest import Replicated
+from .conftest import LagSampler, Replicated
 
 STATEMENTS = 6
 ROWS = 10_000  # each INSERT below writes about 3 MB of WAL (heap and index)
@@ -32,57 +31,10 @@ BIG = {
 BOUND = 1 << 20
 
 
-class LagSampler:
-    """The standby's lag behind the primary, in bytes from LSNs, sampled while a run goes on."""
-
-    def __init__(self, db: Replicated) -> None:
-        self.db, self.peak, self._stop = db, 0, threading.Event()
-        self.starts: list[str] = []
-        self._thread = threading.Thread(target=self._sample)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            rows = self.db.pair.sql(
-                self.db.pair.primary(),
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication",
-            )
-            self.peak = max([self.peak, *(int(r[0]) for r in rows if r[0] is not None)])
-
-    def lsn_at(self, event: Event) -> None:
-        """An on_event listener: the primary's position as each statement starts, and as
-        the file ends (so the last statement's WAL is measured too)."""
-        if event.kind in ("statement_started", "file_finished"):
-            rows = self.db.pair.sql(self.db.pair.primary(), "SELECT pg_current_wal_lsn()::text")
-            self.starts.append(rows[0][0])
-
-    def largest_statement_wal(self) -> int:
-        """The most WAL written from one statement's start to the next's."""
-        pairs = zip(self.starts, self.starts[1:], strict=False)
-        diffs = [
-            self.db.pair.sql(self.db.pair.primary(), "SELECT pg_wal_lsn_diff(%s, %s)", (b, a))
-            for a, b in pairs
-        ]
-        return max(int(d[0][0]) for d in diffs)
-
-    def __enter__(self) -> LagSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def slow_replay(db: Replicated, delay: str) -> None:
-    """Each commit replays ``delay`` after it committed on the primary."""
-    db.pair.sql(db.pair.standby(), f"ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'")
-    db.pair.sql(db.pair.standby(), "SELECT pg_reload_conf()")
-
-
 def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_bound(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    slow_replay(replicated, "1s")
+    replicated.pair.delay_replay("1s")
     sql_dir = sql_set(BIG)
     events: list[Event] = []
 
@@ -114,7 +66,7 @@ def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_
     # falls far behind (proof that the bound above was the gate's doing).
     sqlrunner.rollback(replicated.primary, sql_dir, allow_data_loss=True)
     replicated.pair.caught_up()
-    slow_replay(replicated, "4s")
+    replicated.pair.delay_replay("4s")
     with LagSampler(replicated) as free:
         sqlrunner.apply(replicated.primary, sql_dir)
     assert free.peak > BOUND + 2 * largest, (free.peak, largest)
@@ -123,7 +75,7 @@ def test_max_replica_lag_holds_the_lag_of_a_large_no_transaction_file_under_the_
 def test_lag_gate_gives_up_with_exit_8_and_a_rerun_resumes(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     sql_dir = sql_set(BIG)
     started = time.monotonic()
     with pytest.raises(sqlrunner.ReplicasBehind) as caught:
@@ -134,7 +86,7 @@ def test_lag_gate_gives_up_with_exit_8_and_a_rerun_resumes(
     assert "standby standby1 (127.0.0.1, slot slot1): " in message
     assert "run apply again once it has caught up: it resumes where it stopped" in message
     assert replicated.pair.sql(replicated.primary, "SELECT count(*) FROM big") == [(ROWS,)]
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_resume()")
+    replicated.pair.resume_replay()
     events: list[Event] = []
     report = sqlrunner.apply(
         replicated.primary, sql_dir, max_replica_lag=64 << 20, on_event=events.append

@@ -10,7 +10,7 @@ import sqlrunner
 from tests.integration.test_pgbouncer import bouncer_dsn
 
 from .conftest import Replicated
-from .test_wait_replicas import THINGS, slow_standby
+from .test_wait_replicas import THINGS
 
 __all__ = ["bouncer_dsn"]  # the fixture, used through ``dsn`` below
 
@@ -24,7 +24,7 @@ def dsn(replicated: Replicated) -> str:
 def test_apply_through_pgbouncer_waits_for_the_standby(
     replicated: Replicated, bouncer_dsn: str, sql_set: Any
 ) -> None:
-    slow_standby(replicated, "recovery_min_apply_delay", "1s")
+    replicated.pair.delay_replay("1s")
     report = sqlrunner.apply(
         bouncer_dsn, sql_set(THINGS), wait_replicas=20, max_replica_lag=1 << 30
     )

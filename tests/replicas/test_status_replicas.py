@@ -13,7 +13,7 @@ from .conftest import Replicated
 def test_status_shows_each_standby_from_lsns_and_its_paused_replay(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     replicated.pair.sql(
         replicated.primary, "CREATE TABLE filler AS SELECT g FROM generate_series(1, 20000) g"
     )

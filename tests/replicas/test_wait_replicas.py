@@ -32,16 +32,11 @@ def on_standby(db: Replicated, query: str) -> list[tuple[Any, ...]]:
     return db.pair.sql(db.standby, query)
 
 
-def slow_standby(db: Replicated, setting: str, value: str) -> None:
-    db.pair.sql(db.pair.standby(), f"ALTER SYSTEM SET {setting} = '{value}'")
-    db.pair.sql(db.pair.standby(), "SELECT pg_reload_conf()")
-
-
 def test_apply_returns_once_the_standby_shows_the_new_table(
     replicated: Replicated, sql_set: Any
 ) -> None:
     # Replay runs a second behind: without the wait, the table is not there yet.
-    slow_standby(replicated, "recovery_min_apply_delay", "1s")
+    replicated.pair.delay_replay("1s")
     sql_dir = sql_set(THINGS)
     run = invoke(
         "--dsn",
@@ -65,7 +60,7 @@ def test_apply_returns_once_the_standby_shows_the_new_table(
 def test_nothing_to_apply_does_not_wait(replicated: Replicated, sql_set: Any) -> None:
     sql_dir = sql_set(THINGS)
     sqlrunner.apply(replicated.primary, sql_dir)
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     started = time.monotonic()
     report = sqlrunner.apply(replicated.primary, sql_dir, wait_replicas=30)
     assert time.monotonic() - started < 5
@@ -75,7 +70,7 @@ def test_nothing_to_apply_does_not_wait(replicated: Replicated, sql_set: Any) ->
 def test_paused_replay_exits_8_within_the_timeout_naming_the_standby(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     sql_dir = sql_set(THINGS)
     started = time.monotonic()
     with pytest.raises(sqlrunner.ReplicasBehind) as caught:
@@ -97,7 +92,7 @@ def test_paused_replay_exits_8_within_the_timeout_naming_the_standby(
 def test_a_standby_named_by_dsn_says_its_replay_is_paused(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     with pytest.raises(sqlrunner.ReplicasBehind) as caught:
         sqlrunner.apply(
             replicated.primary, sql_set(THINGS), wait_replicas=1, replicas=[replicated.standby]
@@ -108,10 +103,8 @@ def test_a_standby_named_by_dsn_says_its_replay_is_paused(
 
 
 def test_resumed_replay_lets_the_wait_succeed(replicated: Replicated, sql_set: Any) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
-    resume = threading.Timer(
-        1.0, replicated.pair.sql, (replicated.pair.standby(), "SELECT pg_wal_replay_resume()")
-    )
+    replicated.pair.pause_replay()
+    resume = threading.Timer(1.0, replicated.pair.resume_replay)
     resume.start()
     started = time.monotonic()
     try:
@@ -129,7 +122,7 @@ def test_a_query_on_the_standby_holding_the_table_stalls_replay_and_is_named(
     sql_dir = sql_set({**THINGS, **NOTE})
     sqlrunner.apply(replicated.primary, sql_dir, to=1, wait_replicas=20)
     # Replay waits as long as the query runs instead of cancelling it after 30 s.
-    slow_standby(replicated, "max_standby_streaming_delay", "-1")
+    replicated.pair.configure_standby("max_standby_streaming_delay", "-1")
     reader = psycopg.connect(replicated.standby, application_name="report reader")
     try:
         reader.execute("SELECT count(*) FROM things")  # its transaction holds ACCESS SHARE
@@ -151,7 +144,7 @@ def test_a_query_on_the_standby_holding_the_table_stalls_replay_and_is_named(
 def test_a_standby_that_stops_during_the_wait_is_named(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     stop = threading.Timer(0.5, replicated.pair.stop, ("standby",))
     stop.start()
     try:
@@ -196,7 +189,7 @@ def test_a_stopped_standby(replicated: Replicated, sql_set: Any) -> None:
 
 
 def test_exit_code_8_as_the_shell_sees_it(replicated: Replicated, sql_set: Any) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     sql_dir: Path = sql_set(THINGS)
     done = run_process(
         "--dsn", replicated.primary, "--sql-dir", str(sql_dir), "apply", "--wait-replicas", "1"
@@ -242,7 +235,7 @@ def test_positions_hidden_from_the_role_are_refused_before_anything_runs(
 def test_the_json_error_of_exit_8_names_the_standbys_and_what_was_applied(
     replicated: Replicated, sql_set: Any
 ) -> None:
-    replicated.pair.sql(replicated.pair.standby(), "SELECT pg_wal_replay_pause()")
+    replicated.pair.pause_replay()
     run = invoke(
         "--dsn", replicated.primary, "--sql-dir", str(sql_set(THINGS)), "--json",
         "apply", "--wait-replicas=1",

@@ -69,62 +69,53 @@ class Price:
     currency: str = "USD"
 
 
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+def price(
+    provider: str,
+    model: str,
+    per_token: tuple[str, str],
+    since: str,
+    until: str | None = None,
+    currency: str = "USD",
+) -> Price:
+    """A model_pricing row as a price list states it: (input, output) per token as decimal
+    text, the day it takes effect and the day it ends (if it does), at midnight UTC."""
+
+    def day(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    return Price(
+        provider,
+        model,
+        Decimal(per_token[0]),
+        Decimal(per_token[1]),
+        day(since),
+        day(until) if until else None,
+        currency,
+    )
 
 
 PRICES = [
     # a price cut: the old price ends where the new one starts
-    Price(
-        "openai",
-        "gpt-4o",
-        Decimal("0.000005"),
-        Decimal("0.000015"),
-        _at("2024-05-13"),
-        _at("2024-10-01"),
-    ),
-    Price("openai", "gpt-4o", Decimal("0.0000025"), Decimal("0.00001"), _at("2024-10-01")),
-    Price("openai", "gpt-4o-mini", Decimal("0.00000015"), Decimal("0.0000006"), _at("2024-07-18")),
+    price("openai", "gpt-4o", ("0.000005", "0.000015"), "2024-05-13", "2024-10-01"),
+    price("openai", "gpt-4o", ("0.0000025", "0.00001"), "2024-10-01"),
+    price("openai", "gpt-4o-mini", ("0.00000015", "0.0000006"), "2024-07-18"),
     # a promotion inside an open-ended price: after it, the open-ended one applies again
-    Price(
-        "anthropic",
-        "claude-3-5-sonnet",
-        Decimal("0.000003"),
-        Decimal("0.000015"),
-        _at("2024-06-20"),
-    ),
-    Price(
-        "anthropic",
-        "claude-3-5-sonnet",
-        Decimal("0.0000015"),
-        Decimal("0.0000075"),
-        _at("2024-11-01"),
-        _at("2024-12-01"),
-    ),
+    price("anthropic", "claude-3-5-sonnet", ("0.000003", "0.000015"), "2024-06-20"),
+    price("anthropic", "claude-3-5-sonnet", ("0.0000015", "0.0000075"), "2024-11-01", "2024-12-01"),
     # a price that ended with nothing after it: later rows stay unpriced
-    Price(
-        "anthropic",
-        "claude-3-haiku",
-        Decimal("0.00000025"),
-        Decimal("0.00000125"),
-        _at("2024-03-13"),
-        _at("2025-01-01"),
-    ),
-    Price("groq", "llama-3.1-70b", Decimal("0.00000059"), Decimal("0.00000079"), _at("2024-07-23")),
+    price("anthropic", "claude-3-haiku", ("0.00000025", "0.00000125"), "2024-03-13", "2025-01-01"),
+    price("groq", "llama-3.1-70b", ("0.00000059", "0.00000079"), "2024-07-23"),
     # a local model: free, so a cost of 0, not NULL
-    Price("ollama", "llama3.1:8b", Decimal("0"), Decimal("0"), _at("2024-01-01")),
+    price("ollama", "llama3.1:8b", ("0", "0"), "2024-01-01"),
     # not in USD: no cost_usd from it
-    Price(
+    price(
         "openrouter",
         "meta-llama/llama-3-70b",
-        Decimal("0.0000005"),
-        Decimal("0.0000007"),
-        _at("2024-02-01"),
+        ("0.0000005", "0.0000007"),
+        "2024-02-01",
         currency="EUR",
     ),
-    Price(
-        "openrouter", "openai/gpt-4o", Decimal("0.000005"), Decimal("0.000015"), _at("2024-06-01")
-    ),
+    price("openrouter", "openai/gpt-4o", ("0.000005", "0.000015"), "2024-06-01"),
 ]
 ROWS = 2400
 BATCH = 250

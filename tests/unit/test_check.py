@@ -8,16 +8,9 @@ from sqlrunner import api
 from sqlrunner.errors import Problem
 from sqlrunner.files import load_migration_set
 from sqlrunner.report import render_text, to_dict
+from tests.conftest import write_files
 
 REPO_SQL = Path(__file__).resolve().parents[2] / "sql"
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 def test_the_shipped_set_has_no_problems() -> None:
@@ -29,7 +22,7 @@ def test_the_shipped_set_has_no_problems() -> None:
 
 
 def test_every_problem_of_every_kind_of_file_is_reported_at_once(tmp_path: Path) -> None:
-    root = write(
+    root = write_files(
         tmp_path,
         {
             "forward/0001_ok.sql": "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n",
@@ -74,7 +67,7 @@ def test_a_missing_sql_dir_is_a_problem_not_an_exception(tmp_path: Path) -> None
 
 
 def test_a_loaded_set_can_be_checked(tmp_path: Path) -> None:
-    root = write(tmp_path, {"forward/0001_x.sql": "CREATE TABLE t ();\n"})
+    root = write_files(tmp_path, {"forward/0001_x.sql": "CREATE TABLE t ();\n"})
 
     report = api.check(load_migration_set(root))
 
@@ -82,7 +75,7 @@ def test_a_loaded_set_can_be_checked(tmp_path: Path) -> None:
 
 
 def test_the_report_renders_as_text_and_json(tmp_path: Path) -> None:
-    root = write(tmp_path, {"forward/0001_x.sql": "BEGIN;\nSELEC 1;\nCOMMIT;\n"})
+    root = write_files(tmp_path, {"forward/0001_x.sql": "BEGIN;\nSELEC 1;\nCOMMIT;\n"})
     report = api.check(root)
 
     assert render_text(report) == (

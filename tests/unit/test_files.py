@@ -10,18 +10,14 @@ import pytest
 
 from sqlrunner.errors import InvalidMigrationSet
 from sqlrunner.files import MAX_FILE_BYTES, checksum_of, load_migration_set, read_migration_set
+from tests.conftest import write_files
 
 TX = "BEGIN;\nSELECT 1;\nCOMMIT;\n"
 
 
 def write(root: Path, relative: str, content: str | bytes = TX) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
+    """One file of a set (a transaction that selects 1 unless told): its path."""
+    return write_files(root, {relative: content}) / relative
 
 
 def refusal(root: Path) -> str:
