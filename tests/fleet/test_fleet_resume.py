@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.integration.conftest import wait_until
 
@@ -50,21 +52,46 @@ def started(argv: list[str], **output: Any) -> Iterator[subprocess.Popen[str]]:
             run.wait()
 
 
+def inside_a_file(dsn: str, names: list[str]) -> list[str]:
+    """The databases among ``names`` whose migration is in a file's pg_sleep right now: the
+    server holds that file's last message (the sleep, its ledger rows, COMMIT)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_stat_activity WHERE state = 'active' "
+            "AND query LIKE 'SELECT pg_sleep(%%' AND datname = ANY (%s)",
+            (names,),
+        ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
 def test_kill_9_mid_run_then_rerun_applies_exactly_the_missing_files(
     tmp_path, sql_set, make_databases: MakeDatabases
 ):
     sql = sql_set(slow(TENANT_SET, 0.15))
     dsns = make_databases(16)
     apply = fleet_apply(sql, write_targets(tmp_path, dsns), 4, "--json")
+    names = [str(conninfo_to_dict(dsn)["dbname"]) for dsn in dsns]
+    inside: list[str] = []
+
+    def caught_inside_a_file() -> bool:
+        inside[:] = inside_a_file(dsns[0], names)
+        return bool(inside)
+
     with started(apply, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
         wait_until(
             lambda: sum(map(len, map(ledger_versions, dsns))) >= 12,
             "12 of the 48 files applied",
             timeout=60,
         )
+        wait_until(caught_inside_a_file, "a target inside a file", timeout=60)
         os.kill(run.pid, signal.SIGKILL)
         assert run.wait(10) == -signal.SIGKILL
-    before = {dsn: ledger_versions(dsn) for dsn in dsns}
+    # the targets killed inside a file first, before their sleep ends
+    first = sorted(dsns, key=lambda dsn: conninfo_to_dict(dsn)["dbname"] not in inside)
+    before = {dsn: ledger_versions(dsn) for dsn in first}
+    time.sleep(1)  # longer than any file's pg_sleep: what the server still ran is over
+    after = {dsn: ledger_versions(dsn) for dsn in dsns}
+    assert after == before, "a file committed after its run was killed"
     counts = sorted(len(v) for v in before.values())
     assert counts[0] < 3 and counts[-1] > 0, before  # killed in the middle of the fleet
     assert all(v == [1, 2, 3][: len(v)] for v in before.values())  # each ledger a prefix

@@ -60,14 +60,15 @@ def test_killed_runner_leaves_no_lock_and_rerun_finishes(dsn: str, sql_set: SqlS
     )
     kill_runner_in_slow_statement(root, runner_dsn=dsn, observer_dsn=dsn)
     # The lock connection's idle transaction ends at once; the busy backend notices the
-    # closed socket within client_connection_check_interval and rolls back.
+    # closed socket within client_connection_check_interval and rolls back. Until then it
+    # holds the lock its INSERT took on runs (it has not reached the ALTER of orders).
     wait_until(lambda: advisory_locks(dsn) == 0, message="the runner lock to go")
     wait_until(
         lambda: (
             query(
                 dsn,
                 "SELECT count(*) FROM pg_locks l JOIN pg_class c "
-                "ON c.oid = l.relation WHERE c.relname = 'orders'",
+                "ON c.oid = l.relation WHERE c.relname IN ('runs', 'orders')",
             )[0][0]
             == 0
         ),
