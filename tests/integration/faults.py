@@ -253,6 +253,34 @@ def pgbouncer(dsn: str, settings: str) -> Iterator[str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+ROUND_ROBIN = "server_round_robin = 1"  # each transaction on the next server connection
+
+
+@contextlib.contextmanager
+def round_robin_pgbouncer(dsn: str, clients: int = 2) -> Iterator[str]:
+    """``pgbouncer`` handing each transaction the next server connection, with ``clients``
+    other clients running SELECTs so the pool holds several: a statement psycopg
+    prepared on one server connection is sent by name to another, where it does not
+    exist (PgBouncer 1.18 does not track prepared statements)."""
+    with pgbouncer(dsn, ROUND_ROBIN) as through:
+        stop = threading.Event()
+
+        def churn() -> None:
+            with psycopg.connect(through, autocommit=True, prepare_threshold=None) as conn:
+                while not stop.is_set():
+                    conn.execute("SELECT 1")
+
+        others = [threading.Thread(target=churn) for _ in range(clients)]
+        for other in others:
+            other.start()
+        try:
+            yield through
+        finally:
+            stop.set()
+            for other in others:
+                other.join(timeout=10)
+
+
 def _run_in_network_namespace(target_dsn: str, argv: list[str]) -> int:
     """Inside a fresh network namespace (``unshare -n``): bring up its own loopback, put
     the proxy on it, run ``sqlrunner ARGV`` through the proxy, and on SIGUSR1 take that

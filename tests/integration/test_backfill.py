@@ -181,6 +181,44 @@ def test_a_terminated_backend_mid_batch_resumes_exactly_once(dsn: str, sql_set: 
     assert position(dsn) == (1, 101, 101, 10, 86, True)
 
 
+# Batch [41, 51) sleeps 2 s: long enough for the test to move the progress row under it.
+PAUSE_AT_41 = " FROM (SELECT CASE WHEN :lo = 41 THEN pg_sleep(2) END) AS pause"
+IN_41 = STALLED.replace("41 = 41 AND%", "41 = 41 THEN pg_sleep(2)%")
+
+
+def test_a_batch_whose_progress_row_moved_under_it_rolls_back(dsn: str, sql_set: SqlSet) -> None:
+    """Another runner (one that wrongly believed it held the runner lock) applies batch
+    [41, 51) and moves the progress row to 51 while this run's own [41, 51) is in flight.
+    The progress UPDATE is guarded by ``next_key = lo``: this run's batch rolls back
+    with LockLost instead of committing the same rows a second time."""
+    root = items_set(sql_set, batched(body=PAUSE_AT_41))
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sqlrunner.apply(dsn, root)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    wait_until(lambda: query(dsn, IN_41), message="the batch at key 41 to run")
+    # what the other runner commits: the batch and its progress row, in one transaction
+    query(
+        dsn,
+        "WITH batch AS (UPDATE items SET counter = counter + 1 WHERE id >= 41 AND id < 51) "
+        "UPDATE sqlrunner_ledger_backfill SET next_key = 51, batches = batches + 1, "
+        "rows = rows + 8 WHERE version = 2 AND next_key = 41 RETURNING 1",
+    )
+    runner.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], sqlrunner.LockLost), outcome
+    assert "batch [41, 51)" in str(outcome[0]) and "moved" in str(outcome[0])
+    assert counters(dsn) == {1: 43, 0: 43}  # [1, 51) once, the rest not yet
+    sqlrunner.apply(dsn, root)
+    assert counters(dsn) == {1: 86}
+    assert position(dsn) == (1, 101, 101, 10, 86, True)
+
+
 def next_key(dsn: str) -> int | None:
     """The stored next key; None before the first batched file created the table."""
     if query(dsn, "SELECT to_regclass('sqlrunner_ledger_backfill')") == [(None,)]:

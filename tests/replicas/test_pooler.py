@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import sqlrunner
+from tests.integration.faults import round_robin_pgbouncer
 from tests.integration.test_pgbouncer import bouncer_dsn
 
 from .conftest import Replicated
@@ -30,4 +31,20 @@ def test_apply_through_pgbouncer_waits_for_the_standby(
     )
     assert report.replicas is not None
     assert [s.name for s in report.replicas.standbys] == ["standby1"]
+    assert replicated.pair.sql(replicated.standby, "SELECT label FROM things") == [("one",)]
+
+
+def test_a_long_wait_through_a_round_robin_pooler_never_uses_a_prepared_statement(
+    replicated: Replicated, sql_set: Any
+) -> None:
+    """A wait of 2 s re-reads the standbys' positions every 0.1 s with one query text:
+    psycopg would prepare it after five reads, and a round-robin pooler would send the
+    sixth to a server connection that never saw it ("prepared statement does not
+    exist"); the run's connections never prepare."""
+    replicated.pair.delay_replay("2s")
+    with round_robin_pgbouncer(replicated.primary) as through:
+        report = sqlrunner.apply(
+            through, sql_set(THINGS), wait_replicas=20, max_replica_lag=1 << 30
+        )
+    assert report.replicas is not None and report.replicas.waited_ms >= 1000, report.replicas
     assert replicated.pair.sql(replicated.standby, "SELECT label FROM things") == [("one",)]
