@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import start_server
@@ -503,7 +504,8 @@ def backfill_table(
     lines = [
         f"forward/0004 on llm_usage_logs: {args.rows:,} rows; load: {args.writers} writers x "
         f"{1 / args.interval:.0f} inserts/s during the backfill; {version}; load average "
-        f"{os.getloadavg()[0]:.1f} at the end (2 cores, shared)",
+        f"{os.getloadavg()[0]:.1f} at the end (2 cores, shared)"
+        + (f"; server settings: {', '.join(args.set)}" if args.set else ""),
         "",
         "| run | seconds | rows changed | rows/s | batches | heap after | table+indexes after "
         "| dead tuples after |",
@@ -553,6 +555,25 @@ def run_backfill(server: object, work: Path, args: argparse.Namespace) -> str:
     return backfill_table(bf, single, loop, args, server.version())  # type: ignore[attr-defined]
 
 
+def configure(admin: str, settings: list[str]) -> None:
+    """``NAME=VALUE`` settings for the whole server, in effect before anything is measured."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for setting in settings:
+            name, _, value = setting.partition("=")
+            conn.execute(
+                psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                    psycopg.sql.Identifier(name), psycopg.sql.Literal(value)
+                )
+            )
+        conn.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the reload is a signal: a backend started after it reads the new values
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for setting in settings:
+            name = setting.partition("=")[0]
+            shown = conn.execute(psycopg.sql.SQL("SHOW {}").format(psycopg.sql.Identifier(name)))
+            print(f"  server: {name} = {shown.fetchone()[0]}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -563,6 +584,14 @@ def main() -> None:
     parser.add_argument("--variants", default="careful,naive,backfill")
     parser.add_argument("--kills", type=int, default=20, help="kill -9 of the backfill")
     parser.add_argument("--seed", type=int, default=17, help="random moments of the kills")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting (ALTER SYSTEM, then reload): measure a remedy, e.g. "
+        "--set wal_compression=pglz --set max_wal_size=4GB",
+    )
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     variants = args.variants.split(",")
@@ -571,6 +600,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="busy-table-"))
     text = backfill_text = ""
     try:
+        configure(server.uri("postgres"), args.set)
         sets = {"careful": REPO / "sql", "naive": naive_set(REPO / "sql", work / "naive")}
         if schema:
             results = [run_variant(server, v, sets[v], args) for v in schema]

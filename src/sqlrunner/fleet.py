@@ -335,10 +335,13 @@ def _apply_one(
     started = time.monotonic()
     applied: list[str] = []
     seeded: list[str] = []
+    warnings: list[str] = []
 
     def listen(event: Event) -> None:  # what committed, even when a later file fails
         if event.kind == "file_finished" and event.result is not None:
             (seeded if event.result.kind == "seed" else applied).append(event.result.label)
+        elif event.kind == "warning":
+            warnings.append(event.message)
 
     own = {**options, "ledger_schema": target.schema or options.get("ledger_schema", "public")}
     result = TargetResult(target.name, target.shown, target.schema, "ok", 0, canary=canary)
@@ -367,7 +370,11 @@ def _apply_one(
             location=where,
         )
     return replace(
-        result, applied=tuple(applied), seeded=tuple(seeded), duration_ms=elapsed_ms(started)
+        result,
+        applied=tuple(applied),
+        seeded=tuple(seeded),
+        warnings=tuple(warnings),
+        duration_ms=elapsed_ms(started),
     )
 
 

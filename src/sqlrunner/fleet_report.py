@@ -37,6 +37,7 @@ class TargetResult:
     location: str | None = None  # path:line:column of a failing statement
     duration_ms: int = 0
     canary: bool = False
+    warnings: tuple[str, ...] = ()  # what `sqlrunner apply` warns of on this target
 
 
 @dataclass(frozen=True, slots=True)

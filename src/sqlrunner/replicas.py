@@ -175,7 +175,7 @@ class Standby:
         elif self.bytes_unreceived is not None and self.bytes_unreceived > 0:
             parts.append(f"{size(self.bytes_unreceived)} of it not yet received")
         elif self.bytes_unreceived is not None:
-            hint = "; --replica DSN shows which" if self.source == STREAMING else ""
+            hint = "; apply --replica DSN shows which" if self.source == STREAMING else ""
             parts.append(f"received but not replayed: replay paused or blocked there{hint}")
         if stalled_since is not None:
             parts.append(f"replay stalled since {when(stalled_since)}")
@@ -372,7 +372,7 @@ def _hidden_note(conn: psycopg.Connection[Any], hidden: int) -> str:
     user = _primary(conn)[2]
     return (
         f"pg_stat_replication shows {hidden} standby(s) but hides their positions from role "
-        f"{user}: grant it pg_read_all_stats, or name each standby with --replica DSN"
+        f"{user}: grant it pg_read_all_stats, or name each standby with apply --replica DSN"
     )
 
 
@@ -506,7 +506,7 @@ def _wait_notes(standbys: Standbys) -> tuple[str, ...]:
     if not current and not hidden:
         notes.append(
             "no standby streams from this server: nothing to wait for (name a cascaded "
-            "standby, or one a pooler hides, with --replica DSN)"
+            "standby, or one a pooler hides, with apply --replica DSN)"
         )
     notes += [
         f"slot {slot.name} is inactive: its standby is not streaming and was not waited for"

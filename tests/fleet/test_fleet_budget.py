@@ -99,14 +99,29 @@ def test_pending_and_failed_targets_together_exit_7(
 
 
 def test_wait_replicas_with_no_standby_is_a_no_op_on_every_target(
-    sql_set: Any, make_databases: MakeDatabases, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sql_set: Any, make_databases: MakeDatabases, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Each target's warning is its own: in the service's log, in its result, and under
+    its line in the CLI's output."""
     dsns = make_databases(2)
     with caplog.at_level(logging.WARNING, logger="sqlrunner"):
         report = fleet.apply(dsns, sql_set(TENANT_SET), wait_replicas=5, max_replica_lag=1 << 20)
     assert report.exit_code == 0, [r.error for r in report.results]
     # each target's apply looked for its own standbys once it had committed
     assert sum(r.getMessage().startswith(NO_STANDBY) for r in caplog.records) == 2
+    for result in report.results:
+        assert isinstance(result, fleet.TargetResult)
+        assert [w[: len(NO_STANDBY)] for w in result.warnings] == [NO_STANDBY], result
+    fresh = make_databases(1)
+    run = invoke(
+        *("--sql-dir", str(sql_set(TENANT_SET)), "fleet", "apply"),
+        *("--targets", str(write_targets(tmp_path, fresh)), "--wait-replicas", "5"),
+    )
+    assert run.code == 0, run.output
+    lines = run.stderr.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("[1/1] ok ")]
+    assert lines[at + 1].startswith(f"    warning: {NO_STANDBY}"), lines
+    assert "apply --replica DSN" in lines[at + 1], lines
 
 
 def test_fleet_apply_passes_budget_and_standby_options_to_each_target(

@@ -217,7 +217,7 @@ def test_positions_hidden_from_the_role_are_refused_before_anything_runs(
             sqlrunner.apply(as_app, sql_set(THINGS), wait_replicas=5)
         assert str(caught.value) == (
             f"pg_stat_replication shows 1 standby(s) but hides their positions from role {role}: "
-            "grant it pg_read_all_stats, or name each standby with --replica DSN | nothing was run"
+            "grant it pg_read_all_stats, or name each standby with apply --replica DSN | nothing was run"
         )
         assert pair.sql(replicated.primary, "SELECT to_regclass('sqlrunner_ledger')") == [(None,)]
         # Named by DSN, the standby is waited for; the hidden row is a note.

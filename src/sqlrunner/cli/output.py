@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import psycopg
 
 from ..errors import ConnectionFailed
-from ..fleet_report import FleetEvent, FleetListener
+from ..fleet_report import FleetEvent, FleetListener, TargetResult
 from ..report import SCHEMA_VERSION, Event, json_default, when
 from ..session import connect
 
@@ -259,8 +259,9 @@ def fleet_printer(stream: TextIO, verbosity: int = 0, log_format: str = "text") 
             line = json_line(
                 event.kind, event.message, done=event.done, total=event.total, **fields
             )
-        else:
-            line = event.message
+        else:  # a target's warnings under its line (services read them in their log)
+            warnings = result.warnings if isinstance(result, TargetResult) else ()
+            line = "\n".join([event.message, *(f"    warning: {w}" for w in warnings)])
         print(line, file=stream, flush=True)
 
     return show
