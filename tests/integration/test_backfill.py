@@ -7,6 +7,7 @@ applied twice after a crash) or never shows as a counter other than 1.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -155,10 +157,10 @@ def test_a_parse_error_points_at_the_file_not_the_substituted_text(
     assert failed.value.sqlstate == "42703"
 
 
-def test_a_terminated_backend_mid_batch_resumes_exactly_once(dsn: str, sql_set: SqlSet) -> None:
-    """The runner's backend is terminated while batch [41, 51) sleeps; the batches before
-    it are committed, that one rolled back, and the next apply finishes the rest."""
-    root = items_set(sql_set, batched(body=STALL_AT_41))
+@contextlib.contextmanager
+def apply_in_background(dsn: str, root: Path) -> Iterator[list[BaseException]]:
+    """``sqlrunner.apply`` in a thread while the block acts on the database; the list
+    then holds what the apply raised (the thread is joined on leaving the block)."""
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -169,9 +171,19 @@ def test_a_terminated_backend_mid_batch_resumes_exactly_once(dsn: str, sql_set: 
 
     runner = threading.Thread(target=run)
     runner.start()
-    wait_until(lambda: query(dsn, STALLED), message="the batch at key 41 to run")
-    query(dsn, f"SELECT pg_terminate_backend(pid) FROM ({STALLED}) AS s")
-    runner.join(timeout=30)
+    try:
+        yield outcome
+    finally:
+        runner.join(timeout=30)
+
+
+def test_a_terminated_backend_mid_batch_resumes_exactly_once(dsn: str, sql_set: SqlSet) -> None:
+    """The runner's backend is terminated while batch [41, 51) sleeps; the batches before
+    it are committed, that one rolled back, and the next apply finishes the rest."""
+    root = items_set(sql_set, batched(body=STALL_AT_41))
+    with apply_in_background(dsn, root) as outcome:
+        wait_until(lambda: query(dsn, STALLED), message="the batch at key 41 to run")
+        query(dsn, f"SELECT pg_terminate_backend(pid) FROM ({STALLED}) AS s")
     assert len(outcome) == 1 and isinstance(outcome[0], sqlrunner.ConnectionLost), outcome
     assert "[41, 51)" in str(outcome[0]) and "resumes" in str(outcome[0])
     assert position(dsn)[2:4] == (41, 4)
@@ -192,25 +204,15 @@ def test_a_batch_whose_progress_row_moved_under_it_rolls_back(dsn: str, sql_set:
     The progress UPDATE is guarded by ``next_key = lo``: this run's batch rolls back
     with LockLost instead of committing the same rows a second time."""
     root = items_set(sql_set, batched(body=PAUSE_AT_41))
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sqlrunner.apply(dsn, root)
-        except BaseException as exc:  # handed to the test's thread
-            outcome.append(exc)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    wait_until(lambda: query(dsn, IN_41), message="the batch at key 41 to run")
-    # what the other runner commits: the batch and its progress row, in one transaction
-    query(
-        dsn,
-        "WITH batch AS (UPDATE items SET counter = counter + 1 WHERE id >= 41 AND id < 51) "
-        "UPDATE sqlrunner_ledger_backfill SET next_key = 51, batches = batches + 1, "
-        "rows = rows + 8 WHERE version = 2 AND next_key = 41 RETURNING 1",
-    )
-    runner.join(timeout=30)
+    with apply_in_background(dsn, root) as outcome:
+        wait_until(lambda: query(dsn, IN_41), message="the batch at key 41 to run")
+        # what the other runner commits: the batch and its progress row, in one transaction
+        query(
+            dsn,
+            "WITH batch AS (UPDATE items SET counter = counter + 1 WHERE id >= 41 AND id < 51) "
+            "UPDATE sqlrunner_ledger_backfill SET next_key = 51, batches = batches + 1, "
+            "rows = rows + 8 WHERE version = 2 AND next_key = 41 RETURNING 1",
+        )
     assert len(outcome) == 1 and isinstance(outcome[0], sqlrunner.LockLost), outcome
     assert "batch [41, 51)" in str(outcome[0]) and "moved" in str(outcome[0])
     assert counters(dsn) == {1: 43, 0: 43}  # [1, 51) once, the rest not yet
