@@ -33,7 +33,7 @@ import psycopg
 from .errors import InvalidMigrationSet
 from .files import Migration, line_and_column
 from .report import CheckResult, VerifyReport
-from .session import SessionState, literal
+from .session import SEPARATOR, SessionState, literal
 from .sqltext import Script, Statement
 
 VERIFY_LOCK_TIMEOUT = "200ms"
@@ -93,35 +93,48 @@ def run_checks(
     started = time.monotonic()
     if state is None and scripts:
         state = SessionState.capture(conn)
-    bounds = (
-        f"SET LOCAL lock_timeout = {literal(lock_timeout)}; "
-        f"SET LOCAL statement_timeout = {literal(statement_timeout)};\n"
-    )
+    bounds = check_bounds(lock_timeout, statement_timeout)
     checks: list[CheckResult] = []
     for script in scripts:
         checks.extend(_run_file(conn, script, bounds, state))
     return VerifyReport(target, tuple(checks), int((time.monotonic() - started) * 1000))
 
 
+def check_bounds(lock_timeout: str, statement_timeout: str) -> list[str]:
+    """The runner's limits, sent again in front of each check statement (a verify file
+    cannot SET them; sent with each, they hold whatever a statement before did)."""
+    return [
+        f"SET LOCAL lock_timeout = {literal(lock_timeout)}",
+        f"SET LOCAL statement_timeout = {literal(statement_timeout)}",
+    ]
+
+
+def file_opening(bounds: Sequence[str]) -> list[str]:
+    """Sent after BEGIN: SELECT 1 takes the transaction's snapshot, and from then on it
+    cannot become read-write."""
+    return ["SET TRANSACTION READ ONLY", *bounds, "SELECT 1"]
+
+
 def _run_file(
     conn: psycopg.Connection[tuple[Any, ...]],
     script: Script,
-    bounds: str,
+    bounds: Sequence[str],
     state: SessionState | None,
 ) -> list[CheckResult]:
+    """One message per statement, its parts joined as ``session.send`` joins them."""
     m = script.migration
     results: list[CheckResult] = []
-    # SELECT 1 takes the transaction's snapshot: from then on it cannot become read-write.
+    prefix = SEPARATOR.join([*bounds, ""])
     try:
-        with conn.transaction(force_rollback=True):
-            conn.execute("SET TRANSACTION READ ONLY; " + bounds + "SELECT 1")
+        with conn.transaction(force_rollback=True):  # psycopg sends BEGIN, then ROLLBACK
+            conn.execute(SEPARATOR.join(file_opening(bounds)))
             for statement in script.statements:
                 try:
-                    cursor = conn.execute(bounds + statement.text)
+                    cursor = conn.execute(prefix + statement.text)
                     while cursor.nextset():
                         pass  # the statement's own result is the last one
                 except psycopg.Error as exc:
-                    position = int(exc.diag.statement_position or 0) - len(bounds)
+                    position = int(exc.diag.statement_position or 0) - len(prefix)
                     offset = statement.offset + max(0, position - 1)
                     line, _ = line_and_column(m.text, offset)
                     results.append(
@@ -137,7 +150,7 @@ def _run_file(
     finally:  # a check's session advisory locks, even when interrupted
         release = state.release_locks() if state is not None else []
         if release:
-            conn.execute("; ".join(release))
+            conn.execute(SEPARATOR.join(release))
     return results
 
 

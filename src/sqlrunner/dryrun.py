@@ -21,10 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from . import ledger
-from .checks import VERIFY_STATEMENT_TIMEOUT
+from .checks import VERIFY_STATEMENT_TIMEOUT, check_bounds, file_opening
 from .ledger import LedgerTables, RunContext
 from .locking import LOCK_SESSION_LIMITS, RetryPolicy
 from .locklevels import Lock, StatementLocks, statement_locks
@@ -73,10 +71,6 @@ def _sent(messages: Iterable[Message], file: str) -> Iterator[PlannedStatement]:
                 yield _theirs(owner, file, text)
             else:
                 yield PlannedStatement(text, RUNNER, file)
-
-
-def _literal(value: str) -> str:
-    return sql.Literal(value).as_string()
 
 
 def held_check(tables: LedgerTables) -> str:
@@ -169,21 +163,17 @@ class Preview:
         yield from _sent([said.backfill_transaction(rows)], path)
 
     def verify(self, scripts: Sequence[Script]) -> Iterator[PlannedStatement]:
-        """Each verify file in a READ ONLY transaction that is rolled back (checks.py),
-        the runner's bounds sent again with each statement."""
-        bounds = [
-            f"SET LOCAL lock_timeout = {_literal(self.messages.lock_timeout)}",
-            f"SET LOCAL statement_timeout = {_literal(VERIFY_STATEMENT_TIMEOUT)}",
-        ]
+        """Each verify file in a READ ONLY transaction that is rolled back, as checks.py
+        sends it: the runner's bounds in front of each statement."""
+        bounds = check_bounds(self.messages.lock_timeout, VERIFY_STATEMENT_TIMEOUT)
+        release = self.messages.state.release_locks()
         for script in scripts:
             path = script.migration.display_path
-            yield from _ours(
-                "BEGIN READ ONLY", *bounds, "SELECT 1  -- takes the snapshot", file=path
-            )
+            yield from _ours("BEGIN", *file_opening(bounds), file=path)
             for statement in script.statements:
                 yield from _ours(*bounds, file=path)
                 yield _theirs(statement, path)
-            yield from _ours("ROLLBACK", *self.messages.state.release_locks(), file=path)
+            yield from _ours("ROLLBACK", *release, file=path)
 
     def finish(self, applied: int, seeded: int) -> Iterator[PlannedStatement]:
         detail = f"{applied} applied, {seeded} seeded"

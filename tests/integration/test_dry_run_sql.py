@@ -205,16 +205,20 @@ def test_the_preview_is_what_the_run_then_sends_in_the_same_order(
             "UPDATE t SET d = 1 WHERE id >= :lo AND id < :hi AND d IS NULL;\n",
             "seed/0001_rows.sql": "BEGIN;\nINSERT INTO t VALUES (1, 'it''s') ON CONFLICT DO NOTHING;\n"
             "COMMIT;\n",
+            "verify/0001_t.sql": "SELECT 't has rows', count(*) > 0, count(*)::text FROM t;\n"
+            "SELECT 'd filled', bool_and(d = 1), NULL FROM t WHERE id > 1;\n",
         }
     )
     with psycopg.connect(dsn, autocommit=True) as conn:
-        preview = sqlrunner.apply(conn, sql_dir, dry_run=True, show_sql=True, verify=False)
+        preview = sqlrunner.apply(conn, sql_dir, dry_run=True, show_sql=True)
         trace = tmp_path / "trace"
         with trace.open("wb") as out:
             conn.pgconn.trace(out.fileno())
             conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-            sqlrunner.apply(conn, sql_dir, verify=False)
+            report = sqlrunner.apply(conn, sql_dir)
             conn.pgconn.untrace()
+    assert report.verification is not None and len(report.verification.checks) == 2
+    assert report.verification.ok, report.verification
     exact = [
         normal(s.sql if s.by == "file" else s.sql.split("  -- ")[0])  # less the preview's notes
         for s in preview.statements
