@@ -557,9 +557,9 @@ def run_backfill(server: object, work: Path, args: argparse.Namespace) -> str:
 
 def configure(admin: str, settings: list[str]) -> None:
     """``NAME=VALUE`` settings for the whole server, in effect before anything is measured."""
+    pairs = [setting.partition("=")[::2] for setting in settings]
     with psycopg.connect(admin, autocommit=True) as conn:
-        for setting in settings:
-            name, _, value = setting.partition("=")
+        for name, value in pairs:
             conn.execute(
                 psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
                     psycopg.sql.Identifier(name), psycopg.sql.Literal(value)
@@ -568,8 +568,7 @@ def configure(admin: str, settings: list[str]) -> None:
         conn.execute("SELECT pg_reload_conf()")
     time.sleep(0.5)  # the reload is a signal: a backend started after it reads the new values
     with psycopg.connect(admin, autocommit=True) as conn:
-        for setting in settings:
-            name = setting.partition("=")[0]
+        for name, _ in pairs:
             shown = conn.execute(psycopg.sql.SQL("SHOW {}").format(psycopg.sql.Identifier(name)))
             print(f"  server: {name} = {shown.fetchone()[0]}", file=sys.stderr)
 

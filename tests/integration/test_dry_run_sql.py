@@ -179,10 +179,18 @@ def shape(statement: str) -> re.Pattern[str]:
     return re.compile(".+?".join(map(re.escape, pieces)), re.S)
 
 
+def sent_as(shown: str, part: str) -> bool:
+    """Whether ``part`` is what the preview's ``shown`` stands for (the lock check is
+    described, "DO: ...": it stands for the DO block sent there)."""
+    if shown.startswith("DO: "):
+        return part.startswith("DO $")
+    return shape(shown).fullmatch(part) is not None
+
+
 def first_not_sent(wanted: list[str], sent: list[str]) -> str | None:
     """The first of ``wanted`` not sent after the ones before it; None when all were."""
     remaining = iter(sent)
-    return next((w for w in wanted if not any(shape(w).fullmatch(p) for p in remaining)), None)
+    return next((w for w in wanted if not any(sent_as(w, p) for p in remaining)), None)
 
 
 def test_the_preview_is_what_the_run_then_sends_in_the_same_order(
@@ -236,17 +244,10 @@ def test_the_preview_is_what_the_run_then_sends_in_the_same_order(
         for lo, hi in ((2, 4), (4, 5))
     ]
     # what the preview shows for one batch is what each of the two batches sent, in order
-    # (the lock check is described, "DO: ...": it stands for the DO block sent there)
     texts = [normal(s.sql) for s in preview.statements]
-    one = texts[texts.index(next(t for t in texts if t.startswith("for each batch"))) + 1 :]
+    one = texts[next(i for i, t in enumerate(texts) if t.startswith("for each batch")) + 1 :]
     one = one[: one.index("after the last batch:")]
     start = sent.index(batches[0]) - next(i for i, t in enumerate(one) if ":lo" in t)
     run = sent[start : start + 2 * len(one)]
-    unlike = [
-        (shown, part)
-        for shown, part in zip(one * 2, run, strict=True)
-        if not (
-            part.startswith("DO $") if shown.startswith("DO: ") else shape(shown).fullmatch(part)
-        )
-    ]
+    unlike = [(w, p) for w, p in zip(one * 2, run, strict=True) if not sent_as(w, p)]
     assert not unlike, unlike
